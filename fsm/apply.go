@@ -1,0 +1,155 @@
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// decode unmarshals a payload strictly.
+func decode(raw json.RawMessage, v any) error {
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	return nil
+}
+
+// apply changes the state for one command; it uses no clock but cmd.Time.
+func (s *state) apply(cmd Command) error {
+	switch cmd.Type {
+	case CmdRegisterUnit:
+		var p RegisterUnit
+		if err := decode(cmd.Payload, &p); err != nil {
+			return err
+		}
+		return s.registerUnit(p, cmd.Time)
+	case CmdRemoveUnit:
+		var p RemoveUnit
+		if err := decode(cmd.Payload, &p); err != nil {
+			return err
+		}
+		return s.removeUnit(p.NodeID, cmd.Time)
+	case CmdCreateExperiment:
+		var p CreateExperiment
+		if err := decode(cmd.Payload, &p); err != nil {
+			return err
+		}
+		return s.createExperiment(p, cmd.Time)
+	case CmdAssign:
+		var p Assign
+		if err := decode(cmd.Payload, &p); err != nil {
+			return err
+		}
+		return s.assign(p, cmd.Time)
+	case CmdUnassign:
+		var p Assign
+		if err := decode(cmd.Payload, &p); err != nil {
+			return err
+		}
+		return s.unassign(p, cmd.Time)
+	case CmdSetActive:
+		var p SetActive
+		if err := decode(cmd.Payload, &p); err != nil {
+			return err
+		}
+		u := s.unitByName(p.Unit)
+		if u == nil {
+			return ErrUnitNotFound
+		}
+		if p.IsActive != 0 && p.IsActive != 1 {
+			return ErrBadPayload
+		}
+		u.IsActive = p.IsActive
+		return nil
+	default:
+		return fmt.Errorf("%w: %q", ErrUnknownCommand, cmd.Type)
+	}
+}
+
+func (s *state) registerUnit(p RegisterUnit, now time.Time) error {
+	if p.NodeID == "" || p.Name == "" {
+		return ErrBadPayload
+	}
+	if other := s.unitByName(p.Name); other != nil && other.NodeID != p.NodeID {
+		return ErrNameTaken
+	}
+	u, ok := s.units[p.NodeID]
+	if !ok {
+		u = &Unit{NodeID: p.NodeID, AddedAt: now, IsActive: 1}
+		s.units[p.NodeID] = u
+	}
+	u.Name, u.Worker = p.Name, p.Worker
+	u.RaftAddr, u.HTTPAddr, u.GossipAddr = p.RaftAddr, p.HTTPAddr, p.GossipAddr
+	if p.ModelName != "" {
+		u.ModelName = p.ModelName
+	}
+	if p.ModelVersion != "" {
+		u.ModelVersion = p.ModelVersion
+	}
+	return nil
+}
+
+func (s *state) removeUnit(nodeID string, now time.Time) error {
+	if _, ok := s.units[nodeID]; !ok {
+		return ErrUnitNotFound
+	}
+	s.closeAssignment(nodeID, now)
+	delete(s.units, nodeID)
+	return nil
+}
+
+func (s *state) createExperiment(p CreateExperiment, now time.Time) error {
+	if p.Experiment == "" {
+		return ErrBadPayload
+	}
+	if _, ok := s.experiments[p.Experiment]; ok {
+		return ErrExperimentExists
+	}
+	tags := append([]string{}, p.Tags...)
+	s.experiments[p.Experiment] = &Experiment{Experiment: p.Experiment, Description: p.Description, Tags: tags, CreatedAt: now}
+	return nil
+}
+
+func (s *state) assign(p Assign, now time.Time) error {
+	u := s.unitByName(p.Unit)
+	if u == nil {
+		return ErrUnitNotFound
+	}
+	if _, ok := s.experiments[p.Experiment]; !ok {
+		return ErrExperimentNotFound
+	}
+	if s.assignments[u.NodeID] == p.Experiment {
+		return nil
+	}
+	s.closeAssignment(u.NodeID, now)
+	s.assignments[u.NodeID] = p.Experiment
+	s.history = append(s.history, AssignmentRecord{NodeID: u.NodeID, Unit: u.Name, Experiment: p.Experiment, AssignedAt: now})
+	return nil
+}
+
+func (s *state) unassign(p Assign, now time.Time) error {
+	u := s.unitByName(p.Unit)
+	if u == nil {
+		return ErrUnitNotFound
+	}
+	if s.assignments[u.NodeID] != p.Experiment {
+		return ErrNotAssigned
+	}
+	s.closeAssignment(u.NodeID, now)
+	return nil
+}
+
+// closeAssignment ends the unit's current assignment, if any.
+func (s *state) closeAssignment(nodeID string, now time.Time) {
+	if _, ok := s.assignments[nodeID]; !ok {
+		return
+	}
+	delete(s.assignments, nodeID)
+	for i := len(s.history) - 1; i >= 0; i-- {
+		if s.history[i].NodeID == nodeID && s.history[i].UnassignedAt == nil {
+			t := now
+			s.history[i].UnassignedAt = &t
+			break
+		}
+	}
+}

@@ -1,0 +1,102 @@
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Version is the command envelope version this FSM writes and understands.
+const Version = 1
+
+// CommandType names what a command does.
+type CommandType string
+
+// The command types of the cluster database.
+const (
+	// CmdRegisterUnit adds a node to the inventory or updates its addresses and role.
+	CmdRegisterUnit CommandType = "register_unit"
+	// CmdRemoveUnit takes a node out of the inventory; its history stays.
+	CmdRemoveUnit CommandType = "remove_unit"
+	// CmdCreateExperiment creates an experiment.
+	CmdCreateExperiment CommandType = "create_experiment"
+	// CmdAssign puts a unit in an experiment, moving it out of any other.
+	CmdAssign CommandType = "assign"
+	// CmdUnassign takes a unit out of an experiment.
+	CmdUnassign CommandType = "unassign"
+	// CmdSetActive sets a unit's is_active flag.
+	CmdSetActive CommandType = "set_active"
+)
+
+// Command is the envelope of every change to the cluster database. Time is
+// set by the proposing node; Apply uses it as "now".
+type Command struct {
+	V         int             `json:"v"`
+	Type      CommandType     `json:"type"`
+	RequestID string          `json:"request_id"`
+	Time      time.Time       `json:"time"`
+	Payload   json.RawMessage `json:"payload"`
+}
+
+// RegisterUnit is the payload of CmdRegisterUnit.
+type RegisterUnit struct {
+	NodeID       string `json:"node_id"`
+	Name         string `json:"name"`
+	Worker       bool   `json:"worker"`
+	RaftAddr     string `json:"raft_addr"`
+	HTTPAddr     string `json:"http_addr"`
+	GossipAddr   string `json:"gossip_addr,omitempty"`
+	ModelName    string `json:"model_name,omitempty"`
+	ModelVersion string `json:"model_version,omitempty"`
+}
+
+// RemoveUnit is the payload of CmdRemoveUnit.
+type RemoveUnit struct {
+	NodeID string `json:"node_id"`
+}
+
+// CreateExperiment is the payload of CmdCreateExperiment.
+type CreateExperiment struct {
+	Experiment  string   `json:"experiment"`
+	Description string   `json:"description,omitempty"`
+	Tags        []string `json:"tags,omitempty"`
+}
+
+// Assign is the payload of CmdAssign and CmdUnassign.
+type Assign struct {
+	Unit       string `json:"pioreactor_unit"`
+	Experiment string `json:"experiment"`
+}
+
+// SetActive is the payload of CmdSetActive.
+type SetActive struct {
+	Unit     string `json:"pioreactor_unit"`
+	IsActive int    `json:"is_active"`
+}
+
+// NewCommand builds a command envelope around payload.
+func NewCommand(t CommandType, requestID string, now time.Time, payload any) (Command, error) {
+	raw, err := json.Marshal(payload)
+	if err != nil {
+		return Command{}, fmt.Errorf("encode %s payload: %w", t, err)
+	}
+	return Command{V: Version, Type: t, RequestID: requestID, Time: now.UTC(), Payload: raw}, nil
+}
+
+// Encode returns the bytes of cmd as they go into the Raft log.
+func (c Command) Encode() ([]byte, error) {
+	return json.Marshal(c)
+}
+
+// DecodeCommand parses a log entry written by Encode.
+func DecodeCommand(b []byte) (Command, error) {
+	var c Command
+	if err := json.Unmarshal(b, &c); err != nil {
+		return Command{}, fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	if c.V != Version {
+		return Command{}, fmt.Errorf("%w: version %d", ErrUnknownCommand, c.V)
+	}
+	c.Time = c.Time.UTC()
+	return c, nil
+}

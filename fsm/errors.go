@@ -1,0 +1,44 @@
+package fsm
+
+import "errors"
+
+// ErrUnknownCommand is returned for a command type or version this FSM does not know.
+var ErrUnknownCommand = errors.New("unknown command")
+
+// ErrBadPayload is returned when a command's payload cannot be decoded or is incomplete.
+var ErrBadPayload = errors.New("bad command payload")
+
+// ErrExperimentExists is returned when creating an experiment whose name is taken.
+var ErrExperimentExists = errors.New("experiment already exists")
+
+// ErrExperimentNotFound is returned when a command names an experiment that does not exist.
+var ErrExperimentNotFound = errors.New("experiment not found")
+
+// ErrUnitNotFound is returned when a command names a unit that is not in the inventory.
+var ErrUnitNotFound = errors.New("unit not found")
+
+// ErrNameTaken is returned when a unit would take a name another node already holds.
+var ErrNameTaken = errors.New("unit name held by another node")
+
+// ErrNotAssigned is returned when unassigning a unit that is not assigned to that experiment.
+var ErrNotAssigned = errors.New("unit not assigned to that experiment")
+
+// sentinels lists the errors an outcome may carry, so a retried command
+// answers with the same error value as its first application.
+var sentinels = []error{
+	ErrUnknownCommand, ErrBadPayload, ErrExperimentExists, ErrExperimentNotFound,
+	ErrUnitNotFound, ErrNameTaken, ErrNotAssigned,
+}
+
+// errorFromString turns a stored outcome back into its sentinel error.
+func errorFromString(s string) error {
+	if s == "" {
+		return nil
+	}
+	for _, e := range sentinels {
+		if e.Error() == s {
+			return e
+		}
+	}
+	return errors.New(s)
+}

@@ -1,0 +1,233 @@
+package fsm
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func cmd(t *testing.T, typ CommandType, id string, at time.Time, p any) *raft.Log {
+	t.Helper()
+	c, err := NewCommand(typ, id, at, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &raft.Log{Type: raft.LogCommand, Data: b}
+}
+
+func mustApply(t *testing.T, f *FSM, l *raft.Log) Result {
+	t.Helper()
+	r, ok := f.Apply(l).(Result)
+	if !ok {
+		t.Fatalf("Apply returned %T", f.Apply(l))
+	}
+	return r
+}
+
+func populated(t *testing.T) *FSM {
+	f := New()
+	for i := 0; i < 5; i++ {
+		r := mustApply(t, f, cmd(t, CmdRegisterUnit, fmt.Sprintf("u%d", i), t0.Add(time.Duration(i)*time.Second), RegisterUnit{
+			NodeID: fmt.Sprintf("id-%d", i), Name: fmt.Sprintf("worker%d", i), Worker: i != 0,
+			RaftAddr: fmt.Sprintf("127.0.0.%d:8300", i+10), HTTPAddr: fmt.Sprintf("127.0.0.%d:8080", i+10),
+		}))
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		r := mustApply(t, f, cmd(t, CmdCreateExperiment, fmt.Sprintf("e%d", i), t0.Add(time.Duration(10+i)*time.Second),
+			CreateExperiment{Experiment: fmt.Sprintf("exp%d", i), Description: "d", Tags: []string{"a", "b"}}))
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	mustApply(t, f, cmd(t, CmdAssign, "a1", t0.Add(20*time.Second), Assign{Unit: "worker1", Experiment: "exp0"}))
+	mustApply(t, f, cmd(t, CmdAssign, "a2", t0.Add(21*time.Second), Assign{Unit: "worker1", Experiment: "exp1"}))
+	mustApply(t, f, cmd(t, CmdAssign, "a3", t0.Add(22*time.Second), Assign{Unit: "worker2", Experiment: "exp1"}))
+	mustApply(t, f, cmd(t, CmdSetActive, "s1", t0.Add(23*time.Second), SetActive{Unit: "worker3", IsActive: 0}))
+	return f
+}
+
+func TestRetriedCommandAppliesOnce(t *testing.T) {
+	f := New()
+	create := cmd(t, CmdCreateExperiment, "req-1", t0, CreateExperiment{Experiment: "exp"})
+	if r := mustApply(t, f, create); r.Err != nil || r.Duplicate {
+		t.Fatalf("first apply: %+v", r)
+	}
+	// The same request again (a client retrying after a lost answer) is a no-op
+	// that reports the first outcome, success, not ErrExperimentExists.
+	r := mustApply(t, f, create)
+	if r.Err != nil || !r.Duplicate {
+		t.Fatalf("retried apply: %+v, want duplicate success", r)
+	}
+	// A different request creating the same experiment is refused.
+	if r := mustApply(t, f, cmd(t, CmdCreateExperiment, "req-2", t0, CreateExperiment{Experiment: "exp"})); !errors.Is(r.Err, ErrExperimentExists) {
+		t.Fatalf("second create: %v, want ErrExperimentExists", r.Err)
+	}
+	// A retry of a failed request fails the same way.
+	if r := mustApply(t, f, cmd(t, CmdCreateExperiment, "req-2", t0, CreateExperiment{Experiment: "exp"})); !errors.Is(r.Err, ErrExperimentExists) || !r.Duplicate {
+		t.Fatalf("retried failed create: %+v", r)
+	}
+	if n := len(f.Experiments()); n != 1 {
+		t.Fatalf("%d experiments, want 1", n)
+	}
+}
+
+func TestSnapshotRestoreRoundTrip(t *testing.T) {
+	f := populated(t)
+	before, err := f.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	g := New()
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := g.Marshal()
+	if !bytes.Equal(before, after) {
+		t.Fatalf("restored state differs:\n%s\n%s", before, after)
+	}
+	if f.Hash() != g.Hash() {
+		t.Fatal("hash differs after restore")
+	}
+	// Request IDs survive the snapshot: a retry after restore is still a duplicate.
+	if r := mustApply(t, g, cmd(t, CmdCreateExperiment, "e1", t0, CreateExperiment{Experiment: "exp1"})); !r.Duplicate {
+		t.Fatalf("retry after restore: %+v, want duplicate", r)
+	}
+	// And both keep evolving identically.
+	l := cmd(t, CmdRemoveUnit, "r1", t0.Add(time.Minute), RemoveUnit{NodeID: "id-2"})
+	mustApply(t, f, l)
+	mustApply(t, g, l)
+	if f.Hash() != g.Hash() {
+		t.Fatal("hash differs after applying the same command")
+	}
+}
+
+func TestRestoreRejectsGarbage(t *testing.T) {
+	g := populated(t)
+	before := g.Hash()
+	if err := g.Restore(io.NopCloser(bytes.NewReader([]byte(`{"version":1,"units":[`)))); err == nil {
+		t.Fatal("truncated snapshot restored without error")
+	}
+	if g.Hash() != before {
+		t.Fatal("failed restore changed the state")
+	}
+}
+
+func TestDeterministicApply(t *testing.T) {
+	a, b := populated(t), populated(t)
+	if a.Hash() != b.Hash() {
+		t.Fatal("same commands, different states")
+	}
+}
+
+func TestAssignmentsAndHistory(t *testing.T) {
+	f := populated(t)
+	if got := f.ExperimentOf("id-1"); got != "exp1" {
+		t.Fatalf("worker1 in %q, want exp1 (assigning moves it)", got)
+	}
+	h := f.History()
+	if len(h) != 3 || h[0].UnassignedAt == nil || !h[0].UnassignedAt.Equal(t0.Add(21*time.Second)) || h[1].UnassignedAt != nil {
+		t.Fatalf("history: %+v", h)
+	}
+	if r := mustApply(t, f, cmd(t, CmdUnassign, "x", t0, Assign{Unit: "worker1", Experiment: "exp0"})); !errors.Is(r.Err, ErrNotAssigned) {
+		t.Fatalf("unassign from wrong experiment: %v", r.Err)
+	}
+	if r := mustApply(t, f, cmd(t, CmdAssign, "y", t0, Assign{Unit: "nope", Experiment: "exp0"})); !errors.Is(r.Err, ErrUnitNotFound) {
+		t.Fatalf("assign unknown unit: %v", r.Err)
+	}
+	if r := mustApply(t, f, cmd(t, CmdAssign, "z", t0, Assign{Unit: "worker1", Experiment: "nope"})); !errors.Is(r.Err, ErrExperimentNotFound) {
+		t.Fatalf("assign unknown experiment: %v", r.Err)
+	}
+	// Removing a unit closes its assignment but keeps its history under its name.
+	mustApply(t, f, cmd(t, CmdRemoveUnit, "rm", t0.Add(time.Hour), RemoveUnit{NodeID: "id-1"}))
+	if _, ok := f.UnitByName("worker1"); ok {
+		t.Fatal("removed unit still in inventory")
+	}
+	if h := f.History(); h[1].Unit != "worker1" || h[1].UnassignedAt == nil {
+		t.Fatalf("history after remove: %+v", h[1])
+	}
+}
+
+func TestRenameConflictRefused(t *testing.T) {
+	f := populated(t)
+	before := f.Hash()
+	r := mustApply(t, f, cmd(t, CmdRegisterUnit, "ren", t0, RegisterUnit{NodeID: "id-1", Name: "worker2", RaftAddr: "x", HTTPAddr: "y"}))
+	if !errors.Is(r.Err, ErrNameTaken) {
+		t.Fatalf("rename to a taken name: %v", r.Err)
+	}
+	// The failed request ID is remembered, so the state changes by that only;
+	// the units are untouched.
+	if u, _ := f.UnitByID("id-1"); u.Name != "worker1" || before == "" {
+		t.Fatalf("unit renamed anyway: %+v", u)
+	}
+}
+
+func TestHoldsOnly(t *testing.T) {
+	f := New()
+	mustApply(t, f, cmd(t, CmdRegisterUnit, "r", t0, RegisterUnit{NodeID: "me", Name: "me", RaftAddr: "a", HTTPAddr: "b"}))
+	if !f.HoldsOnly("me") {
+		t.Fatal("fresh standalone state should be discardable")
+	}
+	mustApply(t, f, cmd(t, CmdCreateExperiment, "c", t0, CreateExperiment{Experiment: "x"}))
+	if f.HoldsOnly("me") {
+		t.Fatal("state with an experiment must not be discardable")
+	}
+}
+
+func TestRequestRingIsBounded(t *testing.T) {
+	f := New()
+	for i := 0; i < maxRequests+10; i++ {
+		mustApply(t, f, cmd(t, CmdSetActive, fmt.Sprintf("r%d", i), t0, SetActive{Unit: "none"}))
+	}
+	if n := len(f.s.requests); n != maxRequests {
+		t.Fatalf("%d remembered requests, want %d", n, maxRequests)
+	}
+	if _, ok := f.s.requests["r0"]; ok {
+		t.Fatal("oldest request not forgotten")
+	}
+	g := New()
+	b, _ := f.Marshal()
+	if err := g.Restore(io.NopCloser(bytes.NewReader(b))); err != nil {
+		t.Fatal(err)
+	}
+	if f.Hash() != g.Hash() {
+		t.Fatal("full ring does not round-trip")
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	f := New()
+	if r := mustApply(t, f, &raft.Log{Data: []byte(`{"v":1,"type":"launch_rocket","payload":{}}`)}); !errors.Is(r.Err, ErrUnknownCommand) {
+		t.Fatalf("got %v", r.Err)
+	}
+	if r := mustApply(t, f, &raft.Log{Data: []byte(`{"v":99,"type":"assign"}`)}); !errors.Is(r.Err, ErrUnknownCommand) {
+		t.Fatalf("got %v", r.Err)
+	}
+}
+
+type memSink struct{ bytes.Buffer }
+
+func (m *memSink) ID() string    { return "mem" }
+func (m *memSink) Cancel() error { return nil }
+func (m *memSink) Close() error  { return nil }

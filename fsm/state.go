@@ -1,0 +1,166 @@
+package fsm
+
+import (
+	"sort"
+	"time"
+)
+
+// Unit is one node of the cluster as the inventory knows it.
+type Unit struct {
+	NodeID       string    `json:"node_id"`
+	Name         string    `json:"name"`
+	Worker       bool      `json:"worker"`
+	RaftAddr     string    `json:"raft_addr"`
+	HTTPAddr     string    `json:"http_addr"`
+	GossipAddr   string    `json:"gossip_addr,omitempty"`
+	AddedAt      time.Time `json:"added_at"`
+	IsActive     int       `json:"is_active"`
+	ModelName    string    `json:"model_name,omitempty"`
+	ModelVersion string    `json:"model_version,omitempty"`
+}
+
+// Experiment is one experiment of the cluster.
+type Experiment struct {
+	Experiment  string    `json:"experiment"`
+	Description string    `json:"description"`
+	Tags        []string  `json:"tags"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// AssignmentRecord is one period during which a unit was in an experiment.
+// Unit is the unit's name at the time it was assigned.
+type AssignmentRecord struct {
+	NodeID       string     `json:"node_id"`
+	Unit         string     `json:"pioreactor_unit"`
+	Experiment   string     `json:"experiment"`
+	AssignedAt   time.Time  `json:"assigned_at"`
+	UnassignedAt *time.Time `json:"unassigned_at"`
+}
+
+// Assignment says which experiment a unit is in right now.
+type Assignment struct {
+	NodeID     string `json:"node_id"`
+	Unit       string `json:"pioreactor_unit"`
+	Experiment string `json:"experiment"`
+}
+
+// appliedRequest remembers the outcome of one applied request ID.
+type appliedRequest struct {
+	RequestID string `json:"request_id"`
+	Err       string `json:"err,omitempty"`
+}
+
+// state is everything the FSM holds. It is owned by FSM and guarded by its lock.
+type state struct {
+	units       map[string]*Unit // by node ID
+	experiments map[string]*Experiment
+	assignments map[string]string // node ID -> experiment
+	history     []AssignmentRecord
+	// requests remembers the outcomes of the last maxRequests request IDs:
+	// ring holds them in order of application, next is where the next one goes.
+	requests map[string]string
+	ring     []string
+	next     int
+}
+
+func newState() *state {
+	return &state{
+		units:        map[string]*Unit{},
+		experiments:  map[string]*Experiment{},
+		assignments:  map[string]string{},
+		requests:    map[string]string{},
+	}
+}
+
+// unitByName finds a unit by its current name.
+func (s *state) unitByName(name string) *Unit {
+	for _, u := range s.units {
+		if u.Name == name {
+			return u
+		}
+	}
+	return nil
+}
+
+// snapshotData is the serialized form of state; slices are sorted so the
+// encoding of a state is unique.
+type snapshotData struct {
+	Version     int                `json:"version"`
+	Units       []Unit             `json:"units"`
+	Experiments []Experiment       `json:"experiments"`
+	Assignments []Assignment       `json:"assignments"`
+	History     []AssignmentRecord `json:"history"`
+	Requests    []appliedRequest   `json:"requests"`
+}
+
+func (s *state) export() snapshotData {
+	d := snapshotData{Version: Version, History: append([]AssignmentRecord{}, s.history...)}
+	d.Requests = make([]appliedRequest, 0, len(s.ring))
+	for i := range s.ring {
+		id := s.ring[(s.next+i)%len(s.ring)]
+		d.Requests = append(d.Requests, appliedRequest{RequestID: id, Err: s.requests[id]})
+	}
+	d.Units = make([]Unit, 0, len(s.units))
+	for _, u := range s.units {
+		d.Units = append(d.Units, *u)
+	}
+	sort.Slice(d.Units, func(i, j int) bool { return d.Units[i].NodeID < d.Units[j].NodeID })
+	d.Experiments = make([]Experiment, 0, len(s.experiments))
+	for _, e := range s.experiments {
+		c := *e
+		c.Tags = append([]string{}, e.Tags...)
+		d.Experiments = append(d.Experiments, c)
+	}
+	sort.Slice(d.Experiments, func(i, j int) bool { return d.Experiments[i].Experiment < d.Experiments[j].Experiment })
+	d.Assignments = make([]Assignment, 0, len(s.assignments))
+	for id, exp := range s.assignments {
+		name := ""
+		if u := s.units[id]; u != nil {
+			name = u.Name
+		}
+		d.Assignments = append(d.Assignments, Assignment{NodeID: id, Unit: name, Experiment: exp})
+	}
+	sort.Slice(d.Assignments, func(i, j int) bool { return d.Assignments[i].NodeID < d.Assignments[j].NodeID })
+	return d
+}
+
+func importState(d snapshotData) *state {
+	s := newState()
+	for i := range d.Units {
+		u := d.Units[i]
+		s.units[u.NodeID] = &u
+	}
+	for i := range d.Experiments {
+		e := d.Experiments[i]
+		if e.Tags == nil {
+			e.Tags = []string{}
+		}
+		s.experiments[e.Experiment] = &e
+	}
+	for _, a := range d.Assignments {
+		s.assignments[a.NodeID] = a.Experiment
+	}
+	s.history = d.History
+	for _, r := range d.Requests {
+		s.remember(r.RequestID, r.Err)
+	}
+	return s
+}
+
+// maxRequests bounds how many request IDs the FSM remembers for deduplication.
+const maxRequests = 20000
+
+// remember records the outcome of a request ID, forgetting the oldest one when full.
+func (s *state) remember(id, errText string) {
+	if id == "" {
+		return
+	}
+	if len(s.ring) < maxRequests {
+		s.ring = append(s.ring, id)
+	} else {
+		delete(s.requests, s.ring[s.next])
+		s.ring[s.next] = id
+		s.next = (s.next + 1) % maxRequests
+	}
+	s.requests[id] = errText
+}
