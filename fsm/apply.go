@@ -106,7 +106,8 @@ func (s *state) createExperiment(p CreateExperiment, now time.Time) error {
 		return ErrExperimentExists
 	}
 	tags := append([]string{}, p.Tags...)
-	s.experiments[p.Experiment] = &Experiment{Experiment: p.Experiment, Description: p.Description, Tags: tags, CreatedAt: now}
+	s.experiments[p.Experiment] = &Experiment{Experiment: p.Experiment, Description: p.Description, Tags: tags,
+		MediaUsed: p.MediaUsed, OrganismUsed: p.OrganismUsed, CreatedAt: now}
 	return nil
 }
 

@@ -57,9 +57,11 @@ type RemoveUnit struct {
 
 // CreateExperiment is the payload of CmdCreateExperiment.
 type CreateExperiment struct {
-	Experiment  string   `json:"experiment"`
-	Description string   `json:"description,omitempty"`
-	Tags        []string `json:"tags,omitempty"`
+	Experiment   string   `json:"experiment"`
+	Description  string   `json:"description,omitempty"`
+	Tags         []string `json:"tags,omitempty"`
+	MediaUsed    string   `json:"media_used,omitempty"`
+	OrganismUsed string   `json:"organism_used,omitempty"`
 }
 
 // Assign is the payload of CmdAssign and CmdUnassign.

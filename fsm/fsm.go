@@ -124,3 +124,10 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (s *snapshot) Release() {}
+
+// Reset empties the state, as on a node that belongs to no cluster yet.
+func (f *FSM) Reset() {
+	f.mu.Lock()
+	f.s = newState()
+	f.mu.Unlock()
+}

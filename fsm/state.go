@@ -21,10 +21,12 @@ type Unit struct {
 
 // Experiment is one experiment of the cluster.
 type Experiment struct {
-	Experiment  string    `json:"experiment"`
-	Description string    `json:"description"`
-	Tags        []string  `json:"tags"`
-	CreatedAt   time.Time `json:"created_at"`
+	Experiment   string    `json:"experiment"`
+	Description  string    `json:"description"`
+	Tags         []string  `json:"tags"`
+	MediaUsed    string    `json:"media_used,omitempty"`
+	OrganismUsed string    `json:"organism_used,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
 }
 
 // AssignmentRecord is one period during which a unit was in an experiment.
@@ -65,9 +67,9 @@ type state struct {
 
 func newState() *state {
 	return &state{
-		units:        map[string]*Unit{},
-		experiments:  map[string]*Experiment{},
-		assignments:  map[string]string{},
+		units:       map[string]*Unit{},
+		experiments: map[string]*Experiment{},
+		assignments: map[string]string{},
 		requests:    map[string]string{},
 	}
 }

@@ -1,0 +1,110 @@
+package api
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+	"github.com/pioreactor/pio/api/client"
+)
+
+// hopsHeader counts how many times a request was forwarded, to stop loops
+// while the leadership moves.
+const hopsHeader = "X-Pio-Hops"
+
+// maxHops is how many forwards a request may take.
+const maxHops = 3
+
+// isStale reports whether the request asks for a local, possibly stale read.
+func isStale(c *gin.Context) bool {
+	return c.Request.Method == http.MethodGet && c.Query("stale") == "true"
+}
+
+// leaderOrForward lets the leader handle /api requests and makes followers
+// forward them to the leader. With no leader it holds the request up to the
+// hold timeout, then answers 503 with Retry-After. A write gets a request ID
+// here, so that retrying it after a lost leader is applied once.
+func (s *Server) leaderOrForward(c *gin.Context) {
+	if isStale(c) {
+		c.Next()
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes))
+	if err != nil {
+		abort(c, http.StatusBadRequest, "bad request body", fmt.Sprintf("the body is larger than %d bytes or unreadable: %v", MaxBodyBytes, err), "send a JSON object under 1 MiB")
+		return
+	}
+	if c.GetHeader(client.RequestIDHeader) == "" {
+		c.Request.Header.Set(client.RequestIDHeader, uuid.NewString())
+	}
+	hops, _ := strconv.Atoi(c.GetHeader(hopsHeader))
+	deadline := time.Now().Add(s.cfg.HoldTimeout)
+	var lastErr error
+	for {
+		if s.node.IsLeader() {
+			c.Request.Body = io.NopCloser(bytes.NewReader(body))
+			c.Next()
+			return
+		}
+		if id, _ := s.node.Leader(); id != "" && id != s.cfg.NodeID && hops < maxHops {
+			if u, ok := s.fsm.UnitByID(id); ok && u.HTTPAddr != "" {
+				err := s.forward(c, u.HTTPAddr, body, hops+1)
+				if err == nil {
+					return
+				}
+				lastErr = err
+			}
+		}
+		if time.Now().After(deadline) || c.Request.Context().Err() != nil {
+			cause := fmt.Sprintf("no leader was elected within %s", s.cfg.HoldTimeout)
+			if lastErr != nil {
+				cause += "; last attempt: " + lastErr.Error()
+			}
+			abort(c, http.StatusServiceUnavailable, "no leader", cause,
+				"a majority of the voters must be running and reach each other; check `pio status --node` on each node, then retry (reads may use ?stale=true)")
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// forward sends the request to the leader at addr and copies its answer back.
+// An error means nothing was answered yet and the request may be retried.
+func (s *Server) forward(c *gin.Context, addr string, body []byte, hops int) error {
+	url := "http://" + addr + c.Request.URL.RequestURI()
+	req, err := http.NewRequestWithContext(c.Request.Context(), c.Request.Method, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	for _, h := range []string{"Content-Type", "Accept", client.RequestIDHeader} {
+		if v := c.GetHeader(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	req.Header.Set(hopsHeader, strconv.Itoa(hops))
+	req.Header.Set("X-Forwarded-For", c.ClientIP())
+	resp, err := s.fwd.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("X-Pio-Not-Leader") != "" {
+		io.Copy(io.Discard, resp.Body)
+		return fmt.Errorf("%s is no longer the leader", addr)
+	}
+	for _, h := range []string{"Content-Type", "Retry-After", "Location"} {
+		if v := resp.Header.Get(h); v != "" {
+			c.Header(h, v)
+		}
+	}
+	c.Header("X-Pio-Leader", addr)
+	c.Status(resp.StatusCode)
+	_, _ = io.Copy(c.Writer, resp.Body)
+	c.Abort()
+	return nil
+}

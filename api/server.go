@@ -1,0 +1,92 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/pioreactor/pio/api/client"
+	"github.com/pioreactor/pio/cluster"
+	"github.com/pioreactor/pio/fsm"
+)
+
+// Membership is what the API needs of the membership manager.
+type Membership interface {
+	Join(ctx context.Context, addr string, force bool) (client.JoinResponse, error)
+	Leave(ctx context.Context) error
+	AddMember(ctx context.Context, req client.MemberRequest) (client.MemberResponse, error)
+	RemoveMember(ctx context.Context, nodeID string) error
+}
+
+// Config configures a Server.
+type Config struct {
+	// Name and NodeID identify this node; HTTPAddr is the address others reach its API at.
+	Name     string
+	NodeID   string
+	HTTPAddr string
+	// Version is the software version reported by /unit_api/health.
+	Version string
+	// HoldTimeout is how long a request waits for a leader before 503.
+	HoldTimeout time.Duration
+	// Logger receives request errors; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the API defaults.
+func DefaultConfig() Config {
+	return Config{HoldTimeout: 5 * time.Second}
+}
+
+// Server is a node's HTTP API. It owns no goroutines; net/http runs its handlers.
+type Server struct {
+	cfg    Config
+	node   *cluster.Node
+	fsm    *fsm.FSM
+	mem    Membership
+	fwd    *http.Client
+	engine *gin.Engine
+	log    *slog.Logger
+}
+
+// New builds the API of a node.
+func New(cfg Config, node *cluster.Node, mem Membership) *Server {
+	if cfg.HoldTimeout <= 0 {
+		cfg.HoldTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	gin.SetMode(gin.ReleaseMode)
+	s := &Server{cfg: cfg, node: node, fsm: node.FSM(), mem: mem, fwd: client.NewHTTPClient(0), log: cfg.Logger}
+	e := gin.New()
+	e.Use(gin.Recovery())
+	e.HandleMethodNotAllowed = true
+	e.NoRoute(func(c *gin.Context) {
+		abort(c, http.StatusNotFound, "no such route", c.Request.Method+" "+c.Request.URL.Path, "see the routes in the README")
+	})
+	e.NoMethod(func(c *gin.Context) {
+		abort(c, http.StatusMethodNotAllowed, "method not allowed", c.Request.Method+" "+c.Request.URL.Path, "see the routes in the README")
+	})
+
+	// Handled by this node itself, never forwarded.
+	e.POST("/api/cluster/join", s.joinCluster)
+	e.POST("/api/cluster/leave", s.leaveCluster)
+	e.GET("/unit_api/health", s.health)
+
+	// The cluster's API: answered by the leader, forwarded by followers.
+	g := e.Group("/api", s.leaderOrForward)
+	g.GET("/cluster", s.getCluster)
+	g.POST("/cluster/members", s.addMember)
+	g.DELETE("/cluster/members/:node_id", s.removeMember)
+	g.GET("/units", s.getUnits)
+	g.GET("/workers", s.getWorkers)
+	g.GET("/experiments", s.getExperiments)
+	g.POST("/experiments", s.createExperiment)
+	s.engine = e
+	return s
+}
+
+// Handler returns the http.Handler of the API.
+func (s *Server) Handler() http.Handler { return s.engine }

@@ -1,0 +1,414 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/pioreactor/pio/fsm"
+	"go.etcd.io/bbolt"
+)
+
+// Server is one peer of the Raft configuration.
+type Server struct {
+	ID    string `json:"node_id"`
+	Addr  string `json:"raft_addr"`
+	Voter bool   `json:"voter"`
+}
+
+// Node is this node's Raft peer. Its methods are safe for concurrent use.
+// A Node owns the Raft instance, its stores and transport, and one observer
+// goroutine; Close stops them all.
+type Node struct {
+	cfg Config
+	fsm *fsm.FSM
+
+	mu       sync.RWMutex // guards the fields below, swapped by Reset
+	raft     *raft.Raft
+	store    *raftboltdb.BoltStore
+	trans    *raft.NetworkTransport
+	stream   *streamLayer
+	obs      *raft.Observer
+	obsDone  chan struct{}
+	obsCh    chan raft.Observation
+	hadState bool
+	closed   bool
+
+	health *peerHealth
+}
+
+// Open starts the Raft peer on the state in cfg.DataDir. It does not bootstrap:
+// call Bootstrap when HadState is false and this node starts a new cluster.
+func Open(cfg Config, f *fsm.FSM) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, fsm: f, health: newPeerHealth()}
+	if err := os.MkdirAll(n.raftDir(), 0o755); err != nil {
+		return nil, fmt.Errorf("create raft dir: %w", err)
+	}
+	if err := n.open(); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) raftDir() string { return filepath.Join(n.cfg.DataDir, "raft") }
+
+// open starts Raft on the current raft dir; n.mu must be held or n unshared.
+func (n *Node) open() error {
+	stream, err := listen(n.cfg.BindAddr, n.cfg.AdvertiseHost)
+	if err != nil {
+		return err
+	}
+	// Keep the port we got, so a reset rebinds the same address peers know.
+	n.cfg.BindAddr = stream.Listener.Addr().String()
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(n.raftDir(), "raft.db"),
+		BoltOptions: &bbolt.Options{Timeout: time.Second},
+	})
+	if err != nil {
+		stream.Close()
+		if errors.Is(err, bbolt.ErrTimeout) {
+			return fmt.Errorf("%w: %s (is another pio serve running with --data-dir %s?)", ErrDataDirInUse, n.raftDir(), n.cfg.DataDir)
+		}
+		return fmt.Errorf("open raft log %s: %w (if the file is damaged, restore the data dir from a backup or remove it and re-join the node)", filepath.Join(n.raftDir(), "raft.db"), err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.raftDir(), n.cfg.SnapshotRetain, n.cfg.Logger.Named("snapshot"))
+	if err != nil {
+		store.Close()
+		stream.Close()
+		return fmt.Errorf("open snapshot store: %w", err)
+	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  stream,
+		MaxPool: 8,
+		Timeout: 2 * time.Second,
+		Logger:  n.cfg.Logger.Named("transport"),
+	})
+	had, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		trans.Close()
+		store.Close()
+		return fmt.Errorf("read raft state: %w", err)
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.NodeID)
+	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
+	rc.ElectionTimeout = n.cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = n.cfg.CommitTimeout
+	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 256
+	rc.Logger = n.cfg.Logger
+	logs, err := raft.NewLogCache(1024, store)
+	if err != nil {
+		trans.Close()
+		store.Close()
+		return err
+	}
+	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, trans)
+	if err != nil {
+		trans.Close()
+		store.Close()
+		return fmt.Errorf("start raft: %w (if the data dir is damaged, restore it from a backup or remove it and re-join the node)", err)
+	}
+	n.raft, n.store, n.trans, n.stream, n.hadState = r, store, trans, stream, had
+	n.startObserver()
+	return nil
+}
+
+// startObserver follows heartbeat failures so the leader can tell which peers it reaches.
+func (n *Node) startObserver() {
+	ch := make(chan raft.Observation, 64)
+	n.obs = raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.LeaderObservation:
+			return true
+		}
+		return false
+	})
+	n.raft.RegisterObserver(n.obs)
+	done := make(chan struct{})
+	n.obsDone = done
+	go func() {
+		defer close(done)
+		for o := range ch {
+			n.health.observe(o)
+		}
+	}()
+	n.health.reset()
+	// The channel is closed by shutdown after the observer is deregistered.
+	n.obsCh = ch
+}
+
+// shutdown stops Raft and releases its files and port; n.mu must be held.
+func (n *Node) shutdown() error {
+	if n.raft == nil {
+		return nil
+	}
+	n.raft.DeregisterObserver(n.obs)
+	err := n.raft.Shutdown().Error()
+	close(n.obsCh)
+	<-n.obsDone
+	if cerr := n.trans.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := n.store.Close(); err == nil {
+		err = cerr
+	}
+	n.raft = nil
+	return err
+}
+
+// HadState reports whether the node found Raft state on disk when it was last
+// opened or reset. A node without state must Bootstrap or be added to a cluster.
+func (n *Node) HadState() bool {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.hadState
+}
+
+// ID returns this node's ID.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// Addr returns the Raft address peers use to reach this node.
+func (n *Node) Addr() string {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.stream.Addr().String()
+}
+
+// FSM returns the state machine this node applies to.
+func (n *Node) FSM() *fsm.FSM { return n.fsm }
+
+// Bootstrap makes this node the only voter of a new cluster.
+func (n *Node) Bootstrap() error {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.raft == nil {
+		return ErrShutdown
+	}
+	cfg := raft.Configuration{Servers: []raft.Server{{
+		Suffrage: raft.Voter, ID: raft.ServerID(n.cfg.NodeID), Address: raft.ServerAddress(n.stream.Addr().String()),
+	}}}
+	if err := n.raft.BootstrapCluster(cfg).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	n.hadState = true
+	return nil
+}
+
+// r returns the current Raft instance or nil while shut down.
+func (n *Node) r() *raft.Raft {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.raft
+}
+
+// Apply replicates cmd and returns the FSM's result once it is applied here.
+func (n *Node) Apply(cmd fsm.Command) (fsm.Result, error) {
+	r := n.r()
+	if r == nil {
+		return fsm.Result{}, ErrShutdown
+	}
+	b, err := cmd.Encode()
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	f := r.Apply(b, n.cfg.ApplyTimeout)
+	if err := f.Error(); err != nil {
+		return fsm.Result{}, mapRaftError(err)
+	}
+	res, _ := f.Response().(fsm.Result)
+	return res, nil
+}
+
+func mapRaftError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrNotVoter):
+		return ErrNotLeader
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrAbortedByRestore):
+		return ErrOutcomeUnknown
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrShutdown
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return ErrTimeout
+	}
+	return err
+}
+
+// IsLeader reports whether this node is the leader now.
+func (n *Node) IsLeader() bool {
+	r := n.r()
+	return r != nil && r.State() == raft.Leader
+}
+
+// VerifyLeader confirms with a quorum that this node is still the leader,
+// which makes a following local read linearizable.
+func (n *Node) VerifyLeader() error {
+	r := n.r()
+	if r == nil {
+		return ErrShutdown
+	}
+	return mapRaftError(r.VerifyLeader().Error())
+}
+
+// Barrier waits until every entry committed before it is applied locally.
+func (n *Node) Barrier(timeout time.Duration) error {
+	r := n.r()
+	if r == nil {
+		return ErrShutdown
+	}
+	return mapRaftError(r.Barrier(timeout).Error())
+}
+
+// Leader returns the leader's node ID and Raft address, or empty strings.
+func (n *Node) Leader() (id, addr string) {
+	r := n.r()
+	if r == nil {
+		return "", ""
+	}
+	a, i := r.LeaderWithID()
+	return string(i), string(a)
+}
+
+// Status is a snapshot of this peer's Raft state.
+type Status struct {
+	State        string
+	Term         uint64
+	CommitIndex  uint64
+	AppliedIndex uint64
+	LastContact  time.Time
+}
+
+// Status returns this peer's Raft state.
+func (n *Node) Status() Status {
+	r := n.r()
+	if r == nil {
+		return Status{State: "Shutdown"}
+	}
+	return Status{State: r.State().String(), Term: r.CurrentTerm(), CommitIndex: r.CommitIndex(), AppliedIndex: r.AppliedIndex(), LastContact: r.LastContact()}
+}
+
+// Servers returns the current Raft configuration.
+func (n *Node) Servers() ([]Server, error) {
+	r := n.r()
+	if r == nil {
+		return nil, ErrShutdown
+	}
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, mapRaftError(err)
+	}
+	var out []Server
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Server{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out, nil
+}
+
+// AddPeer adds a node to the Raft configuration on the leader: as a voter while
+// there are fewer than MaxVoters, else as a non-voter. A node already in the
+// configuration with the same address keeps its place. It reports whether the
+// node votes.
+func (n *Node) AddPeer(id, addr string) (voter bool, err error) {
+	r := n.r()
+	if r == nil {
+		return false, ErrShutdown
+	}
+	servers, err := n.Servers()
+	if err != nil {
+		return false, err
+	}
+	voters := 0
+	for _, s := range servers {
+		if s.ID == id && s.Addr == addr {
+			return s.Voter, nil
+		}
+		if s.Voter && s.ID != id {
+			voters++
+		}
+	}
+	var f raft.IndexFuture
+	if voters < n.cfg.MaxVoters {
+		f = r.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, n.cfg.ApplyTimeout)
+		voter = true
+	} else {
+		f = r.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, n.cfg.ApplyTimeout)
+	}
+	if err := f.Error(); err != nil {
+		return false, mapRaftError(err)
+	}
+	return voter, nil
+}
+
+// RemovePeer removes a node from the Raft configuration on the leader.
+func (n *Node) RemovePeer(id string) error {
+	r := n.r()
+	if r == nil {
+		return ErrShutdown
+	}
+	return mapRaftError(r.RemoveServer(raft.ServerID(id), 0, n.cfg.ApplyTimeout).Error())
+}
+
+// TransferLeadership hands the leadership to another voter and waits for it.
+func (n *Node) TransferLeadership() error {
+	r := n.r()
+	if r == nil {
+		return ErrShutdown
+	}
+	return mapRaftError(r.LeadershipTransfer().Error())
+}
+
+// Reset stops Raft, throws away this node's Raft state and the FSM's, and
+// starts a fresh peer that belongs to no cluster (HadState false). With
+// keepBackup the old state is moved aside into the data dir instead of deleted.
+func (n *Node) Reset(keepBackup bool) (backup string, err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return "", ErrShutdown
+	}
+	if err := n.shutdown(); err != nil && !errors.Is(err, raft.ErrRaftShutdown) {
+		n.cfg.Logger.Warn("shutdown before reset", "error", err)
+	}
+	dir := n.raftDir()
+	if keepBackup {
+		backup = filepath.Join(n.cfg.DataDir, fmt.Sprintf("raft.discarded-%d", time.Now().Unix()))
+		if err := os.Rename(dir, backup); err != nil {
+			return "", fmt.Errorf("move raft state aside: %w", err)
+		}
+	} else if err := os.RemoveAll(dir); err != nil {
+		return "", fmt.Errorf("remove raft state: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	n.fsm.Reset()
+	if err := n.open(); err != nil {
+		return backup, err
+	}
+	return backup, nil
+}
+
+// PeerHealth returns what the leader's heartbeats say of each peer it failed
+// to reach; peers not in the map are reached normally.
+func (n *Node) PeerHealth() map[string]time.Time { return n.health.snapshot() }
+
+// Close stops Raft and releases the store and the port.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil
+	}
+	n.closed = true
+	return n.shutdown()
+}

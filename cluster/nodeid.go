@@ -1,0 +1,68 @@
+package cluster
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/uuid"
+)
+
+// nodeIDFile is the file in the data dir that keeps this node's ID.
+const nodeIDFile = "node-id"
+
+// LoadOrCreateNodeID returns the node ID kept in dataDir, making a new random
+// one (a UUID) on first start. The ID never changes afterwards: it is how the
+// cluster recognises this node across restarts, address changes and renames.
+func LoadOrCreateNodeID(dataDir string) (string, error) {
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return "", fmt.Errorf("create data dir: %w", err)
+	}
+	p := filepath.Join(dataDir, nodeIDFile)
+	b, err := os.ReadFile(p)
+	if err == nil {
+		id := strings.TrimSpace(string(b))
+		if _, perr := uuid.Parse(id); perr != nil {
+			return "", fmt.Errorf("%s holds %q, not a node ID: restore it or remove the data dir", p, id)
+		}
+		return id, nil
+	}
+	if !os.IsNotExist(err) {
+		return "", fmt.Errorf("read node ID: %w", err)
+	}
+	id := uuid.NewString()
+	if err := writeFileSync(p, []byte(id+"\n")); err != nil {
+		return "", fmt.Errorf("write node ID: %w", err)
+	}
+	return id, nil
+}
+
+// writeFileSync writes a file atomically and durably (temp file, fsync, rename, fsync dir).
+func writeFileSync(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/pioreactor/pio/api"
+	"github.com/pioreactor/pio/cluster"
+	"github.com/pioreactor/pio/fsm"
+	"github.com/pioreactor/pio/membership"
+)
+
+// agent is one running node: the Raft peer, membership, and the HTTP API.
+// startAgent starts it; Close stops everything it started. `pio serve` and the
+// multi-node tests both run nodes through startAgent.
+type agent struct {
+	cfg      serveConfig
+	log      *slog.Logger
+	nodeID   string
+	httpAddr string // advertised host:port of the HTTP API
+	node     *cluster.Node
+	mem      *membership.Manager
+	srv      *http.Server
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// startAgent starts a node configured by cfg and returns once it serves HTTP.
+func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	host, err := cfg.advertiseHost()
+	if err != nil {
+		return nil, err
+	}
+	nodeID, err := cluster.LoadOrCreateNodeID(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	log = log.With("node", cfg.Name)
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on --http-addr %s: %w (is another pio serve or program using that port?)", cfg.HTTPAddr, err)
+	}
+	httpAddr := net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+
+	ccfg := cluster.DefaultConfig()
+	ccfg.NodeID, ccfg.DataDir, ccfg.BindAddr, ccfg.AdvertiseHost = nodeID, cfg.DataDir, cfg.RaftAddr, host
+	ccfg.MaxVoters = cfg.MaxVoters
+	ccfg.HeartbeatTimeout, ccfg.ElectionTimeout = cfg.Heartbeat, cfg.Election
+	ccfg.LeaderLeaseTimeout = min(ccfg.LeaderLeaseTimeout, cfg.Heartbeat)
+	ccfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: raftLogLevel(cfg.LogLevel)}).With("node", cfg.Name)
+	node, err := cluster.Open(ccfg, fsm.New())
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	mcfg := membership.DefaultConfig(membership.Self{NodeID: nodeID, Name: cfg.Name, HTTPAddr: httpAddr, Worker: cfg.Worker, Version: version})
+	mcfg.Logger = log
+	mem, err := membership.New(mcfg, node)
+	if err != nil {
+		node.Close()
+		ln.Close()
+		return nil, err
+	}
+	acfg := api.DefaultConfig()
+	acfg.Name, acfg.NodeID, acfg.HTTPAddr, acfg.Version, acfg.HoldTimeout, acfg.Logger = cfg.Name, nodeID, httpAddr, version, cfg.HoldTimeout, log
+	a := &agent{cfg: cfg, log: log, nodeID: nodeID, httpAddr: httpAddr, node: node, mem: mem,
+		srv: &http.Server{Handler: api.New(acfg, node, mem).Handler(), ReadHeaderTimeout: 10 * time.Second}}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.wg.Add(2)
+	go func() {
+		defer a.wg.Done()
+		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("HTTP server stopped", "error", err)
+		}
+	}()
+	go func() {
+		defer a.wg.Done()
+		mem.Run(ctx)
+	}()
+	switch {
+	case cfg.Join != "":
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			mem.JoinAtStart(ctx, cfg.Join)
+		}()
+	default:
+		if err := mem.StartStandalone(); err != nil {
+			a.Close()
+			return nil, err
+		}
+	}
+	log.Info("pio node started", "node_id", nodeID, "http", httpAddr, "raft", node.Addr(), "data_dir", cfg.DataDir, "version", version)
+	return a, nil
+}
+
+// Close stops the node: HTTP first, then the background work, then Raft.
+func (a *agent) Close() error {
+	var err error
+	a.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_ = a.srv.Shutdown(ctx)
+		a.cancel()
+		a.wg.Wait()
+		err = a.node.Close()
+	})
+	return err
+}
+
+func raftLogLevel(level string) hclog.Level {
+	if level == "debug" {
+		return hclog.Debug
+	}
+	if level == "error" {
+		return hclog.Error
+	}
+	return hclog.Warn
+}
+
+func slogLevel(level string) slog.Level {
+	switch level {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}

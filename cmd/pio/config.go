@@ -1,0 +1,185 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/pioreactor/pio/api"
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+)
+
+// serveConfig is everything `pio serve` is configured with, from flags, PIO_*
+// environment variables and the config file, in that order of precedence.
+type serveConfig struct {
+	Name          string
+	DataDir       string
+	HTTPAddr      string
+	RaftAddr      string
+	GossipAddr    string
+	AdvertiseAddr string
+	Join          string
+	Worker        bool
+	PreferLeader  bool
+	Hardware      string
+	MaxVoters     int
+	Heartbeat     time.Duration
+	Election      time.Duration
+	HoldTimeout   time.Duration
+	LogLevel      string
+}
+
+// defaultServeConfig is what `pio serve` runs with when nothing is set.
+func defaultServeConfig() serveConfig {
+	return serveConfig{
+		DataDir: "/var/lib/pio", HTTPAddr: ":8080", RaftAddr: ":8300", GossipAddr: ":8301",
+		Worker: true, Hardware: "auto", MaxVoters: 5,
+		Heartbeat: 300 * time.Millisecond, Election: 300 * time.Millisecond, HoldTimeout: 5 * time.Second, LogLevel: "info",
+	}
+}
+
+// serveKeys maps config keys (file keys; env PIO_ + upper case with . and - as _) to flags.
+var serveKeys = []struct{ key, flag, usage string }{
+	{"name", "name", "this node's name (default: the hostname)"},
+	{"data_dir", "data-dir", "where this node keeps its Raft log, snapshots and node ID"},
+	{"http_addr", "http-addr", "address of the HTTP API and UI"},
+	{"raft_addr", "raft-addr", "address of the Raft transport (TCP)"},
+	{"gossip_addr", "gossip-addr", "address of gossip (UDP and TCP)"},
+	{"advertise_addr", "advertise-addr", "the IP other nodes reach this one at (required when a bind address is unspecified and this host has several)"},
+	{"join", "join", "HOST[:PORT] of any node of a cluster to join at start"},
+	{"worker", "worker", "this node has a bioreactor and runs activities"},
+	{"prefer_leader", "prefer-leader", "this node should lead when healthy (default: true when --worker=false)"},
+	{"hardware", "hardware", "auto, sim or rpi (auto: rpi only on a confirmed Raspberry Pi)"},
+	{"cluster.max_voters", "max-voters", "how many nodes vote in Raft (odd); the others are non-voters"},
+	{"raft.heartbeat_timeout", "raft-heartbeat-timeout", "time without a leader's heartbeat before a follower starts an election"},
+	{"raft.election_timeout", "raft-election-timeout", "time a candidate waits for votes"},
+	{"api.hold_timeout", "hold-timeout", "how long a request waits for a leader before 503"},
+	{"log_level", "log-level", "debug, info, warn or error"},
+}
+
+// addServeFlags declares the flags of `pio serve` with their defaults.
+func addServeFlags(cmd *cobra.Command) {
+	d := defaultServeConfig()
+	f := cmd.Flags()
+	f.String("config", "", "config file (TOML, YAML or JSON); env PIO_CONFIG")
+	for _, k := range serveKeys {
+		switch k.key {
+		case "worker":
+			f.Bool(k.flag, d.Worker, k.usage)
+		case "prefer_leader":
+			f.Bool(k.flag, false, k.usage)
+		case "cluster.max_voters":
+			f.Int(k.flag, d.MaxVoters, k.usage)
+		case "raft.heartbeat_timeout":
+			f.Duration(k.flag, d.Heartbeat, k.usage)
+		case "raft.election_timeout":
+			f.Duration(k.flag, d.Election, k.usage)
+		case "api.hold_timeout":
+			f.Duration(k.flag, d.HoldTimeout, k.usage)
+		default:
+			def := map[string]string{"data_dir": d.DataDir, "http_addr": d.HTTPAddr, "raft_addr": d.RaftAddr,
+				"gossip_addr": d.GossipAddr, "hardware": d.Hardware, "log_level": d.LogLevel}[k.key]
+			f.String(k.flag, def, k.usage)
+		}
+	}
+}
+
+// loadServeConfig reads flags, environment and config file into a serveConfig.
+func loadServeConfig(cmd *cobra.Command) (serveConfig, error) {
+	v := viper.New()
+	v.SetEnvPrefix("PIO")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_", "-", "_"))
+	v.AutomaticEnv()
+	for _, k := range serveKeys {
+		if err := v.BindPFlag(k.key, cmd.Flags().Lookup(k.flag)); err != nil {
+			return serveConfig{}, err
+		}
+	}
+	_ = v.BindPFlag("config", cmd.Flags().Lookup("config"))
+	if file := v.GetString("config"); file != "" {
+		v.SetConfigFile(file)
+		if err := v.ReadInConfig(); err != nil {
+			return serveConfig{}, fmt.Errorf("read config file %s: %w", file, err)
+		}
+	}
+	c := serveConfig{
+		Name: v.GetString("name"), DataDir: v.GetString("data_dir"), HTTPAddr: v.GetString("http_addr"),
+		RaftAddr: v.GetString("raft_addr"), GossipAddr: v.GetString("gossip_addr"), AdvertiseAddr: v.GetString("advertise_addr"),
+		Join: v.GetString("join"), Worker: v.GetBool("worker"), Hardware: v.GetString("hardware"),
+		MaxVoters: v.GetInt("cluster.max_voters"), Heartbeat: v.GetDuration("raft.heartbeat_timeout"),
+		Election: v.GetDuration("raft.election_timeout"), HoldTimeout: v.GetDuration("api.hold_timeout"), LogLevel: v.GetString("log_level"),
+	}
+	// prefer_leader defaults to true for a node that is not a worker.
+	if v.IsSet("prefer_leader") && (cmd.Flags().Changed("prefer-leader") || os.Getenv("PIO_PREFER_LEADER") != "" || v.InConfig("prefer_leader")) {
+		c.PreferLeader = v.GetBool("prefer_leader")
+	} else {
+		c.PreferLeader = !c.Worker
+	}
+	return c, nil
+}
+
+// validate checks the configuration and fills in the name.
+func (c *serveConfig) validate() error {
+	if c.Name == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("no --name given and the hostname is unknown: %w", err)
+		}
+		c.Name, _, _ = strings.Cut(h, ".")
+	}
+	if why := api.ValidUnitName(c.Name); why != "" {
+		return fmt.Errorf("%s; set a valid name with --name, PIO_NAME or name in the config file", why)
+	}
+	switch c.Hardware {
+	case "auto", "sim", "rpi":
+	default:
+		return fmt.Errorf("--hardware is %q; it must be auto, sim or rpi", c.Hardware)
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("--data-dir is empty; give a directory this node may write to")
+	}
+	for _, a := range []struct{ name, v string }{{"--http-addr", c.HTTPAddr}, {"--raft-addr", c.RaftAddr}, {"--gossip-addr", c.GossipAddr}} {
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			return fmt.Errorf("%s %q is not HOST:PORT (e.g. :8080 or 10.0.0.5:8080): %v", a.name, a.v, err)
+		}
+	}
+	if c.AdvertiseAddr != "" && net.ParseIP(c.AdvertiseAddr) == nil {
+		return fmt.Errorf("--advertise-addr %q is not an IP address", c.AdvertiseAddr)
+	}
+	return nil
+}
+
+// advertiseHost chooses the IP other nodes reach this node at: --advertise-addr,
+// else the bind host of --http-addr, else the one non-loopback IPv4 address of
+// this host. Several candidates are an error that names them.
+func (c *serveConfig) advertiseHost() (string, error) {
+	if c.AdvertiseAddr != "" {
+		return c.AdvertiseAddr, nil
+	}
+	host, _, _ := net.SplitHostPort(c.HTTPAddr)
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		return host, nil
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", fmt.Errorf("list network interfaces: %w", err)
+	}
+	var found []string
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() && !ipn.IP.IsLinkLocalUnicast() {
+			found = append(found, ipn.IP.String())
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "127.0.0.1", nil
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("this host has several addresses (%s) and --http-addr %s does not say which one other nodes should use; set --advertise-addr (or PIO_ADVERTISE_ADDR) to one of them",
+		strings.Join(found, ", "), c.HTTPAddr)
+}
