@@ -67,13 +67,13 @@ func (s *Server) clusterInfo() client.ClusterInfo {
 			m.Health, m.LastSeen, m.Version = "alive", stamp(now), s.cfg.Version
 		case amLeader:
 			// The leader heartbeats every peer: a failing one is suspect, then dead.
-			if last, bad := failing[srv.ID]; bad {
+			if f, bad := failing[srv.ID]; bad {
 				m.Health = "suspect"
-				if now.Sub(last) > time.Second {
+				if now.Sub(f.Since) > time.Second {
 					m.Health = "dead"
 				}
-				if !last.IsZero() {
-					m.LastSeen = stamp(last)
+				if !f.LastContact.IsZero() {
+					m.LastSeen = stamp(f.LastContact)
 				}
 			} else {
 				m.Health, m.LastSeen = "alive", stamp(now)

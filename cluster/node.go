@@ -400,7 +400,7 @@ func (n *Node) Reset(keepBackup bool) (backup string, err error) {
 
 // PeerHealth returns what the leader's heartbeats say of each peer it failed
 // to reach; peers not in the map are reached normally.
-func (n *Node) PeerHealth() map[string]time.Time { return n.health.snapshot() }
+func (n *Node) PeerHealth() map[string]PeerFailure { return n.health.snapshot() }
 
 // Close stops Raft and releases the store and the port.
 func (n *Node) Close() error {

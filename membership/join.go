@@ -38,14 +38,17 @@ func (m *Manager) Join(ctx context.Context, addr string, force bool) (client.Joi
 	if err != nil {
 		return client.JoinResponse{}, err
 	}
-	others := 0
+	others, voter, together := 0, false, false
 	for _, s := range servers {
-		if s.ID == h.NodeID {
-			return client.JoinResponse{Joined: true, Leader: m.leaderName()}, nil // already there
-		}
-		if s.ID != self.NodeID {
+		together = together || s.ID == h.NodeID
+		if s.ID == self.NodeID {
+			voter = s.Voter
+		} else {
 			others++
 		}
+	}
+	if together {
+		return client.JoinResponse{Joined: true, Leader: m.leaderName(), Voter: voter}, nil // already there
 	}
 	if others > 0 {
 		return client.JoinResponse{}, fmt.Errorf("%w with %d other node(s), not the one of %s (%s)", ErrAlreadyMember, others, h.Name, c.Base)
