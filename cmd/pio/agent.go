@@ -60,7 +60,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	ccfg.MaxVoters = cfg.MaxVoters
 	ccfg.HeartbeatTimeout, ccfg.ElectionTimeout = cfg.Heartbeat, cfg.Election
 	ccfg.LeaderLeaseTimeout = min(ccfg.LeaderLeaseTimeout, cfg.Heartbeat)
-	ccfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: raftLogLevel(cfg.LogLevel)}).With("node", cfg.Name)
+	ccfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: raftLogLevel(cfg.LogLevel), Output: cfg.logOut}).With("node", cfg.Name)
 	node, err := cluster.Open(ccfg, fsm.New())
 	if err != nil {
 		ln.Close()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -30,6 +31,8 @@ type serveConfig struct {
 	Election      time.Duration
 	HoldTimeout   time.Duration
 	LogLevel      string
+	// logOut receives the Raft log; nil means stderr. Tests set it.
+	logOut io.Writer
 }
 
 // defaultServeConfig is what `pio serve` runs with when nothing is set.

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pioreactor/pio/api/client"
+)
+
+// nextIP hands out a distinct loopback address to every test node of this package.
+var nextIP atomic.Int32
+
+func freshIP() string {
+	n := nextIP.Add(1)
+	return fmt.Sprintf("127.0.%d.%d", 20+n/250, 1+n%250)
+}
+
+// syncBuffer is a log sink shared by a node's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// testNode is one node started in-process through startAgent, as `pio serve` does.
+type testNode struct {
+	t    *testing.T
+	cfg  serveConfig
+	a    *agent
+	logs *syncBuffer
+	c    *client.Client
+}
+
+// nodeOpt changes a test node's configuration before it starts.
+type nodeOpt func(*serveConfig)
+
+func withJoin(addr string) nodeOpt     { return func(c *serveConfig) { c.Join = addr } }
+func withMaxVoters(n int) nodeOpt      { return func(c *serveConfig) { c.MaxVoters = n } }
+func withHold(d time.Duration) nodeOpt { return func(c *serveConfig) { c.HoldTimeout = d } }
+func withName(name string) nodeOpt     { return func(c *serveConfig) { c.Name = name } }
+func withDataDir(dir string) nodeOpt   { return func(c *serveConfig) { c.DataDir = dir } }
+func withAddrs(http, raft string) nodeOpt {
+	return func(c *serveConfig) { c.HTTPAddr, c.RaftAddr = http, raft }
+}
+func withWorker(worker bool) nodeOpt { return func(c *serveConfig) { c.Worker = worker } }
+func withLogs(b *syncBuffer) nodeOpt { return func(c *serveConfig) { c.logOut = b } }
+
+// startNode starts a node on a fresh loopback address with its own data dir.
+func startNode(t *testing.T, name string, opts ...nodeOpt) *testNode {
+	t.Helper()
+	ip := freshIP()
+	cfg := defaultServeConfig()
+	cfg.Name = name
+	cfg.DataDir = filepath.Join(t.TempDir(), name)
+	cfg.HTTPAddr = net.JoinHostPort(ip, "0")
+	cfg.RaftAddr = net.JoinHostPort(ip, "0")
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return startConfigured(t, cfg)
+}
+
+func startConfigured(t *testing.T, cfg serveConfig) *testNode {
+	t.Helper()
+	logs := &syncBuffer{}
+	if cfg.logOut == nil {
+		cfg.logOut = logs
+	} else if b, ok := cfg.logOut.(*syncBuffer); ok {
+		logs = b
+	}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a, err := startAgent(cfg, log)
+	if err != nil {
+		t.Fatalf("start %s: %v", cfg.Name, err)
+	}
+	n := &testNode{t: t, cfg: cfg, a: a, logs: logs, c: &client.Client{Base: "http://" + a.httpAddr, HTTP: client.NewHTTPClient(15 * time.Second)}}
+	t.Cleanup(func() {
+		n.stop()
+		if t.Failed() {
+			t.Logf("---- log of %s ----\n%s", cfg.Name, logs.String())
+		}
+	})
+	return n
+}
+
+// stop closes the node (idempotent).
+func (n *testNode) stop() { _ = n.a.Close() }
+
+// restartConfig returns the node's configuration pinned to the addresses it got,
+// to start it again on the same data dir.
+func (n *testNode) restartConfig() serveConfig {
+	cfg := n.cfg
+	cfg.HTTPAddr = n.a.httpAddr
+	cfg.RaftAddr = n.a.node.Addr()
+	cfg.Join = ""
+	cfg.logOut = n.logs
+	return cfg
+}
+
+func (n *testNode) addr() string { return n.a.httpAddr }
+
+// eventually retries f until it returns nil or the deadline passes.
+func eventually(t *testing.T, within time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s: not true within %s: %v", what, within, err)
+}
+
+var ctx = context.Background()
+
+// waitCluster waits until every node sees the same leader and want members, all voters counted.
+func waitCluster(t *testing.T, nodes []*testNode, members, voters int) client.ClusterInfo {
+	t.Helper()
+	var ci client.ClusterInfo
+	eventually(t, 15*time.Second, fmt.Sprintf("a cluster of %d members, %d voters", members, voters), func() error {
+		var leader string
+		for _, n := range nodes {
+			got, err := n.c.Cluster(ctx, false)
+			if err != nil {
+				return err
+			}
+			if got.Leader == nil {
+				return fmt.Errorf("%s sees no leader", n.cfg.Name)
+			}
+			if leader != "" && got.Leader.NodeID != leader {
+				return fmt.Errorf("two leaders seen")
+			}
+			leader = got.Leader.NodeID
+			v, leaders := 0, 0
+			for _, m := range got.Members {
+				if m.Voter {
+					v++
+				}
+				if m.Leader {
+					leaders++
+				}
+				if m.Name == "" && m.Health != "left" {
+					return fmt.Errorf("member %s not registered yet", m.NodeID)
+				}
+			}
+			if len(got.Members) != members || v != voters || leaders != 1 {
+				return fmt.Errorf("%s sees %d members, %d voters, %d leaders", n.cfg.Name, len(got.Members), v, leaders)
+			}
+			ci = got
+		}
+		return nil
+	})
+	return ci
+}
+
+// leaderOf returns the node of nodes that leads now.
+func leaderOf(t *testing.T, nodes []*testNode) *testNode {
+	t.Helper()
+	var l *testNode
+	eventually(t, 10*time.Second, "a leader", func() error {
+		for _, n := range nodes {
+			if n.a.node.IsLeader() {
+				l = n
+				return nil
+			}
+		}
+		return fmt.Errorf("no leader among %d nodes", len(nodes))
+	})
+	return l
+}
+
+// createExperiment posts an experiment and returns the status.
+func createExperiment(t *testing.T, n *testNode, name string) (int, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, n.c.Base+"/api/experiments", strings.NewReader(fmt.Sprintf(`{"experiment":%q}`, name)))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := n.c.HTTP.Do(req)
+	if err != nil {
+		t.Fatalf("POST experiment via %s: %v", n.cfg.Name, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header
+}
+
+// experimentsOf reads a node's own copy of the experiments (a stale read).
+func experimentsOf(n *testNode) (map[string]bool, error) {
+	var exps []struct {
+		Experiment string `json:"experiment"`
+	}
+	if err := n.c.Do(ctx, http.MethodGet, "/api/experiments?stale=true", nil, &exps); err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, e := range exps {
+		out[e.Experiment] = true
+	}
+	return out, nil
+}
