@@ -70,7 +70,7 @@ func (n *Node) open() error {
 	n.cfg.BindAddr = stream.Listener.Addr().String()
 	store, err := raftboltdb.New(raftboltdb.Options{
 		Path:        filepath.Join(n.raftDir(), "raft.db"),
-		BoltOptions: &bbolt.Options{Timeout: time.Second},
+		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
 	})
 	if err != nil {
 		stream.Close()

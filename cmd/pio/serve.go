@@ -4,10 +4,20 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
 )
+
+// tuneGC trades a little memory for CPU: the live heap of a node is small (a
+// few MB), so the default GOGC=100 collects very often under write load. 400
+// keeps the heap under ~5x the live data. GOGC in the environment wins.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+}
 
 func newServeCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -24,6 +34,8 @@ environment and a key in the --config file.`,
 				return err
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slogLevel(cfg.LogLevel)}))
+			tuneGC()
+			startPprof(log)
 			a, err := startAgent(cfg, log)
 			if err != nil {
 				return err

@@ -1,0 +1,37 @@
+package cluster
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestNodeIDIsStable(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	a, err := LoadOrCreateNodeID(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := LoadOrCreateNodeID(dir)
+	if err != nil || a != b {
+		t.Fatalf("second load: %q %v, want %q", b, err, a)
+	}
+	os.WriteFile(filepath.Join(dir, nodeIDFile), []byte("garbage\n"), 0o644)
+	if _, err := LoadOrCreateNodeID(dir); err == nil {
+		t.Fatal("a damaged node-id file must be an error, not a new identity")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := DefaultConfig()
+	c.NodeID, c.DataDir = "x", t.TempDir()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{0, 2, 4, -1} {
+		c.MaxVoters = n
+		if err := c.Validate(); err == nil {
+			t.Errorf("max_voters %d accepted", n)
+		}
+	}
+}

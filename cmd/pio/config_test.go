@@ -1,0 +1,112 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func loadWith(t *testing.T, args []string) serveConfig {
+	t.Helper()
+	cmd := newServeCmd()
+	if err := cmd.ParseFlags(args); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadServeConfig(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pio.yaml")
+	os.WriteFile(file, []byte("name: from-file\ndata_dir: /file/dir\nhttp_addr: 10.0.0.1:9000\ncluster:\n  max_voters: 3\nworker: false\n"), 0o644)
+
+	// File only.
+	cfg := loadWith(t, []string{"--config", file})
+	if cfg.Name != "from-file" || cfg.DataDir != "/file/dir" || cfg.HTTPAddr != "10.0.0.1:9000" || cfg.MaxVoters != 3 || cfg.Worker {
+		t.Fatalf("file: %+v", cfg)
+	}
+	// A node that is not a worker prefers to lead unless told otherwise.
+	if !cfg.PreferLeader {
+		t.Fatal("worker=false should default prefer_leader to true")
+	}
+	// Environment beats the file.
+	t.Setenv("PIO_NAME", "from-env")
+	t.Setenv("PIO_CLUSTER_MAX_VOTERS", "7")
+	t.Setenv("PIO_RAFT_HEARTBEAT_TIMEOUT", "450ms")
+	cfg = loadWith(t, []string{"--config", file})
+	if cfg.Name != "from-env" || cfg.MaxVoters != 7 || cfg.Heartbeat != 450*time.Millisecond || cfg.DataDir != "/file/dir" {
+		t.Fatalf("env: %+v", cfg)
+	}
+	// Flags beat both.
+	cfg = loadWith(t, []string{"--config", file, "--name", "from-flag", "--prefer-leader=false"})
+	if cfg.Name != "from-flag" || cfg.PreferLeader {
+		t.Fatalf("flag: %+v", cfg)
+	}
+	// PIO_CONFIG names the file.
+	t.Setenv("PIO_CONFIG", file)
+	if cfg = loadWith(t, nil); cfg.DataDir != "/file/dir" {
+		t.Fatalf("PIO_CONFIG: %+v", cfg)
+	}
+}
+
+func TestConfigDefaultsAndValidation(t *testing.T) {
+	cfg := loadWith(t, nil)
+	d := defaultServeConfig()
+	if cfg.HTTPAddr != d.HTTPAddr || cfg.RaftAddr != ":8300" || cfg.GossipAddr != ":8301" || cfg.DataDir != "/var/lib/pio" || !cfg.Worker || cfg.PreferLeader || cfg.Hardware != "auto" {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+	bad := []struct {
+		mod  func(*serveConfig)
+		want string
+	}{
+		{func(c *serveConfig) { c.Name = "bad name" }, "letters, digits"},
+		{func(c *serveConfig) { c.Name = "10.0.0.1" }, "letters, digits"},
+		{func(c *serveConfig) { c.Hardware = "arduino" }, "auto, sim or rpi"},
+		{func(c *serveConfig) { c.HTTPAddr = "8080" }, "HOST:PORT"},
+		{func(c *serveConfig) { c.AdvertiseAddr = "pi.local" }, "not an IP"},
+	}
+	for _, b := range bad {
+		c := defaultServeConfig()
+		c.Name = "ok"
+		b.mod(&c)
+		if err := c.validate(); err == nil || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("validate: %v, want %q", err, b.want)
+		}
+	}
+}
+
+func TestAdvertiseHost(t *testing.T) {
+	c := defaultServeConfig()
+	c.HTTPAddr = "127.0.0.7:8080"
+	if h, err := c.advertiseHost(); err != nil || h != "127.0.0.7" {
+		t.Fatalf("bound host: %q %v", h, err)
+	}
+	c.HTTPAddr, c.AdvertiseAddr = ":8080", "10.1.2.3"
+	if h, err := c.advertiseHost(); err != nil || h != "10.1.2.3" {
+		t.Fatalf("advertise: %q %v", h, err)
+	}
+	// With an unspecified bind and no --advertise-addr, a host with several
+	// addresses is an error that names them and says what to set.
+	c.AdvertiseAddr = ""
+	if h, err := c.advertiseHost(); err != nil && !strings.Contains(err.Error(), "--advertise-addr") {
+		t.Fatalf("several addresses: %q %v", h, err)
+	}
+}
+
+func TestSecondServeOnSameDataDirRefused(t *testing.T) {
+	n := startNode(t, "owner")
+	cfg := defaultServeConfig()
+	cfg.Name, cfg.DataDir = "intruder", n.cfg.DataDir
+	ip := freshIP()
+	cfg.HTTPAddr, cfg.RaftAddr = ip+":0", ip+":0"
+	_, err := startAgent(cfg, discardLogger())
+	if err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second node on the same data dir: %v", err)
+	}
+}

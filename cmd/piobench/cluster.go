@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pioreactor/pio/api/client"
+)
+
+// bench owns the processes and directories of a benchmark run.
+type bench struct {
+	pio   string
+	keep  bool
+	dir   string
+	ip    int
+	procs []*node
+}
+
+func (b *bench) init() error {
+	if _, err := os.Stat(b.pio); err != nil {
+		return fmt.Errorf("pio binary %s: %w (run `make build`)", b.pio, err)
+	}
+	dir, err := os.MkdirTemp("", "piobench")
+	if err != nil {
+		return err
+	}
+	b.dir = dir
+	return nil
+}
+
+// cleanup kills every process started and removes the data unless kept.
+func (b *bench) cleanup() {
+	for _, p := range b.procs {
+		p.kill()
+	}
+	b.procs = nil
+	if b.keep {
+		fmt.Fprintln(os.Stderr, "piobench: data and logs kept in", b.dir)
+		return
+	}
+	os.RemoveAll(b.dir)
+}
+
+// node is one `pio serve` process.
+type node struct {
+	name, http string
+	bin        string
+	args       []string
+	cmd        *exec.Cmd
+	c          *client.Client
+	logPath    string
+}
+
+func freePort(ip string) (string, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// start runs a new node on its own loopback address.
+func (b *bench) start(name string, extra ...string) (*node, error) {
+	b.ip++
+	ip := fmt.Sprintf("127.0.9.%d", b.ip)
+	httpAddr, err := freePort(ip)
+	if err != nil {
+		return nil, err
+	}
+	raftAddr, err := freePort(ip)
+	if err != nil {
+		return nil, err
+	}
+	n := &node{name: name, http: httpAddr, bin: b.pio, logPath: filepath.Join(b.dir, name+".log"),
+		c: &client.Client{Base: "http://" + httpAddr, HTTP: client.NewHTTPClient(30 * time.Second)}}
+	n.args = append([]string{"serve", "--name", name, "--data-dir", filepath.Join(b.dir, name), "--http-addr", httpAddr,
+		"--raft-addr", raftAddr, "--hardware", "sim"}, extra...)
+	if err := n.run(); err != nil {
+		return nil, err
+	}
+	b.procs = append(b.procs, n)
+	return n, nil
+}
+
+func (n *node) run() error {
+	log, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	n.cmd = exec.Command(n.bin, n.args...)
+	n.cmd.Stdout, n.cmd.Stderr = log, log
+	if err := n.cmd.Start(); err != nil {
+		return err
+	}
+	go func() { _ = n.cmd.Wait(); log.Close() }()
+	return waitFor(15*time.Second, n.name+" serving HTTP", func() error {
+		_, err := n.c.Health(context.Background())
+		return err
+	})
+}
+
+func (n *node) kill() {
+	if n.cmd != nil && n.cmd.Process != nil {
+		_ = n.cmd.Process.Signal(syscall.SIGKILL)
+		for i := 0; i < 200 && n.cmd.ProcessState == nil; i++ {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+func (n *node) pid() int { return n.cmd.Process.Pid }
+
+// rssKB reads the resident set size of the node's process.
+func (n *node) rssKB() (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.pid()))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			f := strings.Fields(line)
+			return strconv.Atoi(f[1])
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS")
+}
+
+func (n *node) health() (client.Health, error) { return n.c.Health(context.Background()) }
+
+// threeNodes starts a three-node cluster and waits for three registered voters.
+func (b *bench) threeNodes(prefix string) ([]*node, error) {
+	a, err := b.start(prefix + "1")
+	if err != nil {
+		return nil, err
+	}
+	if err := waitFor(10*time.Second, "first node leads", func() error {
+		if h, err := a.health(); err != nil || !h.Leader {
+			return fmt.Errorf("not leader yet")
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	nodes := []*node{a}
+	for i := 2; i <= 3; i++ {
+		n, err := b.start(fmt.Sprintf("%s%d", prefix, i), "--join", a.http)
+		if err != nil {
+			return nil, err
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, waitVoters(nodes, 3)
+}
+
+// waitVoters waits until every node sees one leader and n registered, alive voters.
+func waitVoters(nodes []*node, n int) error {
+	return waitFor(30*time.Second, fmt.Sprintf("%d healthy voters", n), func() error {
+		for _, nd := range nodes {
+			ci, err := nd.c.Cluster(context.Background(), false)
+			if err != nil {
+				return err
+			}
+			v := 0
+			for _, m := range ci.Members {
+				if m.Voter && m.Name != "" && m.Health == "alive" {
+					v++
+				}
+			}
+			if v != n || ci.Leader == nil {
+				return fmt.Errorf("%s sees %d healthy voters", nd.name, v)
+			}
+		}
+		return nil
+	})
+}
+
+func waitFor(within time.Duration, what string, f func() error) error {
+	deadline := time.Now().Add(within)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("%s: not within %s: %v", what, within, err)
+}
+
+// post creates an experiment; it returns the HTTP status.
+func post(c *client.Client, name string) (int, error) {
+	return c.DoStatus(context.Background(), http.MethodPost, "/api/experiments", map[string]string{"experiment": name}, nil)
+}

@@ -1,0 +1,59 @@
+// Command piobench measures a pio cluster of real `pio serve` processes on
+// loopback and prints one JSON object per scenario on stdout (progress goes to
+// stderr). `make bench` runs it.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+func main() {
+	var (
+		pio       = flag.String("pio", "./bin/pio", "the pio binary")
+		scenarios = flag.String("scenarios", "failover,writes,memory", "comma-separated scenarios: failover, writes, memory")
+		trials    = flag.Int("trials", 20, "failover trials")
+		clients   = flag.Int("clients", 64, "concurrent HTTP clients of the writes scenario")
+		duration  = flag.Duration("duration", 10*time.Second, "how long the writes scenario writes")
+		keep      = flag.Bool("keep", false, "keep the data dirs and logs (printed on stderr)")
+	)
+	flag.Parse()
+	b := &bench{pio: *pio, keep: *keep}
+	if err := b.init(); err != nil {
+		fmt.Fprintln(os.Stderr, "piobench:", err)
+		os.Exit(1)
+	}
+	defer b.cleanup()
+	ctx := context.Background()
+	failed := false
+	for _, s := range strings.Split(*scenarios, ",") {
+		var res any
+		var err error
+		switch strings.TrimSpace(s) {
+		case "failover":
+			res, err = b.failover(ctx, *trials)
+		case "writes":
+			res, err = b.writes(ctx, *clients, *duration)
+		case "memory":
+			res, err = b.memory(ctx)
+		default:
+			err = fmt.Errorf("unknown scenario %q", s)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "piobench: %s: %v\n", s, err)
+			failed = true
+			continue
+		}
+		out, _ := json.Marshal(res)
+		fmt.Println(string(out))
+	}
+	if failed {
+		b.cleanup()
+		os.Exit(1)
+	}
+}
