@@ -34,6 +34,11 @@ type Config struct {
 	ApplyTimeout time.Duration
 	// SnapshotThreshold is how many log entries since the last snapshot trigger a new one.
 	SnapshotThreshold uint64
+	// SnapshotInterval is how often Raft checks whether to snapshot.
+	SnapshotInterval time.Duration
+	// TrailingLogs is how many log entries are kept after a snapshot, so a
+	// follower a little behind catches up from the log rather than a snapshot.
+	TrailingLogs uint64
 	// SnapshotRetain is how many snapshots are kept on disk.
 	SnapshotRetain int
 
@@ -59,6 +64,8 @@ func DefaultConfig() Config {
 		CommitTimeout:      20 * time.Millisecond,
 		ApplyTimeout:       5 * time.Second,
 		SnapshotThreshold:  8192,
+		SnapshotInterval:   30 * time.Second,
+		TrailingLogs:       10240,
 		SnapshotRetain:     2,
 		MaxVoters:          5,
 	}

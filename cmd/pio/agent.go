@@ -58,6 +58,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	ccfg := cluster.DefaultConfig()
 	ccfg.NodeID, ccfg.DataDir, ccfg.BindAddr, ccfg.AdvertiseHost = nodeID, cfg.DataDir, cfg.RaftAddr, host
 	ccfg.MaxVoters = cfg.MaxVoters
+	ccfg.SnapshotThreshold, ccfg.SnapshotInterval, ccfg.TrailingLogs = cfg.SnapshotThreshold, cfg.SnapshotInterval, cfg.TrailingLogs
 	ccfg.HeartbeatTimeout, ccfg.ElectionTimeout = cfg.Heartbeat, cfg.Election
 	ccfg.LeaderLeaseTimeout = min(ccfg.LeaderLeaseTimeout, cfg.Heartbeat)
 	ccfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: raftLogLevel(cfg.LogLevel), Output: cfg.logOut}).With("node", cfg.Name)

@@ -31,6 +31,10 @@ type serveConfig struct {
 	Election      time.Duration
 	HoldTimeout   time.Duration
 	LogLevel      string
+	// SnapshotThreshold, SnapshotInterval and TrailingLogs tune Raft snapshots (config file or env only).
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
 	// logOut receives the Raft log; nil means stderr. Tests set it.
 	logOut io.Writer
 }
@@ -41,6 +45,7 @@ func defaultServeConfig() serveConfig {
 		DataDir: "/var/lib/pio", HTTPAddr: ":8080", RaftAddr: ":8300", GossipAddr: ":8301",
 		Worker: true, Hardware: "auto", MaxVoters: 5,
 		Heartbeat: 300 * time.Millisecond, Election: 300 * time.Millisecond, HoldTimeout: 5 * time.Second, LogLevel: "info",
+		SnapshotThreshold: 8192, SnapshotInterval: 30 * time.Second, TrailingLogs: 10240,
 	}
 }
 
@@ -96,6 +101,10 @@ func loadServeConfig(cmd *cobra.Command) (serveConfig, error) {
 	v.SetEnvPrefix("PIO")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_", "-", "_"))
 	v.AutomaticEnv()
+	d := defaultServeConfig()
+	v.SetDefault("raft.snapshot_threshold", d.SnapshotThreshold)
+	v.SetDefault("raft.snapshot_interval", d.SnapshotInterval)
+	v.SetDefault("raft.trailing_logs", d.TrailingLogs)
 	for _, k := range serveKeys {
 		if err := v.BindPFlag(k.key, cmd.Flags().Lookup(k.flag)); err != nil {
 			return serveConfig{}, err
@@ -114,6 +123,8 @@ func loadServeConfig(cmd *cobra.Command) (serveConfig, error) {
 		Join: v.GetString("join"), Worker: v.GetBool("worker"), Hardware: v.GetString("hardware"),
 		MaxVoters: v.GetInt("cluster.max_voters"), Heartbeat: v.GetDuration("raft.heartbeat_timeout"),
 		Election: v.GetDuration("raft.election_timeout"), HoldTimeout: v.GetDuration("api.hold_timeout"), LogLevel: v.GetString("log_level"),
+		SnapshotThreshold: v.GetUint64("raft.snapshot_threshold"), SnapshotInterval: v.GetDuration("raft.snapshot_interval"),
+		TrailingLogs: v.GetUint64("raft.trailing_logs"),
 	}
 	// prefer_leader defaults to true for a node that is not a worker.
 	if v.IsSet("prefer_leader") && (cmd.Flags().Changed("prefer-leader") || os.Getenv("PIO_PREFER_LEADER") != "" || v.InConfig("prefer_leader")) {
