@@ -4,12 +4,14 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/pioreactor/pio/api/client"
 	"github.com/pioreactor/pio/cluster"
 	"github.com/pioreactor/pio/fsm"
+	"github.com/pioreactor/pio/web"
 )
 
 // Membership is what the API needs of the membership manager.
@@ -63,7 +65,12 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 	e := gin.New()
 	e.Use(gin.Recovery())
 	e.HandleMethodNotAllowed = true
+	ui := web.Handler()
 	e.NoRoute(func(c *gin.Context) {
+		if c.Request.Method == http.MethodGet && !strings.HasPrefix(c.Request.URL.Path, "/api/") && !strings.HasPrefix(c.Request.URL.Path, "/unit_api/") {
+			ui.ServeHTTP(c.Writer, c.Request)
+			return
+		}
 		abort(c, http.StatusNotFound, "no such route", c.Request.Method+" "+c.Request.URL.Path, "see the routes in the README")
 	})
 	e.NoMethod(func(c *gin.Context) {

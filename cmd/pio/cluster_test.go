@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -36,6 +37,16 @@ func TestBootstrapAlone(t *testing.T) {
 	}
 	if code, _ := createExperiment(t, n, "first"); code != http.StatusCreated {
 		t.Fatalf("create: %d", code)
+	}
+	// Every node serves the UI at /.
+	resp, err := n.c.HTTP.Get(n.c.Base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "<title>pio") {
+		t.Fatalf("GET /: %d %.80s", resp.StatusCode, page)
 	}
 	// The node ID is kept in the data dir across restarts.
 	b, err := os.ReadFile(filepath.Join(n.cfg.DataDir, "node-id"))
