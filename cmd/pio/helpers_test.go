@@ -207,11 +207,14 @@ func createExperiment(t *testing.T, n *testNode, name string) (int, http.Header)
 }
 
 // experimentsOf reads a node's own copy of the experiments (a stale read).
-func experimentsOf(n *testNode) (map[string]bool, error) {
+func experimentsOf(n *testNode) (map[string]bool, error) { return experimentsVia(n.c) }
+
+// experimentsVia reads the experiments a node holds itself, by a stale read.
+func experimentsVia(c *client.Client) (map[string]bool, error) {
 	var exps []struct {
 		Experiment string `json:"experiment"`
 	}
-	if err := n.c.Do(ctx, http.MethodGet, "/api/experiments?stale=true", nil, &exps); err != nil {
+	if err := c.Do(ctx, http.MethodGet, "/api/experiments?stale=true", nil, &exps); err != nil {
 		return nil, err
 	}
 	out := map[string]bool{}

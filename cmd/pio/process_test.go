@@ -114,19 +114,7 @@ func postExperiment(c *client.Client, name string) (int, error) {
 	return c.DoStatus(ctx, http.MethodPost, "/api/experiments", map[string]string{"experiment": name}, nil)
 }
 
-func procExperiments(p *proc) (map[string]bool, error) {
-	var exps []struct {
-		Experiment string `json:"experiment"`
-	}
-	if err := p.c.Do(ctx, http.MethodGet, "/api/experiments?stale=true", nil, &exps); err != nil {
-		return nil, err
-	}
-	out := map[string]bool{}
-	for _, e := range exps {
-		out[e.Experiment] = true
-	}
-	return out, nil
-}
+func procExperiments(p *proc) (map[string]bool, error) { return experimentsVia(p.c) }
 
 func startThreeProcs(t *testing.T) []*proc {
 	t.Helper()
