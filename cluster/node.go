@@ -86,10 +86,11 @@ func (n *Node) open() error {
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  stream,
-		MaxPool: 8,
-		Timeout: 2 * time.Second,
-		Logger:  n.cfg.Logger.Named("transport"),
+		Stream:          stream,
+		MaxPool:         8,
+		MaxRPCsInFlight: 1,
+		Timeout:         2 * time.Second,
+		Logger:          n.cfg.Logger.Named("transport"),
 	})
 	had, err := raft.HasExistingState(store, store, snaps)
 	if err != nil {
@@ -109,6 +110,7 @@ func (n *Node) open() error {
 	}
 	rc.TrailingLogs = n.cfg.TrailingLogs
 	rc.BatchApplyCh = true
+	rc.NoLegacyTelemetry = true
 	rc.MaxAppendEntries = 256
 	rc.Logger = n.cfg.Logger
 	logs, err := raft.NewLogCache(1024, store)
