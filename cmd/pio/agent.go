@@ -46,7 +46,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	}
 	nodeID, err := cluster.LoadOrCreateNodeID(cfg.DataDir)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w; choose a directory this user may write with --data-dir (or PIO_DATA_DIR)", err)
 	}
 	log = log.With("node", cfg.Name)
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
