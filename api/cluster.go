@@ -7,6 +7,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/pioreactor/pio/api/client"
+	"github.com/pioreactor/pio/fsm"
 )
 
 // health answers GET /unit_api/health from this node alone.
@@ -43,11 +44,33 @@ func (s *Server) clusterInfo() client.ClusterInfo {
 	st := s.node.Status()
 	leaderID, _ := s.node.Leader()
 	servers, _ := s.node.Servers()
-	amLeader := leaderID == s.cfg.NodeID
-	failing := s.node.PeerHealth()
-	now := time.Now().UTC()
-	stamp := func(t time.Time) *string { v := t.UTC().Format(time.RFC3339Nano); return &v }
-
+	states := s.mem.States()
+	problems := s.mem.Problems()
+	stamp := func(t time.Time) *string {
+		if t.IsZero() {
+			return nil
+		}
+		v := t.UTC().Format(time.RFC3339Nano)
+		return &v
+	}
+	member := func(id string) client.Member {
+		m := client.Member{NodeID: id, Health: "unknown", Leader: id == leaderID, Problem: problems[id]}
+		if g, ok := states[id]; ok {
+			m.Health, m.LastSeen, m.Version, m.GossipAddr = g.Health, stamp(g.LastSeen), g.Meta.Version, g.GossipAddr
+			m.Name, m.Worker, m.HTTPAddr, m.RaftAddr = g.Meta.Name, g.Meta.Worker, g.Meta.HTTPAddr, g.Meta.RaftAddr
+		}
+		if u, ok := s.fsm.UnitByID(id); ok {
+			// The inventory's name is the cluster's; a refused rename keeps the old one.
+			m.Name, m.Worker, m.HTTPAddr, m.IsActive = u.Name, u.Worker, u.HTTPAddr, u.IsActive
+			if m.GossipAddr == "" {
+				m.GossipAddr = u.GossipAddr
+			}
+			if e := s.fsm.ExperimentOf(u.NodeID); e != "" {
+				m.Experiment = &e
+			}
+		}
+		return m
+	}
 	ci := client.ClusterInfo{Term: st.Term, CommitIndex: st.CommitIndex, Members: []client.Member{}}
 	if u, ok := s.fsm.UnitByID(leaderID); ok {
 		ci.Leader = &client.LeaderInfo{Name: u.Name, NodeID: u.NodeID, HTTPAddr: u.HTTPAddr}
@@ -55,45 +78,41 @@ func (s *Server) clusterInfo() client.ClusterInfo {
 	seen := map[string]bool{}
 	for _, srv := range servers {
 		seen[srv.ID] = true
-		m := client.Member{NodeID: srv.ID, Voter: srv.Voter, Leader: srv.ID == leaderID, RaftAddr: srv.Addr, Health: "unknown"}
-		if u, ok := s.fsm.UnitByID(srv.ID); ok {
-			m.Name, m.Worker, m.HTTPAddr, m.GossipAddr, m.IsActive = u.Name, u.Worker, u.HTTPAddr, u.GossipAddr, u.IsActive
-			if e := s.fsm.ExperimentOf(u.NodeID); e != "" {
-				m.Experiment = &e
-			}
-		}
-		switch {
-		case srv.ID == s.cfg.NodeID:
-			m.Health, m.LastSeen, m.Version = "alive", stamp(now), s.cfg.Version
-		case amLeader:
-			// The leader heartbeats every peer: a failing one is suspect, then dead.
-			if f, bad := failing[srv.ID]; bad {
-				m.Health = "suspect"
-				if now.Sub(f.Since) > time.Second {
-					m.Health = "dead"
-				}
-				if !f.LastContact.IsZero() {
-					m.LastSeen = stamp(f.LastContact)
-				}
-			} else {
-				m.Health, m.LastSeen = "alive", stamp(now)
-			}
-		case srv.ID == leaderID && !st.LastContact.IsZero():
-			m.LastSeen = stamp(st.LastContact)
-			if now.Sub(st.LastContact) < time.Second {
-				m.Health = "alive"
-			}
-		}
+		m := member(srv.ID)
+		m.Voter, m.RaftAddr = srv.Voter, srv.Addr
 		ci.Members = append(ci.Members, m)
 	}
-	// Units that are no longer in the Raft configuration have left.
+	// Units no longer in the Raft configuration have left it.
 	for _, u := range s.fsm.Units() {
 		if !seen[u.NodeID] {
-			ci.Members = append(ci.Members, client.Member{Name: u.Name, NodeID: u.NodeID, Worker: u.Worker, Health: "left",
-				RaftAddr: u.RaftAddr, HTTPAddr: u.HTTPAddr, GossipAddr: u.GossipAddr, IsActive: u.IsActive})
+			m := member(u.NodeID)
+			m.Health = "left"
+			ci.Members = append(ci.Members, m)
 		}
 	}
 	return ci
+}
+
+// memberStatus answers GET /api/cluster/members/{node_id}: is it a member, or was it removed.
+func (s *Server) memberStatus(c *gin.Context) {
+	if !s.readable(c) {
+		return
+	}
+	member, removed := s.mem.MemberStatus(c.Param("node_id"))
+	c.JSON(http.StatusOK, gin.H{"node_id": c.Param("node_id"), "member": member, "removed": removed})
+}
+
+// getEvents answers GET /api/cluster/events: the cluster's event log, newest first.
+func (s *Server) getEvents(c *gin.Context) {
+	if !s.readable(c) {
+		return
+	}
+	ev := s.fsm.Events()
+	out := make([]fsm.Event, 0, len(ev))
+	for i := len(ev) - 1; i >= 0; i-- {
+		out = append(out, ev[i])
+	}
+	c.JSON(http.StatusOK, out)
 }
 
 // joinCluster answers POST /api/cluster/join: this node joins the cluster of the node at address.

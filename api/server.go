@@ -11,6 +11,7 @@ import (
 	"github.com/pioreactor/pio/api/client"
 	"github.com/pioreactor/pio/cluster"
 	"github.com/pioreactor/pio/fsm"
+	"github.com/pioreactor/pio/membership"
 	"github.com/pioreactor/pio/web"
 )
 
@@ -20,6 +21,12 @@ type Membership interface {
 	Leave(ctx context.Context) error
 	AddMember(ctx context.Context, req client.MemberRequest) (client.MemberResponse, error)
 	RemoveMember(ctx context.Context, nodeID string) error
+	// MemberStatus says whether a node ID is in the cluster or was removed from it.
+	MemberStatus(nodeID string) (member, removed bool)
+	// States is this node's gossip view of every member, by node ID.
+	States() map[string]membership.MemberState
+	// Problems says, on the leader, why members cannot be reconciled, by node ID.
+	Problems() map[string]string
 }
 
 // Config configures a Server.
@@ -87,6 +94,8 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 	g.GET("/cluster", s.getCluster)
 	g.POST("/cluster/members", s.addMember)
 	g.DELETE("/cluster/members/:node_id", s.removeMember)
+	g.GET("/cluster/members/:node_id", s.memberStatus)
+	g.GET("/cluster/events", s.getEvents)
 	g.GET("/units", s.getUnits)
 	g.GET("/workers", s.getWorkers)
 	g.GET("/experiments", s.getExperiments)

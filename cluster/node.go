@@ -333,17 +333,20 @@ func (n *Node) AddPeer(id, addr string) (voter bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	voters := 0
+	voters, known, wasVoter := 0, false, false
 	for _, s := range servers {
-		if s.ID == id && s.Addr == addr {
-			return s.Voter, nil
+		if s.ID == id {
+			if s.Addr == addr {
+				return s.Voter, nil
+			}
+			known, wasVoter = true, s.Voter // a new address: keep its suffrage
 		}
 		if s.Voter && s.ID != id {
 			voters++
 		}
 	}
 	var f raft.IndexFuture
-	if voters < n.cfg.MaxVoters {
+	if (known && wasVoter) || (!known && voters < n.cfg.MaxVoters) {
 		f = r.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, n.cfg.ApplyTimeout)
 		voter = true
 	} else {
@@ -354,6 +357,36 @@ func (n *Node) AddPeer(id, addr string) (voter bool, err error) {
 	}
 	return voter, nil
 }
+
+// Promote makes a non-voter a voter (same ID and address).
+func (n *Node) Promote(id, addr string) error {
+	r := n.r()
+	if r == nil {
+		return ErrShutdown
+	}
+	return mapRaftError(r.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, n.cfg.ApplyTimeout).Error())
+}
+
+// Demote makes a voter a non-voter; it keeps receiving the log.
+func (n *Node) Demote(id string) error {
+	r := n.r()
+	if r == nil {
+		return ErrShutdown
+	}
+	return mapRaftError(r.DemoteVoter(raft.ServerID(id), 0, n.cfg.ApplyTimeout).Error())
+}
+
+// TransferLeadershipTo hands the leadership to one voter and waits for it.
+func (n *Node) TransferLeadershipTo(id, addr string) error {
+	r := n.r()
+	if r == nil {
+		return ErrShutdown
+	}
+	return mapRaftError(r.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(addr)).Error())
+}
+
+// MaxVoters returns the configured cap on voters.
+func (n *Node) MaxVoters() int { return n.cfg.MaxVoters }
 
 // RemovePeer removes a node from the Raft configuration on the leader.
 func (n *Node) RemovePeer(id string) error {

@@ -61,6 +61,13 @@ func (s *state) apply(cmd Command) error {
 		}
 		u.IsActive = p.IsActive
 		return nil
+	case CmdRecordEvent:
+		var p RecordEvent
+		if err := decode(cmd.Payload, &p); err != nil {
+			return err
+		}
+		s.event(Event{Time: cmd.Time, Kind: p.Kind, NodeID: p.NodeID, Unit: p.Unit, Message: p.Message})
+		return nil
 	default:
 		return fmt.Errorf("%w: %q", ErrUnknownCommand, cmd.Type)
 	}
@@ -73,10 +80,19 @@ func (s *state) registerUnit(p RegisterUnit, now time.Time) error {
 	if other := s.unitByName(p.Name); other != nil && other.NodeID != p.NodeID {
 		return ErrNameTaken
 	}
+	if i := s.tombstone(p.NodeID); i >= 0 {
+		if !p.Readd {
+			return ErrRemoved
+		}
+		s.tombstones = append(s.tombstones[:i:i], s.tombstones[i+1:]...)
+	}
 	u, ok := s.units[p.NodeID]
 	if !ok {
 		u = &Unit{NodeID: p.NodeID, AddedAt: now, IsActive: 1}
 		s.units[p.NodeID] = u
+		s.event(Event{Time: now, Kind: "joined", NodeID: p.NodeID, Unit: p.Name, Message: p.Name + " joined the cluster"})
+	} else if u.Name != p.Name {
+		s.event(Event{Time: now, Kind: "renamed", NodeID: p.NodeID, Unit: p.Name, Message: "renamed " + u.Name + " to " + p.Name})
 	}
 	u.Name, u.Worker = p.Name, p.Worker
 	u.RaftAddr, u.HTTPAddr, u.GossipAddr = p.RaftAddr, p.HTTPAddr, p.GossipAddr
@@ -90,11 +106,19 @@ func (s *state) registerUnit(p RegisterUnit, now time.Time) error {
 }
 
 func (s *state) removeUnit(nodeID string, now time.Time) error {
-	if _, ok := s.units[nodeID]; !ok {
+	u, ok := s.units[nodeID]
+	if !ok {
 		return ErrUnitNotFound
 	}
 	s.closeAssignment(nodeID, now)
 	delete(s.units, nodeID)
+	if s.tombstone(nodeID) < 0 {
+		s.tombstones = append(s.tombstones, Tombstone{NodeID: nodeID, Name: u.Name, RemovedAt: now})
+		if len(s.tombstones) > maxTombstones {
+			s.tombstones = append([]Tombstone{}, s.tombstones[1:]...)
+		}
+	}
+	s.event(Event{Time: now, Kind: "removed", NodeID: nodeID, Unit: u.Name, Message: u.Name + " was removed from the cluster"})
 	return nil
 }
 

@@ -26,6 +26,8 @@ const (
 	CmdUnassign CommandType = "unassign"
 	// CmdSetActive sets a unit's is_active flag.
 	CmdSetActive CommandType = "set_active"
+	// CmdRecordEvent appends an event to the cluster's event log.
+	CmdRecordEvent CommandType = "record_event"
 )
 
 // Command is the envelope of every change to the cluster database. Time is
@@ -48,6 +50,10 @@ type RegisterUnit struct {
 	GossipAddr   string `json:"gossip_addr,omitempty"`
 	ModelName    string `json:"model_name,omitempty"`
 	ModelVersion string `json:"model_version,omitempty"`
+	// Readd is set when a node is explicitly added (joined): it lifts the
+	// tombstone of a node that was removed before. Registrations from gossip
+	// never set it, so a removed node cannot come back by itself.
+	Readd bool `json:"readd,omitempty"`
 }
 
 // RemoveUnit is the payload of CmdRemoveUnit.
@@ -74,6 +80,14 @@ type Assign struct {
 type SetActive struct {
 	Unit     string `json:"pioreactor_unit"`
 	IsActive int    `json:"is_active"`
+}
+
+// RecordEvent is the payload of CmdRecordEvent.
+type RecordEvent struct {
+	Kind    string `json:"kind"`
+	NodeID  string `json:"node_id,omitempty"`
+	Unit    string `json:"pioreactor_unit,omitempty"`
+	Message string `json:"message"`
 }
 
 // NewCommand builds a command envelope around payload.

@@ -23,11 +23,15 @@ var ErrNameTaken = errors.New("unit name held by another node")
 // ErrNotAssigned is returned when unassigning a unit that is not assigned to that experiment.
 var ErrNotAssigned = errors.New("unit not assigned to that experiment")
 
+// ErrRemoved is returned when a node that was removed from the cluster would
+// be registered again without being explicitly added back.
+var ErrRemoved = errors.New("node was removed from the cluster")
+
 // sentinels lists the errors an outcome may carry, so a retried command
 // answers with the same error value as its first application.
 var sentinels = []error{
 	ErrUnknownCommand, ErrBadPayload, ErrExperimentExists, ErrExperimentNotFound,
-	ErrUnitNotFound, ErrNameTaken, ErrNotAssigned,
+	ErrUnitNotFound, ErrNameTaken, ErrNotAssigned, ErrRemoved,
 }
 
 // errorFromString turns a stored outcome back into its sentinel error.

@@ -109,3 +109,17 @@ func (f *FSM) Counts() (units, experiments int) {
 	defer f.mu.RUnlock()
 	return len(f.s.units), len(f.s.experiments)
 }
+
+// Events returns the event log, oldest first.
+func (f *FSM) Events() []Event {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return append([]Event{}, f.s.events...)
+}
+
+// Removed reports whether the node was removed from the cluster (and not added back).
+func (f *FSM) Removed(nodeID string) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.s.tombstone(nodeID) >= 0
+}

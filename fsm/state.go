@@ -46,6 +46,28 @@ type Assignment struct {
 	Experiment string `json:"experiment"`
 }
 
+// Event is one entry of the cluster's event log: joins, leaves, deaths, renames.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"`
+	NodeID  string    `json:"node_id,omitempty"`
+	Unit    string    `json:"pioreactor_unit,omitempty"`
+	Message string    `json:"message"`
+}
+
+// Tombstone records that a node was removed from the cluster.
+type Tombstone struct {
+	NodeID    string    `json:"node_id"`
+	Name      string    `json:"name"`
+	RemovedAt time.Time `json:"removed_at"`
+}
+
+// maxEvents and maxTombstones bound the event log and the tombstones kept in memory.
+const (
+	maxEvents     = 1000
+	maxTombstones = 1000
+)
+
 // appliedRequest remembers the outcome of one applied request ID.
 type appliedRequest struct {
 	RequestID string `json:"request_id"`
@@ -58,6 +80,8 @@ type state struct {
 	experiments map[string]*Experiment
 	assignments map[string]string // node ID -> experiment
 	history     []AssignmentRecord
+	events      []Event     // oldest first, at most maxEvents
+	tombstones  []Tombstone // oldest first, at most maxTombstones
 	// requests remembers the outcomes of the last maxRequests request IDs:
 	// ring holds them in order of application, next is where the next one goes.
 	requests map[string]string
@@ -92,11 +116,14 @@ type snapshotData struct {
 	Experiments []Experiment       `json:"experiments"`
 	Assignments []Assignment       `json:"assignments"`
 	History     []AssignmentRecord `json:"history"`
+	Events      []Event            `json:"events"`
+	Tombstones  []Tombstone        `json:"tombstones"`
 	Requests    []appliedRequest   `json:"requests"`
 }
 
 func (s *state) export() snapshotData {
-	d := snapshotData{Version: Version, History: append([]AssignmentRecord{}, s.history...)}
+	d := snapshotData{Version: Version, History: append([]AssignmentRecord{}, s.history...),
+		Events: append([]Event{}, s.events...), Tombstones: append([]Tombstone{}, s.tombstones...)}
 	d.Requests = make([]appliedRequest, 0, len(s.ring))
 	for i := range s.ring {
 		id := s.ring[(s.next+i)%len(s.ring)]
@@ -143,6 +170,8 @@ func importState(d snapshotData) *state {
 		s.assignments[a.NodeID] = a.Experiment
 	}
 	s.history = d.History
+	s.events = d.Events
+	s.tombstones = d.Tombstones
 	for _, r := range d.Requests {
 		s.remember(r.RequestID, r.Err)
 	}
@@ -165,4 +194,22 @@ func (s *state) remember(id, errText string) {
 		s.next = (s.next + 1) % maxRequests
 	}
 	s.requests[id] = errText
+}
+
+// event appends to the event log, dropping the oldest beyond maxEvents.
+func (s *state) event(e Event) {
+	s.events = append(s.events, e)
+	if len(s.events) > maxEvents {
+		s.events = append([]Event{}, s.events[len(s.events)-maxEvents:]...)
+	}
+}
+
+// tombstone returns the index of nodeID's tombstone, or -1.
+func (s *state) tombstone(nodeID string) int {
+	for i, t := range s.tombstones {
+		if t.NodeID == nodeID {
+			return i
+		}
+	}
+	return -1
 }

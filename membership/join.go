@@ -88,6 +88,7 @@ func (m *Manager) Join(ctx context.Context, addr string, force bool) (client.Joi
 	if err := m.waitRegistered(ctx); err != nil {
 		return client.JoinResponse{}, fmt.Errorf("added to the cluster but not caught up: %w", err)
 	}
+	m.rejoin()
 	m.log.Info("joined cluster", "leader", resp.Leader.Name, "voter", resp.Voter)
 	return client.JoinResponse{Joined: true, Leader: resp.Leader.Name, Voter: resp.Voter, Discarded: backup}, nil
 }
@@ -119,6 +120,9 @@ func (m *Manager) JoinAtStart(ctx context.Context, addr string) {
 		resp, err := m.addSelf(ctx, c)
 		if err == nil {
 			m.log.Info("joined cluster", "leader", resp.Leader.Name, "voter", resp.Voter)
+			if m.waitRegistered(ctx) == nil {
+				m.rejoin()
+			}
 			return
 		}
 		var ae *client.Error

@@ -77,5 +77,8 @@ func (m *Manager) Leave(ctx context.Context) error {
 		}
 	}
 	m.log.Info("left the cluster; going back to standalone")
+	if err := m.restartGossip(true); err != nil {
+		m.log.Warn("leaving gossip", "error", err)
+	}
 	return m.backToStandalone(ctx)
 }

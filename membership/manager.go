@@ -16,20 +16,31 @@ import (
 
 // Self describes this node as it registers itself in the inventory.
 type Self struct {
-	NodeID     string
-	Name       string
-	HTTPAddr   string
-	GossipAddr string
-	Worker     bool
-	Version    string
+	NodeID       string
+	Name         string
+	HTTPAddr     string
+	Worker       bool
+	PreferLeader bool
+	Version      string
 }
 
 // Config configures a Manager.
 type Config struct {
 	// Self is this node.
 	Self Self
-	// SyncInterval is how often the manager checks this node's own registration.
-	SyncInterval time.Duration
+	// DataDir is where the manager keeps peers.json, the addresses of the
+	// cluster's nodes, to find them again after a restart.
+	DataDir string
+	// Gossip configures this node's gossip.
+	Gossip GossipConfig
+	// ReconcileInterval is how often the leader makes a full reconciliation pass.
+	ReconcileInterval time.Duration
+	// RejoinInterval is how often a node gossips again with members it does not
+	// see alive (memberlist never heals a partition by itself).
+	RejoinInterval time.Duration
+	// Stabilization is how long a non-voter must be healthy before it is
+	// promoted, and a voter dead before it is replaced.
+	Stabilization time.Duration
 	// JoinTimeout bounds one join: reaching the cluster, being added, catching up.
 	JoinTimeout time.Duration
 	// Logger receives what the manager does; nil means slog.Default().
@@ -38,11 +49,14 @@ type Config struct {
 
 // DefaultConfig returns the defaults for self.
 func DefaultConfig(self Self) Config {
-	return Config{Self: self, SyncInterval: 250 * time.Millisecond, JoinTimeout: 60 * time.Second}
+	return Config{Self: self, Gossip: DefaultGossipConfig(), ReconcileInterval: 500 * time.Millisecond,
+		RejoinInterval: 3 * time.Second, Stabilization: 10 * time.Second, JoinTimeout: 60 * time.Second}
 }
 
-// Manager joins, leaves, adds and removes nodes. Run owns its one background
-// goroutine, which stops with Run's context.
+// Manager decides who is in the cluster. It owns this node's gossip and, on the
+// leader, the reconciler that turns gossip into Raft and inventory changes.
+// Run owns its background goroutine, which stops with Run's context; Close
+// stops gossip.
 type Manager struct {
 	cfg  Config
 	node *cluster.Node
@@ -50,26 +64,73 @@ type Manager struct {
 	http *client.Client // template; Base is set per call
 	log  *slog.Logger
 
-	mu sync.Mutex // one join or leave at a time
+	mu sync.Mutex // one join, leave or reconciliation at a time
+
+	gmu    sync.RWMutex
+	gossip *Gossip
+
+	rec reconcilerState
+	// nameConflict is the node ID holding this node's name, once logged (step goroutine only).
+	nameConflict string
 }
 
-// New returns a manager of node.
+// New starts gossip for this node and returns its manager.
 func New(cfg Config, node *cluster.Node) (*Manager, error) {
 	if cfg.Self.NodeID == "" || cfg.Self.Name == "" || cfg.Self.HTTPAddr == "" {
 		return nil, errors.New("membership: self needs a node ID, a name and an HTTP address")
 	}
-	if cfg.SyncInterval <= 0 {
-		cfg.SyncInterval = 250 * time.Millisecond
+	d := DefaultConfig(cfg.Self)
+	if cfg.ReconcileInterval <= 0 {
+		cfg.ReconcileInterval = d.ReconcileInterval
+	}
+	if cfg.RejoinInterval <= 0 {
+		cfg.RejoinInterval = d.RejoinInterval
+	}
+	if cfg.Stabilization <= 0 {
+		cfg.Stabilization = d.Stabilization
 	}
 	if cfg.JoinTimeout <= 0 {
-		cfg.JoinTimeout = 60 * time.Second
+		cfg.JoinTimeout = d.JoinTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Manager{cfg: cfg, node: node, fsm: node.FSM(), log: cfg.Logger,
-		http: &client.Client{HTTP: client.NewHTTPClient(10 * time.Second)}}, nil
+	cfg.Gossip.Logger = cfg.Logger
+	m := &Manager{cfg: cfg, node: node, fsm: node.FSM(), log: cfg.Logger,
+		http: &client.Client{HTTP: client.NewHTTPClient(10 * time.Second)}}
+	m.rec.reset()
+	g, err := StartGossip(cfg.Gossip, m.meta())
+	if err != nil {
+		return nil, err
+	}
+	m.gossip = g
+	// Gossip binds port 0 to a real port: keep it, so a restart of gossip
+	// (after leaving a cluster) comes back on the same address.
+	m.cfg.Gossip.BindAddr = g.Addr()
+	return m, nil
 }
+
+func (m *Manager) meta() Meta {
+	s := m.cfg.Self
+	return Meta{NodeID: s.NodeID, Name: s.Name, RaftAddr: m.node.Addr(), HTTPAddr: s.HTTPAddr, Worker: s.Worker, PreferLeader: s.PreferLeader, Version: s.Version}
+}
+
+// g returns the current gossip.
+func (m *Manager) g() *Gossip {
+	m.gmu.RLock()
+	defer m.gmu.RUnlock()
+	return m.gossip
+}
+
+// GossipAddr returns the address others gossip with this node at.
+func (m *Manager) GossipAddr() string { return m.g().Addr() }
+
+// States returns every member this node's gossip knows, by node ID.
+func (m *Manager) States() map[string]MemberState { return m.g().States() }
+
+// Problems returns, on the leader, what keeps members from being reconciled
+// (a rename to a name another node holds), by node ID.
+func (m *Manager) Problems() map[string]string { return m.rec.problemsCopy() }
 
 // peer returns a client of the node at addr.
 func (m *Manager) peer(addr string) (*client.Client, error) {
@@ -83,7 +144,7 @@ func (m *Manager) peer(addr string) (*client.Client, error) {
 // Registration returns this node's inventory registration.
 func (m *Manager) Registration() fsm.RegisterUnit {
 	s := m.cfg.Self
-	return fsm.RegisterUnit{NodeID: s.NodeID, Name: s.Name, Worker: s.Worker, RaftAddr: m.node.Addr(), HTTPAddr: s.HTTPAddr, GossipAddr: s.GossipAddr}
+	return fsm.RegisterUnit{NodeID: s.NodeID, Name: s.Name, Worker: s.Worker, RaftAddr: m.node.Addr(), HTTPAddr: s.HTTPAddr, GossipAddr: m.GossipAddr()}
 }
 
 func (m *Manager) memberRequest() client.MemberRequest {
@@ -91,61 +152,64 @@ func (m *Manager) memberRequest() client.MemberRequest {
 	return client.MemberRequest{NodeID: r.NodeID, Name: r.Name, RaftAddr: r.RaftAddr, HTTPAddr: r.HTTPAddr, GossipAddr: r.GossipAddr, Worker: r.Worker, Version: m.cfg.Self.Version}
 }
 
-// Run keeps this node's registration current until ctx ends: the leader
-// registers itself; a follower whose addresses changed asks the leader to
-// update them.
+// Run works until ctx ends: on the leader it reconciles gossip into the
+// cluster (per gossip event and every ReconcileInterval); on every node it
+// rejoins unseen members, keeps peers.json, and notices its own removal.
 func (m *Manager) Run(ctx context.Context) {
-	t := time.NewTicker(m.cfg.SyncInterval)
-	defer t.Stop()
+	m.rejoin()
+	tick := time.NewTicker(m.cfg.ReconcileInterval)
+	defer tick.Stop()
+	rejoin := time.NewTicker(m.cfg.RejoinInterval)
+	defer rejoin.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			m.syncSelf(ctx)
+		case <-m.g().Changed():
+			m.step(ctx)
+		case <-tick.C:
+			m.step(ctx)
+		case <-rejoin.C:
+			m.rejoin()
+			m.checkRemoved(ctx)
 		}
 	}
 }
 
-func (m *Manager) syncSelf(ctx context.Context) {
+// step is one pass of the background work.
+func (m *Manager) step(ctx context.Context) {
 	if !m.mu.TryLock() { // a join or leave is changing things
 		return
 	}
 	defer m.mu.Unlock()
-	want := m.Registration()
-	have, ok := m.fsm.UnitByID(want.NodeID)
-	if ok && have.Name == want.Name && have.RaftAddr == want.RaftAddr && have.HTTPAddr == want.HTTPAddr && have.Worker == want.Worker && have.GossipAddr == want.GossipAddr {
-		return
-	}
+	m.savePeers()
+	m.checkOwnName()
 	if m.node.IsLeader() {
-		cmd, _ := fsm.NewCommand(fsm.CmdRegisterUnit, uuid.NewString(), time.Now(), want)
-		res, err := m.node.Apply(cmd)
-		if err == nil && res.Err != nil {
-			err = res.Err
-		}
-		if err != nil {
-			m.log.Warn("cannot register this node in the inventory", "name", want.Name, "error", err)
-		}
-		return
+		m.reconcile(ctx)
+	} else {
+		m.rec.reset()
 	}
-	// A follower that is in the configuration but registered with stale
-	// addresses (restarted on another port or address) asks the leader.
-	if !ok {
-		return // not added yet, or being added: the joiner registers
+}
+
+// Close stops gossip without leaving: the others see this node die, as on a
+// reboot; it stays a member of the cluster.
+func (m *Manager) Close() error { return m.g().Shutdown() }
+
+// restartGossip leaves the gossip pool (when leave is true) and starts a new one, alone.
+func (m *Manager) restartGossip(leave bool) error {
+	m.gmu.Lock()
+	defer m.gmu.Unlock()
+	if leave {
+		_ = m.gossip.Leave(2 * time.Second)
+	} else {
+		_ = m.gossip.Shutdown()
 	}
-	leader, lok := m.leaderUnit()
-	if !lok {
-		return
-	}
-	c, err := m.peer(leader.HTTPAddr)
+	g, err := StartGossip(m.cfg.Gossip, m.meta())
 	if err != nil {
-		return
+		return fmt.Errorf("restart gossip: %w", err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if _, err := c.AddMember(cctx, m.memberRequest()); err != nil {
-		m.log.Warn("cannot update this node's registration", "error", err)
-	}
+	m.gossip = g
+	return nil
 }
 
 // leaderUnit returns the inventory row of the current leader.
@@ -166,8 +230,22 @@ func (m *Manager) StartStandalone() error {
 	return m.node.Bootstrap()
 }
 
+// apply proposes a command on this node (the leader).
+func (m *Manager) apply(t fsm.CommandType, payload any) error {
+	cmd, err := fsm.NewCommand(t, uuid.NewString(), time.Now(), payload)
+	if err != nil {
+		return err
+	}
+	res, err := m.node.Apply(cmd)
+	if err != nil {
+		return err
+	}
+	return res.Err
+}
+
 // AddMember adds a node on the leader: into the Raft configuration (a voter
-// while there are fewer than max_voters) and into the inventory.
+// while there are fewer than max_voters) and into the inventory. It is an
+// explicit add, so it lifts the tombstone of a node removed before.
 func (m *Manager) AddMember(ctx context.Context, req client.MemberRequest) (client.MemberResponse, error) {
 	if !m.node.IsLeader() {
 		return client.MemberResponse{}, cluster.ErrNotLeader
@@ -179,25 +257,21 @@ func (m *Manager) AddMember(ctx context.Context, req client.MemberRequest) (clie
 	if err != nil {
 		return client.MemberResponse{}, err
 	}
-	cmd, err := fsm.NewCommand(fsm.CmdRegisterUnit, uuid.NewString(), time.Now(), fsm.RegisterUnit{
-		NodeID: req.NodeID, Name: req.Name, Worker: req.Worker, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr, GossipAddr: req.GossipAddr,
-	})
-	if err != nil {
+	if err := m.apply(fsm.CmdRegisterUnit, fsm.RegisterUnit{
+		NodeID: req.NodeID, Name: req.Name, Worker: req.Worker, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr, GossipAddr: req.GossipAddr, Readd: true,
+	}); err != nil {
 		return client.MemberResponse{}, err
 	}
-	res, err := m.node.Apply(cmd)
-	if err == nil {
-		err = res.Err
-	}
-	if err != nil {
-		return client.MemberResponse{}, err
+	if req.GossipAddr != "" {
+		_, _ = m.g().Join([]string{req.GossipAddr})
 	}
 	m.log.Info("added node", "name", req.Name, "node_id", req.NodeID, "voter", voter)
 	self := m.cfg.Self
 	return client.MemberResponse{Voter: voter, Leader: client.LeaderInfo{Name: self.Name, NodeID: self.NodeID, HTTPAddr: self.HTTPAddr}}, nil
 }
 
-// RemoveMember removes a node on the leader: out of the inventory and the Raft configuration.
+// RemoveMember removes a node on the leader: out of the inventory (leaving a
+// tombstone, so it cannot come back by itself) and the Raft configuration.
 func (m *Manager) RemoveMember(ctx context.Context, nodeID string) error {
 	if !m.node.IsLeader() {
 		return cluster.ErrNotLeader
@@ -205,20 +279,24 @@ func (m *Manager) RemoveMember(ctx context.Context, nodeID string) error {
 	if nodeID == m.cfg.Self.NodeID {
 		return ErrRemoveSelf
 	}
-	cmd, err := fsm.NewCommand(fsm.CmdRemoveUnit, uuid.NewString(), time.Now(), fsm.RemoveUnit{NodeID: nodeID})
-	if err != nil {
+	if err := m.apply(fsm.CmdRemoveUnit, fsm.RemoveUnit{NodeID: nodeID}); err != nil && !errors.Is(err, fsm.ErrUnitNotFound) {
 		return err
-	}
-	res, err := m.node.Apply(cmd)
-	if err != nil {
-		return err
-	}
-	if res.Err != nil && !errors.Is(res.Err, fsm.ErrUnitNotFound) {
-		return res.Err
 	}
 	if err := m.node.RemovePeer(nodeID); err != nil {
 		return err
 	}
 	m.log.Info("removed node", "node_id", nodeID)
 	return nil
+}
+
+// MemberStatus answers whether a node ID is in the cluster, or was removed from it.
+func (m *Manager) MemberStatus(nodeID string) (member, removed bool) {
+	if servers, err := m.node.Servers(); err == nil {
+		for _, s := range servers {
+			if s.ID == nodeID {
+				return true, false
+			}
+		}
+	}
+	return false, m.fsm.Removed(nodeID)
 }

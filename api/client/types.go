@@ -66,6 +66,8 @@ type Member struct {
 	Version    string  `json:"version"`
 	IsActive   int     `json:"is_active"`
 	Experiment *string `json:"experiment"`
+	// Problem says why the leader cannot reconcile this member (a refused rename), if anything.
+	Problem string `json:"problem,omitempty"`
 }
 
 // ClusterInfo is the answer of GET /api/cluster.

@@ -67,8 +67,13 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 		ln.Close()
 		return nil, err
 	}
-	mcfg := membership.DefaultConfig(membership.Self{NodeID: nodeID, Name: cfg.Name, HTTPAddr: httpAddr, Worker: cfg.Worker, Version: version})
-	mcfg.Logger = log
+	mcfg := membership.DefaultConfig(membership.Self{NodeID: nodeID, Name: cfg.Name, HTTPAddr: httpAddr, Worker: cfg.Worker,
+		PreferLeader: cfg.PreferLeader, Version: version})
+	mcfg.Logger, mcfg.DataDir = log, cfg.DataDir
+	mcfg.Gossip.BindAddr, mcfg.Gossip.AdvertiseHost = cfg.GossipAddr, host
+	if cfg.Stabilization > 0 {
+		mcfg.Stabilization = cfg.Stabilization
+	}
 	mem, err := membership.New(mcfg, node)
 	if err != nil {
 		node.Close()
@@ -106,7 +111,8 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 			return nil, err
 		}
 	}
-	log.Info("pio node started", "node_id", nodeID, "http", httpAddr, "raft", node.Addr(), "data_dir", cfg.DataDir, "version", version)
+	log.Info("pio node started", "node_id", nodeID, "http", httpAddr, "raft", node.Addr(), "gossip", mem.GossipAddr(),
+		"data_dir", cfg.DataDir, "worker", cfg.Worker, "prefer_leader", cfg.PreferLeader, "version", version)
 	return a, nil
 }
 
@@ -119,6 +125,7 @@ func (a *agent) Close() error {
 		_ = a.srv.Shutdown(ctx)
 		a.cancel()
 		a.wg.Wait()
+		_ = a.mem.Close()
 		err = a.node.Close()
 	})
 	return err

@@ -27,6 +27,7 @@ type serveConfig struct {
 	PreferLeader  bool
 	Hardware      string
 	MaxVoters     int
+	Stabilization time.Duration
 	Heartbeat     time.Duration
 	Election      time.Duration
 	HoldTimeout   time.Duration
@@ -43,7 +44,7 @@ type serveConfig struct {
 func defaultServeConfig() serveConfig {
 	return serveConfig{
 		DataDir: "/var/lib/pio", HTTPAddr: ":8080", RaftAddr: ":8300", GossipAddr: ":8301",
-		Worker: true, Hardware: "auto", MaxVoters: 5,
+		Worker: true, Hardware: "auto", MaxVoters: 5, Stabilization: 10 * time.Second,
 		Heartbeat: 300 * time.Millisecond, Election: 300 * time.Millisecond, HoldTimeout: 5 * time.Second, LogLevel: "info",
 		SnapshotThreshold: 8192, SnapshotInterval: 30 * time.Second, TrailingLogs: 10240,
 	}
@@ -62,6 +63,7 @@ var serveKeys = []struct{ key, flag, usage string }{
 	{"prefer_leader", "prefer-leader", "this node should lead when healthy (default: true when --worker=false)"},
 	{"hardware", "hardware", "auto, sim or rpi (auto: rpi only on a confirmed Raspberry Pi)"},
 	{"cluster.max_voters", "max-voters", "how many nodes vote in Raft (odd); the others are non-voters"},
+	{"cluster.stabilization_time", "stabilization-time", "how long a non-voter must be healthy before promotion, and a voter dead before it is replaced"},
 	{"raft.heartbeat_timeout", "raft-heartbeat-timeout", "time without a leader's heartbeat before a follower starts an election"},
 	{"raft.election_timeout", "raft-election-timeout", "time a candidate waits for votes"},
 	{"api.hold_timeout", "hold-timeout", "how long a request waits for a leader before 503"},
@@ -81,6 +83,8 @@ func addServeFlags(cmd *cobra.Command) {
 			f.Bool(k.flag, false, k.usage)
 		case "cluster.max_voters":
 			f.Int(k.flag, d.MaxVoters, k.usage)
+		case "cluster.stabilization_time":
+			f.Duration(k.flag, d.Stabilization, k.usage)
 		case "raft.heartbeat_timeout":
 			f.Duration(k.flag, d.Heartbeat, k.usage)
 		case "raft.election_timeout":
@@ -121,7 +125,7 @@ func loadServeConfig(cmd *cobra.Command) (serveConfig, error) {
 		Name: v.GetString("name"), DataDir: v.GetString("data_dir"), HTTPAddr: v.GetString("http_addr"),
 		RaftAddr: v.GetString("raft_addr"), GossipAddr: v.GetString("gossip_addr"), AdvertiseAddr: v.GetString("advertise_addr"),
 		Join: v.GetString("join"), Worker: v.GetBool("worker"), Hardware: v.GetString("hardware"),
-		MaxVoters: v.GetInt("cluster.max_voters"), Heartbeat: v.GetDuration("raft.heartbeat_timeout"),
+		MaxVoters: v.GetInt("cluster.max_voters"), Stabilization: v.GetDuration("cluster.stabilization_time"), Heartbeat: v.GetDuration("raft.heartbeat_timeout"),
 		Election: v.GetDuration("raft.election_timeout"), HoldTimeout: v.GetDuration("api.hold_timeout"), LogLevel: v.GetString("log_level"),
 		SnapshotThreshold: v.GetUint64("raft.snapshot_threshold"), SnapshotInterval: v.GetDuration("raft.snapshot_interval"),
 		TrailingLogs: v.GetUint64("raft.trailing_logs"),

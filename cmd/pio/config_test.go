@@ -104,7 +104,7 @@ func TestSecondServeOnSameDataDirRefused(t *testing.T) {
 	cfg := defaultServeConfig()
 	cfg.Name, cfg.DataDir = "intruder", n.cfg.DataDir
 	ip := freshIP()
-	cfg.HTTPAddr, cfg.RaftAddr = ip+":0", ip+":0"
+	cfg.HTTPAddr, cfg.RaftAddr, cfg.GossipAddr = ip+":0", ip+":0", ip+":0"
 	_, err := startAgent(cfg, discardLogger())
 	if err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("second node on the same data dir: %v", err)

@@ -76,6 +76,7 @@ func startNode(t *testing.T, name string, opts ...nodeOpt) *testNode {
 	cfg.DataDir = filepath.Join(t.TempDir(), name)
 	cfg.HTTPAddr = net.JoinHostPort(ip, "0")
 	cfg.RaftAddr = net.JoinHostPort(ip, "0")
+	cfg.GossipAddr = net.JoinHostPort(ip, "0")
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -114,6 +115,7 @@ func (n *testNode) restartConfig() serveConfig {
 	cfg := n.cfg
 	cfg.HTTPAddr = n.a.httpAddr
 	cfg.RaftAddr = n.a.node.Addr()
+	cfg.GossipAddr = n.a.mem.GossipAddr()
 	cfg.Join = ""
 	cfg.logOut = n.logs
 	return cfg

@@ -65,7 +65,7 @@ func startProc(t *testing.T, name string, extra ...string) *proc {
 	ip := freshIP()
 	p := &proc{t: t, name: name, httpAddr: freePort(t, ip)}
 	p.args = append([]string{"serve", "--name", name, "--data-dir", filepath.Join(t.TempDir(), name),
-		"--http-addr", p.httpAddr, "--raft-addr", freePort(t, ip), "--hardware", "sim"}, extra...)
+		"--http-addr", p.httpAddr, "--raft-addr", freePort(t, ip), "--gossip-addr", freePort(t, ip), "--hardware", "sim"}, extra...)
 	p.c = &client.Client{Base: "http://" + p.httpAddr, HTTP: client.NewHTTPClient(10 * time.Second)}
 	var err error
 	p.log, err = os.Create(filepath.Join(t.TempDir(), name+".log"))

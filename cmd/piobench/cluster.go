@@ -81,10 +81,14 @@ func (b *bench) start(name string, extra ...string) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
+	gossipAddr, err := freePort(ip)
+	if err != nil {
+		return nil, err
+	}
 	n := &node{name: name, http: httpAddr, bin: b.pio, logPath: filepath.Join(b.dir, name+".log"),
 		c: &client.Client{Base: "http://" + httpAddr, HTTP: client.NewHTTPClient(30 * time.Second)}}
 	n.args = append([]string{"serve", "--name", name, "--data-dir", filepath.Join(b.dir, name), "--http-addr", httpAddr,
-		"--raft-addr", raftAddr, "--hardware", "sim"}, extra...)
+		"--raft-addr", raftAddr, "--gossip-addr", gossipAddr, "--hardware", "sim"}, extra...)
 	if err := n.run(); err != nil {
 		return nil, err
 	}

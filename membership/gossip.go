@@ -1,0 +1,274 @@
+package membership
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Meta is what every node tells the others about itself through gossip.
+type Meta struct {
+	NodeID       string `json:"id"`
+	Name         string `json:"name"`
+	RaftAddr     string `json:"raft"`
+	HTTPAddr     string `json:"http"`
+	Worker       bool   `json:"worker"`
+	PreferLeader bool   `json:"prefer_leader"`
+	Version      string `json:"version"`
+}
+
+// Health values of a member, as gossip sees it.
+const (
+	HealthAlive   = "alive"
+	HealthSuspect = "suspect"
+	HealthDead    = "dead"
+	HealthLeft    = "left"
+)
+
+// MemberState is one node as this node's gossip sees it.
+type MemberState struct {
+	Meta       Meta
+	GossipAddr string
+	Health     string
+	// LastSeen is when the node was last known alive.
+	LastSeen time.Time
+	// AliveSince is when the node last became alive (zero while not alive).
+	AliveSince time.Time
+}
+
+// GossipConfig configures Gossip. The timing defaults are tuned for a lab LAN:
+// a dead node is declared dead in about a second, and Lifeguard's awareness
+// stretches the timeouts of a node that is itself slow, so a busy Pi does not
+// accuse healthy ones.
+type GossipConfig struct {
+	// BindAddr is host:port for UDP and TCP gossip (port 0 picks one).
+	BindAddr string
+	// AdvertiseHost is the IP others reach this node at; empty means the bind host.
+	AdvertiseHost string
+	// ProbeInterval is how often this node probes a random peer.
+	ProbeInterval time.Duration
+	// ProbeTimeout is how long a direct probe waits for its ack.
+	ProbeTimeout time.Duration
+	// SuspicionMult scales how long a suspect has to refute before it is declared dead.
+	SuspicionMult int
+	// GossipInterval is how often gossip messages are sent to a few peers.
+	GossipInterval time.Duration
+	// Logger receives memberlist's warnings.
+	Logger *slog.Logger
+}
+
+// DefaultGossipConfig returns the LAN defaults.
+func DefaultGossipConfig() GossipConfig {
+	return GossipConfig{BindAddr: ":8301", ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 150 * time.Millisecond,
+		SuspicionMult: 4, GossipInterval: 100 * time.Millisecond}
+}
+
+// Gossip is this node's membership in the gossip pool (hashicorp/memberlist).
+// Node names in the pool are node IDs, so a renamed node stays the same member.
+// It owns memberlist's goroutines; Shutdown stops them.
+type Gossip struct {
+	ml     *memberlist.Memberlist
+	meta   []byte
+	log    *slog.Logger
+	events chan struct{}
+
+	mu     sync.Mutex
+	states map[string]*MemberState // by node ID
+}
+
+// StartGossip joins no one yet: it starts listening with meta as this node's metadata.
+func StartGossip(cfg GossipConfig, meta Meta) (*Gossip, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	b, err := json.Marshal(meta)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("gossip metadata is %d bytes, more than %d", len(b), memberlist.MetaMaxSize)
+	}
+	host, portStr, err := net.SplitHostPort(cfg.BindAddr)
+	if err != nil {
+		return nil, fmt.Errorf("gossip address %q: %w", cfg.BindAddr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("gossip port %q: %w", portStr, err)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	g := &Gossip{meta: b, log: cfg.Logger, events: make(chan struct{}, 1), states: map[string]*MemberState{}}
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = meta.NodeID
+	mc.BindAddr, mc.BindPort = host, port
+	if cfg.AdvertiseHost != "" {
+		mc.AdvertiseAddr = cfg.AdvertiseHost
+	} else if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+		mc.AdvertiseAddr = host
+	}
+	mc.AdvertisePort = port
+	mc.ProbeInterval, mc.ProbeTimeout = cfg.ProbeInterval, cfg.ProbeTimeout
+	mc.SuspicionMult = cfg.SuspicionMult
+	mc.GossipInterval = cfg.GossipInterval
+	mc.PushPullInterval = 10 * time.Second
+	mc.TCPTimeout = 2 * time.Second
+	// A node restarted on a new address may take its ID back after a second.
+	mc.DeadNodeReclaimTime = time.Second
+	mc.Delegate = (*metaDelegate)(g)
+	mc.Events = (*eventDelegate)(g)
+	mc.Logger = log.New(&levelWriter{log: cfg.Logger}, "", 0)
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("start gossip on %s: %w", cfg.BindAddr, err)
+	}
+	g.ml = ml
+	return g, nil
+}
+
+// Addr returns the address others gossip with this node at.
+func (g *Gossip) Addr() string {
+	n := g.ml.LocalNode()
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+}
+
+// Join contacts the given gossip addresses; it reports how many answered.
+func (g *Gossip) Join(addrs []string) (int, error) {
+	if len(addrs) == 0 {
+		return 0, nil
+	}
+	return g.ml.Join(addrs)
+}
+
+// Leave tells the pool this node leaves (they mark it left, not dead) and stops.
+func (g *Gossip) Leave(timeout time.Duration) error {
+	err := g.ml.Leave(timeout)
+	if serr := g.ml.Shutdown(); err == nil {
+		err = serr
+	}
+	return err
+}
+
+// Shutdown stops gossiping without leaving: the others will see this node die,
+// which is what a reboot or a power cut looks like.
+func (g *Gossip) Shutdown() error { return g.ml.Shutdown() }
+
+// Changed is signalled (without blocking) when a member joins, changes or goes.
+func (g *Gossip) Changed() <-chan struct{} { return g.events }
+
+func (g *Gossip) notify() {
+	select {
+	case g.events <- struct{}{}:
+	default:
+	}
+}
+
+// States returns every member this node has heard of, by node ID, with its
+// health refreshed from memberlist (alive, suspect, dead or left).
+func (g *Gossip) States() map[string]MemberState {
+	now := time.Now()
+	live := map[string]memberlist.NodeStateType{}
+	for _, n := range g.ml.Members() {
+		live[n.Name] = n.State
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[string]MemberState, len(g.states))
+	for id, s := range g.states {
+		if st, ok := live[id]; ok {
+			switch st {
+			case memberlist.StateAlive:
+				if s.Health != HealthAlive {
+					s.AliveSince = now
+				}
+				s.Health, s.LastSeen = HealthAlive, now
+			case memberlist.StateSuspect:
+				s.Health, s.AliveSince = HealthSuspect, time.Time{}
+			}
+		}
+		out[id] = *s
+	}
+	return out
+}
+
+func (g *Gossip) update(n *memberlist.Node, health string) {
+	var m Meta
+	if err := json.Unmarshal(n.Meta, &m); err != nil || m.NodeID != n.Name {
+		g.log.Warn("gossip: ignoring a member with unreadable metadata", "member", n.Name, "error", err)
+		return
+	}
+	now := time.Now()
+	g.mu.Lock()
+	s, ok := g.states[n.Name]
+	if !ok {
+		s = &MemberState{}
+		g.states[n.Name] = s
+	}
+	if health == HealthAlive && s.Health != HealthAlive {
+		s.AliveSince = now
+	}
+	if health != HealthAlive {
+		s.AliveSince = time.Time{}
+	}
+	if health == HealthAlive {
+		s.LastSeen = now
+	}
+	s.Meta, s.Health = m, health
+	s.GossipAddr = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+	g.mu.Unlock()
+	g.notify()
+}
+
+// Forget drops a member from this node's table (after it was removed from the cluster).
+func (g *Gossip) Forget(nodeID string) {
+	g.mu.Lock()
+	delete(g.states, nodeID)
+	g.mu.Unlock()
+}
+
+type eventDelegate Gossip
+
+func (e *eventDelegate) NotifyJoin(n *memberlist.Node)   { (*Gossip)(e).update(n, HealthAlive) }
+func (e *eventDelegate) NotifyUpdate(n *memberlist.Node) { (*Gossip)(e).update(n, HealthAlive) }
+func (e *eventDelegate) NotifyLeave(n *memberlist.Node) {
+	h := HealthDead
+	if n.State == memberlist.StateLeft {
+		h = HealthLeft
+	}
+	(*Gossip)(e).update(n, h)
+}
+
+type metaDelegate Gossip
+
+func (d *metaDelegate) NodeMeta(limit int) []byte                  { return d.meta }
+func (d *metaDelegate) NotifyMsg([]byte)                           {}
+func (d *metaDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *metaDelegate) LocalState(join bool) []byte                { return nil }
+func (d *metaDelegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// levelWriter turns memberlist's "[WARN] memberlist: ..." lines into slog records;
+// debug and info lines are dropped.
+type levelWriter struct{ log *slog.Logger }
+
+func (w *levelWriter) Write(p []byte) (int, error) {
+	line := string(bytes.TrimSpace(p))
+	switch {
+	case bytes.Contains(p, []byte("[ERR]")):
+		w.log.Error(line)
+	case bytes.Contains(p, []byte("[WARN]")):
+		w.log.Warn(line)
+	}
+	return len(p), nil
+}
+
+var _ io.Writer = (*levelWriter)(nil)

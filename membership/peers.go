@@ -1,0 +1,152 @@
+package membership
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+)
+
+// peersFile is kept in the data dir: the gossip and HTTP addresses of the
+// cluster's nodes, so a node that restarts finds them before its database has
+// caught up.
+const peersFile = "peers.json"
+
+type peerAddrs struct {
+	NodeID string `json:"node_id"`
+	Gossip string `json:"gossip_addr"`
+	HTTP   string `json:"http_addr"`
+}
+
+// knownPeers returns the other nodes' addresses: from the database, else peers.json.
+func (m *Manager) knownPeers() []peerAddrs {
+	var out []peerAddrs
+	for _, u := range m.fsm.Units() {
+		if u.NodeID != m.cfg.Self.NodeID {
+			out = append(out, peerAddrs{NodeID: u.NodeID, Gossip: u.GossipAddr, HTTP: u.HTTPAddr})
+		}
+	}
+	if len(out) > 0 || m.cfg.DataDir == "" {
+		return out
+	}
+	b, err := os.ReadFile(filepath.Join(m.cfg.DataDir, peersFile))
+	if err == nil {
+		_ = json.Unmarshal(b, &out)
+	}
+	return out
+}
+
+// savePeers writes peers.json when the database knows a different set of peers.
+func (m *Manager) savePeers() {
+	if m.cfg.DataDir == "" {
+		return
+	}
+	var peers []peerAddrs
+	for _, u := range m.fsm.Units() {
+		if u.NodeID != m.cfg.Self.NodeID {
+			peers = append(peers, peerAddrs{NodeID: u.NodeID, Gossip: u.GossipAddr, HTTP: u.HTTPAddr})
+		}
+	}
+	if len(peers) == 0 {
+		return // keep the last known peers while the database is empty (catching up)
+	}
+	sort.Slice(peers, func(i, j int) bool { return peers[i].NodeID < peers[j].NodeID })
+	b, _ := json.Marshal(peers)
+	p := filepath.Join(m.cfg.DataDir, peersFile)
+	if old, err := os.ReadFile(p); err == nil && string(old) == string(b) {
+		return
+	}
+	tmp := p + ".tmp"
+	if os.WriteFile(tmp, b, 0o644) == nil {
+		_ = os.Rename(tmp, p)
+	}
+}
+
+// rejoin gossips again with every known peer this node does not see alive:
+// memberlist never heals a partition by itself.
+func (m *Manager) rejoin() {
+	states := m.g().States()
+	var addrs []string
+	for _, p := range m.knownPeers() {
+		if st, ok := states[p.NodeID]; (!ok || st.Health != HealthAlive) && p.Gossip != "" {
+			addrs = append(addrs, p.Gossip)
+		}
+	}
+	if len(addrs) > 0 {
+		if n, err := m.g().Join(addrs); err != nil && n == 0 {
+			m.log.Debug("gossip rejoin found no one", "tried", addrs, "error", err)
+		}
+	}
+}
+
+// checkRemoved asks the cluster, when this node has no leader, whether it was
+// removed; if so it goes back to standalone instead of calling elections that
+// nobody answers. Only an explicit "removed" from a leader counts.
+func (m *Manager) checkRemoved(ctx context.Context) {
+	if id, _ := m.node.Leader(); id != "" {
+		return
+	}
+	if m.node.Status().LastContact.After(time.Now().Add(-3 * time.Second)) {
+		return
+	}
+	servers, err := m.node.Servers()
+	if err != nil || len(servers) <= 1 {
+		return
+	}
+	for _, p := range m.knownPeers() {
+		if p.HTTP == "" {
+			continue
+		}
+		c, err := m.peer(p.HTTP)
+		if err != nil {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		var st struct {
+			Member  bool `json:"member"`
+			Removed bool `json:"removed"`
+		}
+		err = c.Do(cctx, http.MethodGet, "/api/cluster/members/"+m.cfg.Self.NodeID, nil, &st)
+		cancel()
+		if err != nil {
+			continue
+		}
+		if !st.Removed {
+			return
+		}
+		if !m.mu.TryLock() {
+			return
+		}
+		defer m.mu.Unlock()
+		m.log.Error("this node was removed from its cluster; it runs standalone until it is added again",
+			"asked", p.HTTP, "remediation", "add it again with `pio join` (its old data is kept aside in the data dir)")
+		if _, err := m.node.Reset(true); err != nil {
+			m.log.Error("cannot reset to standalone", "error", err)
+			return
+		}
+		if err := m.node.Bootstrap(); err != nil {
+			m.log.Error("cannot bootstrap standalone", "error", err)
+		}
+		_ = m.restartGossip(true)
+		return
+	}
+}
+
+// checkOwnName logs, once per conflict, when this node's name is held by another node.
+func (m *Manager) checkOwnName() {
+	u, ok := m.fsm.UnitByName(m.cfg.Self.Name)
+	if !ok || u.NodeID == m.cfg.Self.NodeID {
+		m.nameConflict = ""
+		return
+	}
+	if m.nameConflict == u.NodeID {
+		return
+	}
+	m.nameConflict = u.NodeID
+	m.log.Error("this node's name is held by another node of the cluster: the rename is refused and this node keeps its old name",
+		"name", m.cfg.Self.Name, "held_by", u.NodeID, "remediation", "restart this node with another --name, or remove the other node first")
+}

@@ -1,0 +1,277 @@
+package membership
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/pioreactor/pio/cluster"
+	"github.com/pioreactor/pio/fsm"
+)
+
+// reconcilerState is what the leader's reconciler remembers between passes.
+// A new leader starts from scratch.
+type reconcilerState struct {
+	mu           sync.Mutex
+	problems     map[string]string    // node ID -> why it cannot be reconciled
+	health       map[string]string    // node ID -> health at the last pass
+	deadSince    map[string]time.Time // node ID -> when it was first seen dead
+	lastTransfer time.Time
+}
+
+func (r *reconcilerState) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.health) == 0 && len(r.problems) == 0 && r.health != nil {
+		return
+	}
+	r.problems, r.health, r.deadSince = map[string]string{}, map[string]string{}, map[string]time.Time{}
+}
+
+func (r *reconcilerState) problemsCopy() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]string, len(r.problems))
+	for k, v := range r.problems {
+		out[k] = v
+	}
+	return out
+}
+
+func (r *reconcilerState) setProblem(id, p string) (isNew bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p == "" {
+		delete(r.problems, id)
+		return false
+	}
+	isNew = r.problems[id] != p
+	r.problems[id] = p
+	return isNew
+}
+
+// reconcile is one pass of the leader: registrations follow gossip metadata
+// (renames, new addresses), deaths and returns are recorded, members that
+// left are removed, the voter set is kept healthy, and the leadership goes to
+// a node that prefers it.
+func (m *Manager) reconcile(ctx context.Context) {
+	states := m.g().States()
+	servers, err := m.node.Servers()
+	if err != nil {
+		return
+	}
+	inRaft := map[string]cluster.Server{}
+	for _, s := range servers {
+		inRaft[s.ID] = s
+	}
+	now := time.Now()
+	for id, st := range states {
+		u, isUnit := m.fsm.UnitByID(id)
+		srv, isPeer := inRaft[id]
+		if !isUnit && id == m.cfg.Self.NodeID {
+			// A new cluster of one: the leader registers itself.
+			if err := m.apply(fsm.CmdRegisterUnit, m.Registration()); err != nil {
+				m.log.Warn("cannot register this node in the inventory", "error", err)
+			}
+			continue
+		}
+		if !isUnit && !isPeer {
+			continue // not in this cluster (a removed node, or one being added)
+		}
+		m.recordHealth(id, u.Name, st, now)
+		switch st.Health {
+		case HealthLeft:
+			if isPeer && id != m.cfg.Self.NodeID {
+				m.log.Info("member left gossip: removing it from the cluster", "name", u.Name, "node_id", id)
+				if err := m.RemoveMember(ctx, id); err != nil {
+					m.log.Warn("cannot remove a member that left", "node_id", id, "error", err)
+				}
+			}
+			continue
+		case HealthAlive:
+		default:
+			continue
+		}
+		meta := st.Meta
+		if isPeer && meta.RaftAddr != "" && meta.RaftAddr != srv.Addr {
+			m.log.Info("member's raft address changed", "name", meta.Name, "from", srv.Addr, "to", meta.RaftAddr)
+			if _, err := m.node.AddPeer(id, meta.RaftAddr); err != nil {
+				m.log.Warn("cannot update a member's raft address", "node_id", id, "error", err)
+			}
+		}
+		if !isUnit {
+			continue
+		}
+		if u.Name == meta.Name && u.RaftAddr == meta.RaftAddr && u.HTTPAddr == meta.HTTPAddr && u.GossipAddr == st.GossipAddr && u.Worker == meta.Worker {
+			m.rec.setProblem(id, "")
+			continue
+		}
+		err := m.apply(fsm.CmdRegisterUnit, fsm.RegisterUnit{NodeID: id, Name: meta.Name, Worker: meta.Worker,
+			RaftAddr: meta.RaftAddr, HTTPAddr: meta.HTTPAddr, GossipAddr: st.GossipAddr})
+		switch {
+		case errors.Is(err, fsm.ErrNameTaken):
+			other, _ := m.fsm.UnitByName(meta.Name)
+			p := "cannot rename " + u.Name + " to " + meta.Name + ": that name is held by node " + other.NodeID +
+				"; restart it with another --name, or remove the other node first"
+			if m.rec.setProblem(id, p) {
+				m.log.Error("rename refused", "node_id", id, "from", u.Name, "to", meta.Name, "held_by", other.NodeID)
+			}
+		case err != nil:
+			m.log.Warn("cannot update a member's registration", "node_id", id, "error", err)
+		default:
+			m.rec.setProblem(id, "")
+			if u.Name != meta.Name {
+				m.log.Info("member renamed", "node_id", id, "from", u.Name, "to", meta.Name)
+			}
+		}
+	}
+	m.manageVoters(states, servers, now)
+	m.preferLeader(states, servers, now)
+}
+
+// recordHealth notes health changes of a member and records deaths and returns as events.
+func (m *Manager) recordHealth(id, name string, st MemberState, now time.Time) {
+	m.rec.mu.Lock()
+	prev, known := m.rec.health[id]
+	m.rec.health[id] = st.Health
+	if st.Health == HealthDead {
+		if _, ok := m.rec.deadSince[id]; !ok {
+			m.rec.deadSince[id] = now
+		}
+	} else {
+		delete(m.rec.deadSince, id)
+	}
+	m.rec.mu.Unlock()
+	if !known || prev == st.Health || name == "" {
+		return
+	}
+	switch {
+	case st.Health == HealthDead:
+		_ = m.apply(fsm.CmdRecordEvent, fsm.RecordEvent{Kind: "dead", NodeID: id, Unit: name, Message: name + " stopped answering (dead)"})
+	case st.Health == HealthAlive && prev == HealthDead:
+		_ = m.apply(fsm.CmdRecordEvent, fsm.RecordEvent{Kind: "alive", NodeID: id, Unit: name, Message: name + " is back"})
+	}
+}
+
+// healthyFor reports whether a member has been alive for at least d.
+func healthyFor(st MemberState, ok bool, now time.Time, d time.Duration) bool {
+	return ok && st.Health == HealthAlive && !st.AliveSince.IsZero() && now.Sub(st.AliveSince) >= d
+}
+
+// manageVoters keeps max_voters healthy voters, the way raft-autopilot does:
+// a non-voter healthy for the stabilization time is promoted when a voter is
+// missing, has been dead for the stabilization time, or prefers to lead; then
+// the extra voter (dead first) is demoted. One change per pass, never below quorum.
+func (m *Manager) manageVoters(states map[string]MemberState, servers []cluster.Server, now time.Time) {
+	maxVoters := m.node.MaxVoters()
+	stab := m.cfg.Stabilization
+	var voters, candidates []cluster.Server
+	aliveVoters := 0
+	for _, s := range servers {
+		st, ok := states[s.ID]
+		if s.Voter {
+			voters = append(voters, s)
+			if ok && st.Health == HealthAlive || s.ID == m.cfg.Self.NodeID {
+				aliveVoters++
+			}
+			continue
+		}
+		if _, isUnit := m.fsm.UnitByID(s.ID); isUnit && healthyFor(st, ok, now, stab) {
+			candidates = append(candidates, s)
+		}
+	}
+	prefers := func(id string) bool { return states[id].Meta.PreferLeader }
+	sort.Slice(candidates, func(i, j int) bool {
+		if prefers(candidates[i].ID) != prefers(candidates[j].ID) {
+			return prefers(candidates[i].ID)
+		}
+		return candidates[i].ID < candidates[j].ID
+	})
+	m.rec.mu.Lock()
+	var deadVoters []cluster.Server
+	for _, v := range voters {
+		if since, dead := m.rec.deadSince[v.ID]; dead && now.Sub(since) >= stab {
+			deadVoters = append(deadVoters, v)
+		}
+	}
+	m.rec.mu.Unlock()
+	nonPreferVoter := false
+	for _, v := range voters {
+		if !prefers(v.ID) {
+			nonPreferVoter = true
+		}
+	}
+
+	// Promote first, so fault tolerance never drops during the swap.
+	if len(candidates) > 0 && len(voters) <= maxVoters {
+		c := candidates[0]
+		if len(voters) < maxVoters || len(deadVoters) > 0 || (prefers(c.ID) && nonPreferVoter && len(voters) == maxVoters) {
+			m.log.Info("promoting a healthy non-voter", "node_id", c.ID, "name", states[c.ID].Meta.Name, "voters", len(voters))
+			if err := m.node.Promote(c.ID, c.Addr); err != nil {
+				m.log.Warn("cannot promote", "node_id", c.ID, "error", err)
+			}
+			return
+		}
+	}
+	if len(voters) <= maxVoters {
+		return
+	}
+	// One voter too many: demote a dead one, else one that does not prefer to lead.
+	var victim *cluster.Server
+	if len(deadVoters) > 0 {
+		victim = &deadVoters[0]
+	} else {
+		for i := range voters {
+			v := voters[i]
+			if v.ID != m.cfg.Self.NodeID && !prefers(v.ID) {
+				victim = &v
+				break
+			}
+		}
+	}
+	if victim == nil {
+		return
+	}
+	st := states[victim.ID]
+	aliveAfter := aliveVoters
+	if st.Health == HealthAlive {
+		aliveAfter--
+	}
+	if aliveAfter < (len(voters)-1)/2+1 {
+		return // would leave no quorum
+	}
+	m.log.Info("demoting a voter", "node_id", victim.ID, "name", st.Meta.Name, "health", st.Health)
+	if err := m.node.Demote(victim.ID); err != nil {
+		m.log.Warn("cannot demote", "node_id", victim.ID, "error", err)
+	}
+}
+
+// preferLeader hands the leadership to a healthy voter that prefers to lead
+// (a `--worker=false` node), by transfer rather than by disruption.
+func (m *Manager) preferLeader(states map[string]MemberState, servers []cluster.Server, now time.Time) {
+	if m.cfg.Self.PreferLeader {
+		return
+	}
+	m.rec.mu.Lock()
+	recent := now.Sub(m.rec.lastTransfer) < 5*time.Second
+	m.rec.mu.Unlock()
+	if recent {
+		return
+	}
+	for _, s := range servers {
+		st, ok := states[s.ID]
+		if !s.Voter || !st.Meta.PreferLeader || !healthyFor(st, ok, now, time.Second) {
+			continue
+		}
+		m.rec.mu.Lock()
+		m.rec.lastTransfer = now
+		m.rec.mu.Unlock()
+		m.log.Info("transferring leadership to a node that prefers to lead", "to", st.Meta.Name)
+		if err := m.node.TransferLeadershipTo(s.ID, s.Addr); err != nil {
+			m.log.Warn("leadership transfer failed", "to", st.Meta.Name, "error", err)
+		}
+		return
+	}
+}
