@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -53,7 +54,7 @@ func (s *Server) leaderOrForward(c *gin.Context) {
 		}
 		if id, _ := s.node.Leader(); id != "" && id != s.cfg.NodeID && hops < maxHops {
 			if u, ok := s.fsm.UnitByID(id); ok && u.HTTPAddr != "" {
-				err := s.forward(c, u.HTTPAddr, body, hops+1)
+				err := s.forward(c, id, u.HTTPAddr, body, hops+1)
 				if err == nil {
 					return
 				}
@@ -73,11 +74,33 @@ func (s *Server) leaderOrForward(c *gin.Context) {
 	}
 }
 
-// forward sends the request to the leader at addr and copies its answer back.
-// An error means nothing was answered yet and the request may be retried.
-func (s *Server) forward(c *gin.Context, addr string, body []byte, hops int) error {
+// forward sends the request to the leader leaderID at addr and copies its
+// answer back. An error means nothing was answered yet and the request may be
+// retried (writes carry their request ID, so a retry is applied once). The
+// attempt is abandoned when this node learns of another leader: a leader cut
+// off by a partition never answers.
+func (s *Server) forward(c *gin.Context, leaderID, addr string, body []byte, hops int) error {
+	ctx, cancel := context.WithCancel(c.Request.Context())
+	defer cancel()
+	watchDone := make(chan struct{})
+	defer close(watchDone)
+	go func() {
+		t := time.NewTicker(25 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-watchDone:
+				return
+			case <-t.C:
+				if id, _ := s.node.Leader(); id != leaderID {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
 	url := "http://" + addr + c.Request.URL.RequestURI()
-	req, err := http.NewRequestWithContext(c.Request.Context(), c.Request.Method, url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, c.Request.Method, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

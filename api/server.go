@@ -37,6 +37,8 @@ type Config struct {
 	HTTPAddr string
 	// Version is the software version reported by /unit_api/health.
 	Version string
+	// SourceIP is the source address of forwarded requests (see cluster.Config.SourceIP).
+	SourceIP string
 	// HoldTimeout is how long a request waits for a leader before 503.
 	HoldTimeout time.Duration
 	// Logger receives request errors; nil means slog.Default().
@@ -68,7 +70,7 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 		cfg.Logger = slog.Default()
 	}
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{cfg: cfg, node: node, fsm: node.FSM(), mem: mem, fwd: client.NewHTTPClient(0), log: cfg.Logger}
+	s := &Server{cfg: cfg, node: node, fsm: node.FSM(), mem: mem, fwd: client.NewNodeHTTPClient(0, cfg.SourceIP), log: cfg.Logger}
 	e := gin.New()
 	e.Use(gin.Recovery())
 	e.HandleMethodNotAllowed = true

@@ -20,6 +20,10 @@ type Config struct {
 	BindAddr string
 	// AdvertiseHost is the host other peers dial; empty means the host of BindAddr.
 	AdvertiseHost string
+	// SourceIP, when set, is the source address of connections to peers. Nodes
+	// sharing one machine on loopback set it, so each node's traffic comes from
+	// its own address as on a LAN (and a firewall rule can cut one node off).
+	SourceIP string
 
 	// HeartbeatTimeout is how long a follower waits without contact before it
 	// starts an election (randomized up to twice this). Heartbeats go out at a tenth of it.

@@ -62,7 +62,7 @@ func (n *Node) raftDir() string { return filepath.Join(n.cfg.DataDir, "raft") }
 
 // open starts Raft on the current raft dir; n.mu must be held or n unshared.
 func (n *Node) open() error {
-	stream, err := listen(n.cfg.BindAddr, n.cfg.AdvertiseHost)
+	stream, err := listen(n.cfg.BindAddr, n.cfg.AdvertiseHost, n.cfg.SourceIP)
 	if err != nil {
 		return err
 	}

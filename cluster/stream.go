@@ -14,10 +14,11 @@ import (
 type streamLayer struct {
 	net.Listener
 	advertise net.Addr
+	source    *net.TCPAddr // nil: the kernel chooses
 }
 
 // listen binds bindAddr and advertises advertiseHost with the bound port.
-func listen(bindAddr, advertiseHost string) (*streamLayer, error) {
+func listen(bindAddr, advertiseHost, sourceIP string) (*streamLayer, error) {
 	ln, err := net.Listen("tcp", bindAddr)
 	if err != nil {
 		return nil, fmt.Errorf("raft address %s: %w", bindAddr, err)
@@ -36,7 +37,11 @@ func listen(bindAddr, advertiseHost string) (*streamLayer, error) {
 		ln.Close()
 		return nil, fmt.Errorf("advertise address %s: %w", host, err)
 	}
-	return &streamLayer{Listener: ln, advertise: adv}, nil
+	sl := &streamLayer{Listener: ln, advertise: adv}
+	if ip := net.ParseIP(sourceIP); ip != nil {
+		sl.source = &net.TCPAddr{IP: ip}
+	}
+	return sl, nil
 }
 
 // Addr returns the advertised address, which peers dial.
@@ -45,5 +50,8 @@ func (s *streamLayer) Addr() net.Addr { return s.advertise }
 // Dial connects to a peer's Raft transport.
 func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout}
+	if s.source != nil {
+		d.LocalAddr = s.source
+	}
 	return d.Dial("tcp", string(addr))
 }

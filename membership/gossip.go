@@ -62,6 +62,8 @@ type GossipConfig struct {
 	SuspicionMult int
 	// GossipInterval is how often gossip messages are sent to a few peers.
 	GossipInterval time.Duration
+	// SourceIP is the source address of gossip's TCP connections (see cluster.Config.SourceIP).
+	SourceIP string
 	// Logger receives memberlist's warnings.
 	Logger *slog.Logger
 }
@@ -117,7 +119,16 @@ func StartGossip(cfg GossipConfig, meta Meta) (*Gossip, error) {
 	} else if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
 		mc.AdvertiseAddr = host
 	}
-	mc.AdvertisePort = port
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port,
+		Logger: log.New(&levelWriter{log: cfg.Logger}, "", 0)})
+	if err != nil {
+		return nil, fmt.Errorf("start gossip on %s: %w", cfg.BindAddr, err)
+	}
+	if port == 0 {
+		port = nt.GetAutoBindPort()
+	}
+	mc.BindPort, mc.AdvertisePort = port, port
+	mc.Transport = &sourceTransport{NetTransport: nt, source: net.ParseIP(cfg.SourceIP)}
 	mc.ProbeInterval, mc.ProbeTimeout = cfg.ProbeInterval, cfg.ProbeTimeout
 	mc.SuspicionMult = cfg.SuspicionMult
 	mc.GossipInterval = cfg.GossipInterval
@@ -130,6 +141,7 @@ func StartGossip(cfg GossipConfig, meta Meta) (*Gossip, error) {
 	mc.Logger = log.New(&levelWriter{log: cfg.Logger}, "", 0)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		nt.Shutdown()
 		return nil, fmt.Errorf("start gossip on %s: %w", cfg.BindAddr, err)
 	}
 	g.ml = ml
@@ -272,3 +284,24 @@ func (w *levelWriter) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = (*levelWriter)(nil)
+
+// sourceTransport is memberlist's network transport with TCP connections made
+// from a chosen source address (UDP already leaves from the bound socket).
+type sourceTransport struct {
+	*memberlist.NetTransport
+	source net.IP
+}
+
+// DialTimeout connects to a peer over TCP.
+func (t *sourceTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
+}
+
+// DialAddressTimeout connects to a peer over TCP.
+func (t *sourceTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	if t.source != nil {
+		d.LocalAddr = &net.TCPAddr{IP: t.source}
+	}
+	return d.Dial("tcp", a.Addr)
+}

@@ -43,6 +43,8 @@ type Config struct {
 	Stabilization time.Duration
 	// JoinTimeout bounds one join: reaching the cluster, being added, catching up.
 	JoinTimeout time.Duration
+	// SourceIP is the source address of this node's connections to others (see cluster.Config.SourceIP).
+	SourceIP string
 	// Logger receives what the manager does; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -96,8 +98,9 @@ func New(cfg Config, node *cluster.Node) (*Manager, error) {
 		cfg.Logger = slog.Default()
 	}
 	cfg.Gossip.Logger = cfg.Logger
+	cfg.Gossip.SourceIP = cfg.SourceIP
 	m := &Manager{cfg: cfg, node: node, fsm: node.FSM(), log: cfg.Logger,
-		http: &client.Client{HTTP: client.NewHTTPClient(10 * time.Second)}}
+		http: &client.Client{HTTP: client.NewNodeHTTPClient(10*time.Second, cfg.SourceIP)}}
 	m.rec.reset()
 	g, err := StartGossip(cfg.Gossip, m.meta())
 	if err != nil {

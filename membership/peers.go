@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
-
 )
 
 // peersFile is kept in the data dir: the gossip and HTTP addresses of the

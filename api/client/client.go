@@ -25,12 +25,21 @@ const DefaultHTTPPort = "8080"
 const RequestIDHeader = "X-Request-Id"
 
 // NewHTTPClient returns the HTTP client used between nodes and by the CLI.
-func NewHTTPClient(timeout time.Duration) *http.Client {
+func NewHTTPClient(timeout time.Duration) *http.Client { return NewNodeHTTPClient(timeout, "") }
+
+// NewNodeHTTPClient returns the HTTP client a node uses to reach other nodes;
+// sourceIP, when set, is the source address of its connections (see
+// cluster.Config.SourceIP).
+func NewNodeHTTPClient(timeout time.Duration, sourceIP string) *http.Client {
+	d := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
+	if ip := net.ParseIP(sourceIP); ip != nil {
+		d.LocalAddr = &net.TCPAddr{IP: ip}
+	}
 	return &http.Client{
 		Timeout: timeout,
 		Transport: &http.Transport{
 			Proxy:               nil,
-			DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			DialContext:         d.DialContext,
 			MaxIdleConns:        256,
 			MaxIdleConnsPerHost: 128,
 			IdleConnTimeout:     90 * time.Second,

@@ -56,7 +56,12 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	httpAddr := net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
 
 	ccfg := cluster.DefaultConfig()
-	ccfg.NodeID, ccfg.DataDir, ccfg.BindAddr, ccfg.AdvertiseHost = nodeID, cfg.DataDir, cfg.RaftAddr, host
+	// Nodes sharing a machine on loopback send from their own address, as on a LAN.
+	sourceIP := ""
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		sourceIP = host
+	}
+	ccfg.NodeID, ccfg.DataDir, ccfg.BindAddr, ccfg.AdvertiseHost, ccfg.SourceIP = nodeID, cfg.DataDir, cfg.RaftAddr, host, sourceIP
 	ccfg.MaxVoters = cfg.MaxVoters
 	ccfg.SnapshotThreshold, ccfg.SnapshotInterval, ccfg.TrailingLogs = cfg.SnapshotThreshold, cfg.SnapshotInterval, cfg.TrailingLogs
 	ccfg.HeartbeatTimeout, ccfg.ElectionTimeout = cfg.Heartbeat, cfg.Election
@@ -69,7 +74,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	}
 	mcfg := membership.DefaultConfig(membership.Self{NodeID: nodeID, Name: cfg.Name, HTTPAddr: httpAddr, Worker: cfg.Worker,
 		PreferLeader: cfg.PreferLeader, Version: version})
-	mcfg.Logger, mcfg.DataDir = log, cfg.DataDir
+	mcfg.Logger, mcfg.DataDir, mcfg.SourceIP = log, cfg.DataDir, sourceIP
 	mcfg.Gossip.BindAddr, mcfg.Gossip.AdvertiseHost = cfg.GossipAddr, host
 	if cfg.Stabilization > 0 {
 		mcfg.Stabilization = cfg.Stabilization
@@ -82,6 +87,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	}
 	acfg := api.DefaultConfig()
 	acfg.Name, acfg.NodeID, acfg.HTTPAddr, acfg.Version, acfg.HoldTimeout, acfg.Logger = cfg.Name, nodeID, httpAddr, version, cfg.HoldTimeout, log
+	acfg.SourceIP = sourceIP
 	a := &agent{cfg: cfg, log: log, nodeID: nodeID, httpAddr: httpAddr, node: node, mem: mem,
 		srv: &http.Server{Handler: api.New(acfg, node, mem).Handler(), ReadHeaderTimeout: 10 * time.Second}}
 

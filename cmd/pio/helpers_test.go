@@ -227,3 +227,9 @@ func experimentsVia(c *client.Client) (map[string]bool, error) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// ip returns the loopback address the node runs on.
+func (n *testNode) ip() string {
+	host, _, _ := net.SplitHostPort(n.a.httpAddr)
+	return host
+}
