@@ -40,6 +40,9 @@ type Node struct {
 	closed   bool
 
 	health *peerHealth
+	// confMu serializes this node's Raft configuration changes, so that two
+	// concurrent joins cannot both take the last voter seat.
+	confMu sync.Mutex
 }
 
 // Open starts the Raft peer on the state in cfg.DataDir. It does not bootstrap:
@@ -325,6 +328,8 @@ func (n *Node) Servers() ([]Server, error) {
 // configuration with the same address keeps its place. It reports whether the
 // node votes.
 func (n *Node) AddPeer(id, addr string) (voter bool, err error) {
+	n.confMu.Lock()
+	defer n.confMu.Unlock()
 	r := n.r()
 	if r == nil {
 		return false, ErrShutdown
@@ -360,6 +365,8 @@ func (n *Node) AddPeer(id, addr string) (voter bool, err error) {
 
 // Promote makes a non-voter a voter (same ID and address).
 func (n *Node) Promote(id, addr string) error {
+	n.confMu.Lock()
+	defer n.confMu.Unlock()
 	r := n.r()
 	if r == nil {
 		return ErrShutdown
@@ -369,6 +376,8 @@ func (n *Node) Promote(id, addr string) error {
 
 // Demote makes a voter a non-voter; it keeps receiving the log.
 func (n *Node) Demote(id string) error {
+	n.confMu.Lock()
+	defer n.confMu.Unlock()
 	r := n.r()
 	if r == nil {
 		return ErrShutdown
@@ -390,6 +399,8 @@ func (n *Node) MaxVoters() int { return n.cfg.MaxVoters }
 
 // RemovePeer removes a node from the Raft configuration on the leader.
 func (n *Node) RemovePeer(id string) error {
+	n.confMu.Lock()
+	defer n.confMu.Unlock()
 	r := n.r()
 	if r == nil {
 		return ErrShutdown

@@ -71,7 +71,7 @@ type GossipConfig struct {
 // DefaultGossipConfig returns the LAN defaults.
 func DefaultGossipConfig() GossipConfig {
 	return GossipConfig{BindAddr: ":8301", ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 150 * time.Millisecond,
-		SuspicionMult: 4, GossipInterval: 100 * time.Millisecond}
+		SuspicionMult: 4, GossipInterval: 200 * time.Millisecond}
 }
 
 // Gossip is this node's membership in the gossip pool (hashicorp/memberlist).
@@ -132,6 +132,7 @@ func StartGossip(cfg GossipConfig, meta Meta) (*Gossip, error) {
 	mc.ProbeInterval, mc.ProbeTimeout = cfg.ProbeInterval, cfg.ProbeTimeout
 	mc.SuspicionMult = cfg.SuspicionMult
 	mc.GossipInterval = cfg.GossipInterval
+	mc.EnableCompression = false // a LAN: CPU matters more than bytes
 	mc.PushPullInterval = 10 * time.Second
 	mc.TCPTimeout = 2 * time.Second
 	// A node restarted on a new address may take its ID back after a second.

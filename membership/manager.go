@@ -74,6 +74,8 @@ type Manager struct {
 	rec reconcilerState
 	// nameConflict is the node ID holding this node's name, once logged (step goroutine only).
 	nameConflict string
+	// savedPeers is the content of peers.json last written (step goroutine only).
+	savedPeers string
 }
 
 // New starts gossip for this node and returns its manager.
@@ -169,6 +171,12 @@ func (m *Manager) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-m.g().Changed():
+			// Coalesce bursts of gossip events (a cluster starting) into one pass.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
 			m.step(ctx)
 		case <-tick.C:
 			m.step(ctx)

@@ -3,6 +3,7 @@ package membership
 import (
 	"context"
 	"encoding/json"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -55,13 +56,13 @@ func (m *Manager) savePeers() {
 	}
 	sort.Slice(peers, func(i, j int) bool { return peers[i].NodeID < peers[j].NodeID })
 	b, _ := json.Marshal(peers)
-	p := filepath.Join(m.cfg.DataDir, peersFile)
-	if old, err := os.ReadFile(p); err == nil && string(old) == string(b) {
+	if string(b) == m.savedPeers {
 		return
 	}
+	p := filepath.Join(m.cfg.DataDir, peersFile)
 	tmp := p + ".tmp"
-	if os.WriteFile(tmp, b, 0o644) == nil {
-		_ = os.Rename(tmp, p)
+	if os.WriteFile(tmp, b, 0o644) == nil && os.Rename(tmp, p) == nil {
+		m.savedPeers = string(b)
 	}
 }
 
@@ -74,6 +75,12 @@ func (m *Manager) rejoin() {
 		if st, ok := states[p.NodeID]; (!ok || st.Health != HealthAlive) && p.Gossip != "" {
 			addrs = append(addrs, p.Gossip)
 		}
+	}
+	// One live member on the other side is enough: a push-pull exchanges the
+	// whole state. Contacting a few at random keeps a big cluster from flooding.
+	rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
+	if len(addrs) > 3 {
+		addrs = addrs[:3]
 	}
 	if len(addrs) > 0 {
 		if n, err := m.g().Join(addrs); err != nil && n == 0 {

@@ -91,19 +91,22 @@ func TestDeadWorkerDetectedAndBack(t *testing.T) {
 		return nil
 	})
 	// The event log says what happened.
-	var events []fsm.Event
-	if err := leader.c.Do(ctx, http.MethodGet, "/api/cluster/events", nil, &events); err != nil {
-		t.Fatal(err)
-	}
-	kinds := map[string]bool{}
-	for _, e := range events {
-		if e.NodeID == id {
-			kinds[e.Kind] = true
+	eventually(t, 5*time.Second, "events of the worker's death and return", func() error {
+		var events []fsm.Event
+		if err := leader.c.Do(ctx, http.MethodGet, "/api/cluster/events", nil, &events); err != nil {
+			return err
 		}
-	}
-	if !kinds["dead"] || !kinds["alive"] || !kinds["joined"] {
-		t.Fatalf("events of the worker: %v", kinds)
-	}
+		kinds := map[string]bool{}
+		for _, e := range events {
+			if e.NodeID == id {
+				kinds[e.Kind] = true
+			}
+		}
+		if !kinds["dead"] || !kinds["alive"] || !kinds["joined"] {
+			return fmt.Errorf("events: %v", kinds)
+		}
+		return nil
+	})
 }
 
 // renameTest restarts target with a new name on the same data dir.

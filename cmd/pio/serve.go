@@ -12,10 +12,15 @@ import (
 
 // tuneGC trades a little memory for CPU: the live heap of a node is small (a
 // few MB), so the default GOGC=100 collects very often under write load. 400
-// keeps the heap under ~5x the live data. GOGC in the environment wins.
+// lets the heap grow to 5x the live data, and a soft limit of 48 MiB makes the
+// collector work harder before the heap gets big on a Pi. GOGC and GOMEMLIMIT
+// in the environment win.
 func tuneGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(48 << 20)
 	}
 }
 

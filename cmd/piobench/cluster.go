@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 // bench owns the processes and directories of a benchmark run.
 type bench struct {
+	mu    sync.Mutex
 	pio   string
 	keep  bool
 	dir   string
@@ -71,8 +73,15 @@ func freePort(ip string) (string, error) {
 
 // start runs a new node on its own loopback address.
 func (b *bench) start(name string, extra ...string) (*node, error) {
+	return b.startConcurrent(name, extra...)
+}
+
+// startConcurrent is start, safe to call from several goroutines.
+func (b *bench) startConcurrent(name string, extra ...string) (*node, error) {
+	b.mu.Lock()
 	b.ip++
-	ip := fmt.Sprintf("127.0.9.%d", b.ip)
+	ip := fmt.Sprintf("127.0.%d.%d", 9+b.ip/250, 1+b.ip%250)
+	b.mu.Unlock()
 	httpAddr, err := freePort(ip)
 	if err != nil {
 		return nil, err
@@ -89,10 +98,12 @@ func (b *bench) start(name string, extra ...string) (*node, error) {
 		c: &client.Client{Base: "http://" + httpAddr, HTTP: client.NewHTTPClient(30 * time.Second)}}
 	n.args = append([]string{"serve", "--name", name, "--data-dir", filepath.Join(b.dir, name), "--http-addr", httpAddr,
 		"--raft-addr", raftAddr, "--gossip-addr", gossipAddr, "--hardware", "sim"}, extra...)
+	b.mu.Lock()
+	b.procs = append(b.procs, n)
+	b.mu.Unlock()
 	if err := n.run(); err != nil {
 		return nil, err
 	}
-	b.procs = append(b.procs, n)
 	return n, nil
 }
 

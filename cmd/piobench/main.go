@@ -16,11 +16,13 @@ import (
 func main() {
 	var (
 		pio       = flag.String("pio", "./bin/pio", "the pio binary")
-		scenarios = flag.String("scenarios", "failover,writes,memory", "comma-separated scenarios: failover, writes, memory")
+		scenarios = flag.String("scenarios", "failover,writes,memory,detection,stability,scale", "comma-separated scenarios: failover, writes, memory, detection, stability, scale")
 		trials    = flag.Int("trials", 20, "failover trials")
 		clients   = flag.Int("clients", 64, "concurrent HTTP clients of the writes scenario")
 		duration  = flag.Duration("duration", 10*time.Second, "how long the writes scenario writes")
 		keep      = flag.Bool("keep", false, "keep the data dirs and logs (printed on stderr)")
+		stableFor = flag.Duration("stability", 60*time.Second, "how long the stability scenario writes")
+		scaleN    = flag.Int("scale", 100, "nodes of the scale scenario")
 	)
 	flag.Parse()
 	b := &bench{pio: *pio, keep: *keep}
@@ -41,6 +43,12 @@ func main() {
 			res, err = b.writes(ctx, *clients, *duration)
 		case "memory":
 			res, err = b.memory(ctx)
+		case "detection":
+			res, err = b.detection(ctx, *trials)
+		case "stability":
+			res, err = b.stability(ctx, 16, *stableFor)
+		case "scale":
+			res, err = b.scale(ctx, *scaleN)
 		default:
 			err = fmt.Errorf("unknown scenario %q", s)
 		}
