@@ -22,8 +22,8 @@ type Server struct {
 }
 
 // Node is this node's Raft peer. Its methods are safe for concurrent use.
-// A Node owns the Raft instance, its stores and transport, and one observer
-// goroutine; Close stops them all.
+// A Node owns the Raft instance, its stores and its transport; Close stops
+// them all.
 type Node struct {
 	cfg Config
 	fsm *fsm.FSM
@@ -33,13 +33,9 @@ type Node struct {
 	store    *raftboltdb.BoltStore
 	trans    *raft.NetworkTransport
 	stream   *streamLayer
-	obs      *raft.Observer
-	obsDone  chan struct{}
-	obsCh    chan raft.Observation
 	hadState bool
 	closed   bool
 
-	health *peerHealth
 	// confMu serializes this node's Raft configuration changes, so that two
 	// concurrent joins cannot both take the last voter seat.
 	confMu sync.Mutex
@@ -51,7 +47,7 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, fsm: f, health: newPeerHealth()}
+	n := &Node{cfg: cfg, fsm: f}
 	if err := os.MkdirAll(n.raftDir(), 0o755); err != nil {
 		return nil, fmt.Errorf("create raft dir: %w", err)
 	}
@@ -129,32 +125,7 @@ func (n *Node) open() error {
 		return fmt.Errorf("start raft: %w (if the data dir is damaged, restore it from a backup or remove it and re-join the node)", err)
 	}
 	n.raft, n.store, n.trans, n.stream, n.hadState = r, store, trans, stream, had
-	n.startObserver()
 	return nil
-}
-
-// startObserver follows heartbeat failures so the leader can tell which peers it reaches.
-func (n *Node) startObserver() {
-	ch := make(chan raft.Observation, 64)
-	n.obs = raft.NewObserver(ch, false, func(o *raft.Observation) bool {
-		switch o.Data.(type) {
-		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.LeaderObservation:
-			return true
-		}
-		return false
-	})
-	n.raft.RegisterObserver(n.obs)
-	done := make(chan struct{})
-	n.obsDone = done
-	go func() {
-		defer close(done)
-		for o := range ch {
-			n.health.observe(o)
-		}
-	}()
-	n.health.reset()
-	// The channel is closed by shutdown after the observer is deregistered.
-	n.obsCh = ch
 }
 
 // shutdown stops Raft and releases its files and port; n.mu must be held.
@@ -162,10 +133,7 @@ func (n *Node) shutdown() error {
 	if n.raft == nil {
 		return nil
 	}
-	n.raft.DeregisterObserver(n.obs)
 	err := n.raft.Shutdown().Error()
-	close(n.obsCh)
-	<-n.obsDone
 	if cerr := n.trans.Close(); err == nil {
 		err = cerr
 	}
@@ -447,10 +415,6 @@ func (n *Node) Reset(keepBackup bool) (backup string, err error) {
 	}
 	return backup, nil
 }
-
-// PeerHealth returns what the leader's heartbeats say of each peer it failed
-// to reach; peers not in the map are reached normally.
-func (n *Node) PeerHealth() map[string]PeerFailure { return n.health.snapshot() }
 
 // Close stops Raft and releases the store and the port.
 func (n *Node) Close() error {
