@@ -185,6 +185,12 @@ func (c *serveConfig) advertiseHost() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("list network interfaces: %w", err)
 	}
+	return c.chooseAdvertise(addrs)
+}
+
+// chooseAdvertise picks the one non-loopback IPv4 address among addrs, or
+// explains why it cannot.
+func (c *serveConfig) chooseAdvertise(addrs []net.Addr) (string, error) {
 	var found []string
 	for _, a := range addrs {
 		ipn, ok := a.(*net.IPNet)
