@@ -85,6 +85,9 @@ func (s *Server) forward(c *gin.Context, leaderID, addr string, body []byte, hop
 	watchDone := make(chan struct{})
 	defer close(watchDone)
 	go func() {
+		if leaderID == "" { // not a request for the leader: nothing to watch
+			return
+		}
 		t := time.NewTicker(25 * time.Millisecond)
 		defer t.Stop()
 		for {

@@ -11,6 +11,7 @@ import (
 	"github.com/pioreactor/pio/api/client"
 	"github.com/pioreactor/pio/cluster"
 	"github.com/pioreactor/pio/fsm"
+	"github.com/pioreactor/pio/gpio"
 	"github.com/pioreactor/pio/membership"
 	"github.com/pioreactor/pio/web"
 )
@@ -27,6 +28,10 @@ type Membership interface {
 	States() map[string]membership.MemberState
 	// Problems says, on the leader, why members cannot be reconciled, by node ID.
 	Problems() map[string]string
+	// RemovalBreaksQuorum explains why removing a node would leave no quorum, or returns "".
+	RemovalBreaksQuorum(nodeID string) string
+	// ConfirmRemoved asks the cluster whether this node was removed and, if so, goes standalone.
+	ConfirmRemoved(ctx context.Context)
 }
 
 // Config configures a Server.
@@ -39,6 +44,10 @@ type Config struct {
 	Version string
 	// SourceIP is the source address of forwarded requests (see cluster.Config.SourceIP).
 	SourceIP string
+	// Hardware is this node's HAT (or its simulation); nil when it has none.
+	Hardware gpio.Backend
+	// Reboot reboots this node (the OS on a Pi, the runtime in simulation); nil if it cannot.
+	Reboot func() error
 	// HoldTimeout is how long a request waits for a leader before 503.
 	HoldTimeout time.Duration
 	// Logger receives request errors; nil means slog.Default().
@@ -59,6 +68,7 @@ type Server struct {
 	fwd    *http.Client
 	engine *gin.Engine
 	log    *slog.Logger
+	tasks  *taskRunner
 }
 
 // New builds the API of a node.
@@ -70,7 +80,8 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 		cfg.Logger = slog.Default()
 	}
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{cfg: cfg, node: node, fsm: node.FSM(), mem: mem, fwd: client.NewNodeHTTPClient(0, cfg.SourceIP), log: cfg.Logger}
+	s := &Server{cfg: cfg, node: node, fsm: node.FSM(), mem: mem, fwd: client.NewNodeHTTPClient(0, cfg.SourceIP), log: cfg.Logger,
+		tasks: newTaskRunner(cfg.NodeID)}
 	e := gin.New()
 	e.Use(gin.Recovery())
 	e.HandleMethodNotAllowed = true
@@ -90,6 +101,11 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 	e.POST("/api/cluster/join", s.joinCluster)
 	e.POST("/api/cluster/leave", s.leaveCluster)
 	e.GET("/unit_api/health", s.health)
+	e.GET("/unit_api/hardware", s.hardware)
+	e.POST("/unit_api/blink", s.unitBlink)
+	e.POST("/unit_api/system/reboot", s.unitReboot)
+	e.POST("/unit_api/removed", s.unitRemoved)
+	e.GET("/unit_api/task_results/:id", s.taskResult)
 
 	// The cluster's API: answered by the leader, forwarded by followers.
 	g := e.Group("/api", s.leaderOrForward)
@@ -100,11 +116,33 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 	g.GET("/cluster/events", s.getEvents)
 	g.GET("/units", s.getUnits)
 	g.GET("/workers", s.getWorkers)
+	g.PUT("/workers", s.addWorker)
+	g.GET("/workers/assignments", s.assignments)
+	g.GET("/workers/:unit", s.getWorker)
+	g.DELETE("/workers/:unit", s.removeWorker)
+	g.PUT("/workers/:unit/is_active", s.setActive)
+	g.GET("/workers/:unit/experiment", s.workerExperiment)
+	g.POST("/workers/:unit/blink", s.blink)
+	g.POST("/units/:unit/system/reboot", s.reboot)
 	g.GET("/experiments", s.getExperiments)
 	g.POST("/experiments", s.createExperiment)
+	g.GET("/experiments/assignment_count", s.assignmentCount)
+	g.GET("/experiments/:exp", s.getExperiment)
+	g.PATCH("/experiments/:exp", s.patchExperiment)
+	g.DELETE("/experiments/:exp", s.deleteExperiment)
+	g.GET("/experiments/:exp/workers", s.experimentWorkers)
+	g.PUT("/experiments/:exp/workers", s.assignWorker)
+	g.DELETE("/experiments/:exp/workers", s.unassignAll)
+	g.DELETE("/experiments/:exp/workers/:unit", s.unassignWorker)
+	g.GET("/experiments/:exp/historical_worker_assignments", s.historicalAssignments)
+	g.GET("/experiments/:exp/unit_labels", s.getUnitLabels)
+	g.PUT("/experiments/:exp/unit_labels", s.putUnitLabel)
 	s.engine = e
 	return s
 }
 
 // Handler returns the http.Handler of the API.
 func (s *Server) Handler() http.Handler { return s.engine }
+
+// Close stops the tasks this server runs and waits for them.
+func (s *Server) Close() { s.tasks.close() }

@@ -3,6 +3,7 @@ package fsm
 import (
 	"encoding/json"
 	"fmt"
+	"sort"
 	"time"
 )
 
@@ -60,6 +61,65 @@ func (s *state) apply(cmd Command) error {
 			return ErrBadPayload
 		}
 		u.IsActive = p.IsActive
+		return nil
+	case CmdUpdateExperiment:
+		var p UpdateExperiment
+		if err := decode(cmd.Payload, &p); err != nil {
+			return err
+		}
+		e, ok := s.experiments[p.Experiment]
+		if !ok {
+			return ErrExperimentNotFound
+		}
+		if p.Description != nil {
+			e.Description = *p.Description
+		}
+		if p.Tags != nil {
+			e.Tags = append([]string{}, (*p.Tags)...)
+		}
+		return nil
+	case CmdDeleteExperiment:
+		var p ExperimentRef
+		if err := decode(cmd.Payload, &p); err != nil {
+			return err
+		}
+		if _, ok := s.experiments[p.Experiment]; !ok {
+			return ErrExperimentNotFound
+		}
+		s.unassignAll(p.Experiment, cmd.Time)
+		delete(s.experiments, p.Experiment)
+		delete(s.labels, p.Experiment)
+		return nil
+	case CmdUnassignAll:
+		var p ExperimentRef
+		if err := decode(cmd.Payload, &p); err != nil {
+			return err
+		}
+		if _, ok := s.experiments[p.Experiment]; !ok {
+			return ErrExperimentNotFound
+		}
+		s.unassignAll(p.Experiment, cmd.Time)
+		return nil
+	case CmdSetUnitLabel:
+		var p SetUnitLabel
+		if err := decode(cmd.Payload, &p); err != nil {
+			return err
+		}
+		if _, ok := s.experiments[p.Experiment]; !ok {
+			return ErrExperimentNotFound
+		}
+		u := s.unitByName(p.Unit)
+		if u == nil {
+			return ErrUnitNotFound
+		}
+		if p.Label == "" {
+			delete(s.labels[p.Experiment], u.NodeID)
+			return nil
+		}
+		if s.labels[p.Experiment] == nil {
+			s.labels[p.Experiment] = map[string]string{}
+		}
+		s.labels[p.Experiment][u.NodeID] = p.Label
 		return nil
 	case CmdRecordEvent:
 		var p RecordEvent
@@ -176,5 +236,19 @@ func (s *state) closeAssignment(nodeID string, now time.Time) {
 			s.history[i].UnassignedAt = &t
 			break
 		}
+	}
+}
+
+// unassignAll ends every assignment to the experiment.
+func (s *state) unassignAll(exp string, now time.Time) {
+	ids := make([]string, 0)
+	for id, e := range s.assignments {
+		if e == exp {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids) // deterministic order of history updates
+	for _, id := range ids {
+		s.closeAssignment(id, now)
 	}
 }

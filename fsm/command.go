@@ -28,7 +28,34 @@ const (
 	CmdSetActive CommandType = "set_active"
 	// CmdRecordEvent appends an event to the cluster's event log.
 	CmdRecordEvent CommandType = "record_event"
+	// CmdUpdateExperiment changes an experiment's description or tags.
+	CmdUpdateExperiment CommandType = "update_experiment"
+	// CmdDeleteExperiment deletes an experiment and ends its assignments.
+	CmdDeleteExperiment CommandType = "delete_experiment"
+	// CmdUnassignAll takes every unit out of an experiment.
+	CmdUnassignAll CommandType = "unassign_all"
+	// CmdSetUnitLabel sets (or, with an empty label, clears) a unit's label in an experiment.
+	CmdSetUnitLabel CommandType = "set_unit_label"
 )
+
+// UpdateExperiment is the payload of CmdUpdateExperiment; nil fields are left as they are.
+type UpdateExperiment struct {
+	Experiment  string    `json:"experiment"`
+	Description *string   `json:"description,omitempty"`
+	Tags        *[]string `json:"tags,omitempty"`
+}
+
+// ExperimentRef is the payload of CmdDeleteExperiment and CmdUnassignAll.
+type ExperimentRef struct {
+	Experiment string `json:"experiment"`
+}
+
+// SetUnitLabel is the payload of CmdSetUnitLabel.
+type SetUnitLabel struct {
+	Experiment string `json:"experiment"`
+	Unit       string `json:"pioreactor_unit"`
+	Label      string `json:"label"`
+}
 
 // Command is the envelope of every change to the cluster database. Time is
 // set by the proposing node; Apply uses it as "now".

@@ -123,3 +123,16 @@ func (f *FSM) Removed(nodeID string) bool {
 	defer f.mu.RUnlock()
 	return f.s.tombstone(nodeID) >= 0
 }
+
+// Labels returns the unit labels of an experiment, by unit name.
+func (f *FSM) Labels(exp string) map[string]string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := map[string]string{}
+	for id, l := range f.s.labels[exp] {
+		if u, ok := f.s.units[id]; ok {
+			out[u.Name] = l
+		}
+	}
+	return out
+}

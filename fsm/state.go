@@ -39,6 +39,13 @@ type AssignmentRecord struct {
 	UnassignedAt *time.Time `json:"unassigned_at"`
 }
 
+// UnitLabel is a unit's label within an experiment.
+type UnitLabel struct {
+	Experiment string `json:"experiment"`
+	NodeID     string `json:"node_id"`
+	Label      string `json:"label"`
+}
+
 // Assignment says which experiment a unit is in right now.
 type Assignment struct {
 	NodeID     string `json:"node_id"`
@@ -80,8 +87,9 @@ type state struct {
 	experiments map[string]*Experiment
 	assignments map[string]string // node ID -> experiment
 	history     []AssignmentRecord
-	events      []Event     // oldest first, at most maxEvents
-	tombstones  []Tombstone // oldest first, at most maxTombstones
+	labels      map[string]map[string]string // experiment -> node ID -> label
+	events      []Event                      // oldest first, at most maxEvents
+	tombstones  []Tombstone                  // oldest first, at most maxTombstones
 	// requests remembers the outcomes of the last maxRequests request IDs:
 	// ring holds them in order of application, next is where the next one goes.
 	requests map[string]string
@@ -116,6 +124,7 @@ type snapshotData struct {
 	Experiments []Experiment       `json:"experiments"`
 	Assignments []Assignment       `json:"assignments"`
 	History     []AssignmentRecord `json:"history"`
+	Labels      []UnitLabel        `json:"labels"`
 	Events      []Event            `json:"events"`
 	Tombstones  []Tombstone        `json:"tombstones"`
 	Requests    []appliedRequest   `json:"requests"`
@@ -150,6 +159,18 @@ func (s *state) export() snapshotData {
 		d.Assignments = append(d.Assignments, Assignment{NodeID: id, Unit: name, Experiment: exp})
 	}
 	sort.Slice(d.Assignments, func(i, j int) bool { return d.Assignments[i].NodeID < d.Assignments[j].NodeID })
+	d.Labels = []UnitLabel{}
+	for exp, m := range s.labels {
+		for id, l := range m {
+			d.Labels = append(d.Labels, UnitLabel{Experiment: exp, NodeID: id, Label: l})
+		}
+	}
+	sort.Slice(d.Labels, func(i, j int) bool {
+		if d.Labels[i].Experiment != d.Labels[j].Experiment {
+			return d.Labels[i].Experiment < d.Labels[j].Experiment
+		}
+		return d.Labels[i].NodeID < d.Labels[j].NodeID
+	})
 	return d
 }
 
@@ -170,6 +191,12 @@ func importState(d snapshotData) *state {
 		s.assignments[a.NodeID] = a.Experiment
 	}
 	s.history = d.History
+	for _, l := range d.Labels {
+		if s.labels[l.Experiment] == nil {
+			s.labels[l.Experiment] = map[string]string{}
+		}
+		s.labels[l.Experiment][l.NodeID] = l.Label
+	}
 	s.events = d.Events
 	s.tombstones = d.Tombstones
 	for _, r := range d.Requests {

@@ -311,3 +311,53 @@ func (m *Manager) MemberStatus(nodeID string) (member, removed bool) {
 	}
 	return false, m.fsm.Removed(nodeID)
 }
+
+// RemovalBreaksQuorum explains why removing nodeID would leave the cluster
+// without a quorum of alive voters, or returns "".
+func (m *Manager) RemovalBreaksQuorum(nodeID string) string {
+	servers, err := m.node.Servers()
+	if err != nil {
+		return err.Error()
+	}
+	states := m.g().States()
+	voters, alive, isVoter := 0, 0, false
+	for _, s := range servers {
+		if !s.Voter {
+			continue
+		}
+		if s.ID == nodeID {
+			isVoter = true
+			continue
+		}
+		voters++
+		if st, ok := states[s.ID]; (ok && st.Health == HealthAlive) || s.ID == m.cfg.Self.NodeID {
+			alive++
+		}
+	}
+	if !isVoter {
+		return ""
+	}
+	if voters == 0 {
+		return "it is the last voter"
+	}
+	if need := voters/2 + 1; alive < need {
+		return fmt.Sprintf("after removing it, %d of the %d remaining voters would be alive; %d are needed", alive, voters, need)
+	}
+	return ""
+}
+
+// ConfirmRemoved asks the cluster whether this node was removed (the leader
+// says so when it removes a unit) and, if it was, goes back to standalone.
+func (m *Manager) ConfirmRemoved(ctx context.Context) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if m.askRemoved(ctx) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}

@@ -99,9 +99,15 @@ func (m *Manager) checkRemoved(ctx context.Context) {
 	if m.node.Status().LastContact.After(time.Now().Add(-3 * time.Second)) {
 		return
 	}
+	m.askRemoved(ctx)
+}
+
+// askRemoved asks the other nodes whether this node was removed from the
+// cluster; if a leader says so, the node goes standalone. It reports whether it did.
+func (m *Manager) askRemoved(ctx context.Context) bool {
 	servers, err := m.node.Servers()
 	if err != nil || len(servers) <= 1 {
-		return
+		return false
 	}
 	for _, p := range m.knownPeers() {
 		if p.HTTP == "" {
@@ -122,24 +128,25 @@ func (m *Manager) checkRemoved(ctx context.Context) {
 			continue
 		}
 		if !st.Removed {
-			return
+			return false
 		}
 		if !m.mu.TryLock() {
-			return
+			return false
 		}
 		defer m.mu.Unlock()
 		m.log.Error("this node was removed from its cluster; it runs standalone until it is added again",
 			"asked", p.HTTP, "remediation", "add it again with `pio join` (its old data is kept aside in the data dir)")
 		if _, err := m.node.Reset(true); err != nil {
 			m.log.Error("cannot reset to standalone", "error", err)
-			return
+			return false
 		}
 		if err := m.node.Bootstrap(); err != nil {
 			m.log.Error("cannot bootstrap standalone", "error", err)
 		}
 		_ = m.restartGossip(true)
-		return
+		return true
 	}
+	return false
 }
 
 // checkOwnName logs, once per conflict, when this node's name is held by another node.

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/pioreactor/pio/api"
 	"github.com/pioreactor/pio/cluster"
 	"github.com/pioreactor/pio/fsm"
+	"github.com/pioreactor/pio/gpio"
 	"github.com/pioreactor/pio/membership"
 )
 
@@ -28,6 +31,8 @@ type agent struct {
 	httpAddr string // advertised host:port of the HTTP API
 	node     *cluster.Node
 	mem      *membership.Manager
+	api      *api.Server
+	hw       gpio.Backend
 	srv      *http.Server
 
 	cancel context.CancelFunc
@@ -49,8 +54,13 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 		return nil, fmt.Errorf("%w; choose a directory this user may write with --data-dir (or PIO_DATA_DIR)", err)
 	}
 	log = log.With("node", cfg.Name)
+	hw, err := gpio.Open(cfg.Hardware)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
+		hw.Close()
 		return nil, fmt.Errorf("listen on --http-addr %s: %w (is another pio serve or program using that port?)", cfg.HTTPAddr, err)
 	}
 	httpAddr := net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
@@ -70,6 +80,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	node, err := cluster.Open(ccfg, fsm.New())
 	if err != nil {
 		ln.Close()
+		hw.Close()
 		return nil, err
 	}
 	mcfg := membership.DefaultConfig(membership.Self{NodeID: nodeID, Name: cfg.Name, HTTPAddr: httpAddr, Worker: cfg.Worker,
@@ -83,13 +94,15 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	if err != nil {
 		node.Close()
 		ln.Close()
+		hw.Close()
 		return nil, err
 	}
 	acfg := api.DefaultConfig()
 	acfg.Name, acfg.NodeID, acfg.HTTPAddr, acfg.Version, acfg.HoldTimeout, acfg.Logger = cfg.Name, nodeID, httpAddr, version, cfg.HoldTimeout, log
-	acfg.SourceIP = sourceIP
-	a := &agent{cfg: cfg, log: log, nodeID: nodeID, httpAddr: httpAddr, node: node, mem: mem,
-		srv: &http.Server{Handler: api.New(acfg, node, mem).Handler(), ReadHeaderTimeout: 10 * time.Second}}
+	acfg.SourceIP, acfg.Hardware, acfg.Reboot = sourceIP, hw, rebootFunc(cfg, hw)
+	srv := api.New(acfg, node, mem)
+	a := &agent{cfg: cfg, log: log, nodeID: nodeID, httpAddr: httpAddr, node: node, mem: mem, api: srv, hw: hw,
+		srv: &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
@@ -129,12 +142,36 @@ func (a *agent) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		_ = a.srv.Shutdown(ctx)
+		a.api.Close()
 		a.cancel()
 		a.wg.Wait()
 		_ = a.mem.Close()
 		err = a.node.Close()
+		_ = a.hw.Close()
 	})
 	return err
+}
+
+// rebootFunc is how this node reboots: the configured command on a Raspberry
+// Pi; with simulated hardware, an in-process restart of the whole runtime.
+func rebootFunc(cfg serveConfig, hw gpio.Backend) func() error {
+	if hw.Name() == "rpi" {
+		return func() error {
+			f := strings.Fields(cfg.RebootCommand)
+			if len(f) == 0 {
+				return fmt.Errorf("reboot_command is empty")
+			}
+			go func() {
+				time.Sleep(500 * time.Millisecond) // let the answer go out
+				_ = exec.Command(f[0], f[1:]...).Run()
+			}()
+			return nil
+		}
+	}
+	if cfg.onReboot == nil {
+		return nil
+	}
+	return func() error { cfg.onReboot(); return nil }
 }
 
 func raftLogLevel(level string) hclog.Level {

@@ -36,8 +36,12 @@ type serveConfig struct {
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
+	// RebootCommand is what a reboot runs on a Raspberry Pi (config file or env only).
+	RebootCommand string
 	// logOut receives the Raft log; nil means stderr. Tests set it.
 	logOut io.Writer
+	// onReboot, set by the runtime, restarts this node in-process (simulated hardware).
+	onReboot func()
 }
 
 // defaultServeConfig is what `pio serve` runs with when nothing is set.
@@ -47,6 +51,7 @@ func defaultServeConfig() serveConfig {
 		Worker: true, Hardware: "auto", MaxVoters: 5, Stabilization: 10 * time.Second,
 		Heartbeat: 300 * time.Millisecond, Election: 300 * time.Millisecond, HoldTimeout: 5 * time.Second, LogLevel: "info",
 		SnapshotThreshold: 8192, SnapshotInterval: 30 * time.Second, TrailingLogs: 10240,
+		RebootCommand: "systemctl reboot",
 	}
 }
 
@@ -109,6 +114,7 @@ func loadServeConfig(cmd *cobra.Command) (serveConfig, error) {
 	v.SetDefault("raft.snapshot_threshold", d.SnapshotThreshold)
 	v.SetDefault("raft.snapshot_interval", d.SnapshotInterval)
 	v.SetDefault("raft.trailing_logs", d.TrailingLogs)
+	v.SetDefault("reboot_command", d.RebootCommand)
 	for _, k := range serveKeys {
 		if err := v.BindPFlag(k.key, cmd.Flags().Lookup(k.flag)); err != nil {
 			return serveConfig{}, err
@@ -128,7 +134,7 @@ func loadServeConfig(cmd *cobra.Command) (serveConfig, error) {
 		MaxVoters: v.GetInt("cluster.max_voters"), Stabilization: v.GetDuration("cluster.stabilization_time"), Heartbeat: v.GetDuration("raft.heartbeat_timeout"),
 		Election: v.GetDuration("raft.election_timeout"), HoldTimeout: v.GetDuration("api.hold_timeout"), LogLevel: v.GetString("log_level"),
 		SnapshotThreshold: v.GetUint64("raft.snapshot_threshold"), SnapshotInterval: v.GetDuration("raft.snapshot_interval"),
-		TrailingLogs: v.GetUint64("raft.trailing_logs"),
+		TrailingLogs: v.GetUint64("raft.trailing_logs"), RebootCommand: v.GetString("reboot_command"),
 	}
 	// prefer_leader defaults to true for a node that is not a worker.
 	if v.IsSet("prefer_leader") && (cmd.Flags().Changed("prefer-leader") || os.Getenv("PIO_PREFER_LEADER") != "" || v.InConfig("prefer_leader")) {

@@ -48,7 +48,8 @@ func (s *syncBuffer) String() string {
 type testNode struct {
 	t    *testing.T
 	cfg  serveConfig
-	a    *agent
+	rt   *runtime
+	a    *agent // the agent started first; after a reboot see rt.current()
 	logs *syncBuffer
 	c    *client.Client
 }
@@ -73,6 +74,7 @@ func startNode(t *testing.T, name string, opts ...nodeOpt) *testNode {
 	ip := freshIP()
 	cfg := defaultServeConfig()
 	cfg.Name = name
+	cfg.Hardware = "sim"
 	cfg.DataDir = filepath.Join(t.TempDir(), name)
 	cfg.HTTPAddr = net.JoinHostPort(ip, "0")
 	cfg.RaftAddr = net.JoinHostPort(ip, "0")
@@ -92,11 +94,12 @@ func startConfigured(t *testing.T, cfg serveConfig) *testNode {
 		logs = b
 	}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := startAgent(cfg, log)
+	rt, err := startRuntime(cfg, log)
 	if err != nil {
 		t.Fatalf("start %s: %v", cfg.Name, err)
 	}
-	n := &testNode{t: t, cfg: cfg, a: a, logs: logs, c: &client.Client{Base: "http://" + a.httpAddr, HTTP: client.NewHTTPClient(15 * time.Second)}}
+	a := rt.current()
+	n := &testNode{t: t, cfg: cfg, rt: rt, a: a, logs: logs, c: &client.Client{Base: "http://" + a.httpAddr, HTTP: client.NewHTTPClient(15 * time.Second)}}
 	t.Cleanup(func() {
 		n.stop()
 		if t.Failed() {
@@ -107,7 +110,7 @@ func startConfigured(t *testing.T, cfg serveConfig) *testNode {
 }
 
 // stop closes the node (idempotent).
-func (n *testNode) stop() { _ = n.a.Close() }
+func (n *testNode) stop() { _ = n.rt.Close() }
 
 // restartConfig returns the node's configuration pinned to the addresses it got,
 // to start it again on the same data dir.

@@ -41,7 +41,7 @@ environment and a key in the --config file.`,
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slogLevel(cfg.LogLevel)}))
 			tuneGC()
 			startPprof(log)
-			a, err := startAgent(cfg, log)
+			rt, err := startRuntime(cfg, log)
 			if err != nil {
 				return err
 			}
@@ -49,7 +49,7 @@ environment and a key in the --config file.`,
 			signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 			s := <-sig
 			log.Info("stopping", "signal", s.String())
-			return a.Close()
+			return rt.Close()
 		},
 	}
 	addServeFlags(cmd)

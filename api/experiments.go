@@ -1,0 +1,250 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/pioreactor/pio/fsm"
+)
+
+// lookupExperiment finds the experiment named in the path; on failure it has answered 404.
+func (s *Server) lookupExperiment(c *gin.Context) (fsm.Experiment, bool) {
+	name := c.Param("exp")
+	e, ok := s.fsm.Experiment(name)
+	if !ok {
+		abort(c, http.StatusNotFound, "experiment not found", fmt.Sprintf("no experiment named %q", name), "list experiments with GET /api/experiments (or `pio experiments list`)")
+		return fsm.Experiment{}, false
+	}
+	return e, true
+}
+
+// getExperiment answers GET /api/experiments/{exp}.
+func (s *Server) getExperiment(c *gin.Context) {
+	if !s.readable(c) {
+		return
+	}
+	if e, ok := s.lookupExperiment(c); ok {
+		c.JSON(http.StatusOK, toExperimentJSON(e, time.Now()))
+	}
+}
+
+type patchExperimentBody struct {
+	Description *string   `json:"description"`
+	Tags        *[]string `json:"tags"`
+}
+
+// patchExperiment answers PATCH /api/experiments/{exp}: description and tags.
+func (s *Server) patchExperiment(c *gin.Context) {
+	e, ok := s.lookupExperiment(c)
+	if !ok {
+		return
+	}
+	var b patchExperimentBody
+	if !decodeBody(c, &b) {
+		return
+	}
+	if b.Tags != nil {
+		for _, t := range *b.Tags {
+			if t == "" || len(t) > 100 {
+				abort(c, http.StatusBadRequest, "invalid tag", "tags must be 1 to 100 characters", "fix the tags")
+				return
+			}
+		}
+	}
+	if !s.apply(c, fsm.CmdUpdateExperiment, fsm.UpdateExperiment{Experiment: e.Experiment, Description: b.Description, Tags: b.Tags}) {
+		return
+	}
+	e, _ = s.fsm.Experiment(e.Experiment)
+	c.JSON(http.StatusOK, toExperimentJSON(e, time.Now()))
+}
+
+// deleteExperiment answers DELETE /api/experiments/{exp}; its assignments end.
+func (s *Server) deleteExperiment(c *gin.Context) {
+	e, ok := s.lookupExperiment(c)
+	if !ok {
+		return
+	}
+	if !s.apply(c, fsm.CmdDeleteExperiment, fsm.ExperimentRef{Experiment: e.Experiment}) {
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"experiment": e.Experiment, "deleted": true})
+}
+
+// experimentWorkers answers GET /api/experiments/{exp}/workers: its assigned workers.
+func (s *Server) experimentWorkers(c *gin.Context) {
+	if !s.readable(c) {
+		return
+	}
+	e, ok := s.lookupExperiment(c)
+	if !ok {
+		return
+	}
+	states := s.mem.States()
+	out := []workerJSON{}
+	for _, u := range s.fsm.Units() {
+		if s.fsm.ExperimentOf(u.NodeID) == e.Experiment {
+			out = append(out, s.worker(u, states))
+		}
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+type unitBody struct {
+	Unit *string `json:"pioreactor_unit"`
+}
+
+// assignWorker answers PUT /api/experiments/{exp}/workers {"pioreactor_unit"}:
+// the unit moves into the experiment (out of any other).
+func (s *Server) assignWorker(c *gin.Context) {
+	e, ok := s.lookupExperiment(c)
+	if !ok {
+		return
+	}
+	var b unitBody
+	if !decodeBody(c, &b) {
+		return
+	}
+	if b.Unit == nil {
+		abort(c, http.StatusBadRequest, "missing pioreactor_unit", `the body needs "pioreactor_unit": "NAME"`, `send {"pioreactor_unit": "worker2"}`)
+		return
+	}
+	u, ok := s.lookupUnit(c, *b.Unit)
+	if !ok {
+		return
+	}
+	if !u.Worker {
+		abort(c, http.StatusBadRequest, "not a worker", u.Name+" runs with --worker=false and cannot run experiments", "assign a worker (GET /api/workers)")
+		return
+	}
+	if !s.apply(c, fsm.CmdAssign, fsm.Assign{Unit: u.Name, Experiment: e.Experiment}) {
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"pioreactor_unit": u.Name, "experiment": e.Experiment})
+}
+
+// unassignWorker answers DELETE /api/experiments/{exp}/workers/{unit}; 404 if not assigned there.
+func (s *Server) unassignWorker(c *gin.Context) {
+	e, ok := s.lookupExperiment(c)
+	if !ok {
+		return
+	}
+	u, ok := s.lookupUnit(c, c.Param("unit"))
+	if !ok {
+		return
+	}
+	if !s.apply(c, fsm.CmdUnassign, fsm.Assign{Unit: u.Name, Experiment: e.Experiment}) {
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"pioreactor_unit": u.Name, "experiment": e.Experiment, "unassigned": true})
+}
+
+// unassignAll answers DELETE /api/experiments/{exp}/workers.
+func (s *Server) unassignAll(c *gin.Context) {
+	e, ok := s.lookupExperiment(c)
+	if !ok {
+		return
+	}
+	if !s.apply(c, fsm.CmdUnassignAll, fsm.ExperimentRef{Experiment: e.Experiment}) {
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"experiment": e.Experiment, "unassigned": true})
+}
+
+// assignmentCount answers GET /api/experiments/assignment_count.
+func (s *Server) assignmentCount(c *gin.Context) {
+	if !s.readable(c) {
+		return
+	}
+	count := map[string]int{}
+	for _, a := range s.fsm.Assignments() {
+		count[a.Experiment]++
+	}
+	type row struct {
+		Experiment  string `json:"experiment"`
+		WorkerCount int    `json:"worker_count"`
+	}
+	out := []row{}
+	for _, e := range s.fsm.Experiments() {
+		out = append(out, row{e.Experiment, count[e.Experiment]})
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// historicalAssignments answers GET /api/experiments/{exp}/historical_worker_assignments.
+func (s *Server) historicalAssignments(c *gin.Context) {
+	if !s.readable(c) {
+		return
+	}
+	e, ok := s.lookupExperiment(c)
+	if !ok {
+		return
+	}
+	type row struct {
+		Unit       string `json:"pioreactor_unit"`
+		Experiment string `json:"experiment"`
+		Current    int    `json:"is_currently_assigned_to_experiment"`
+	}
+	seen := map[string]bool{}
+	out := []row{}
+	for _, h := range s.fsm.History() {
+		if h.Experiment != e.Experiment || seen[h.NodeID+h.Unit] {
+			continue
+		}
+		seen[h.NodeID+h.Unit] = true
+		cur := 0
+		if u, ok := s.fsm.UnitByID(h.NodeID); ok && u.Name == h.Unit && s.fsm.ExperimentOf(h.NodeID) == e.Experiment {
+			cur = 1
+		}
+		out = append(out, row{h.Unit, e.Experiment, cur})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Unit < out[j].Unit })
+	c.JSON(http.StatusOK, out)
+}
+
+type unitLabelBody struct {
+	Unit  *string `json:"unit"`
+	Label string  `json:"label"`
+}
+
+// getUnitLabels answers GET /api/experiments/{exp}/unit_labels: {unit: label}.
+func (s *Server) getUnitLabels(c *gin.Context) {
+	if !s.readable(c) {
+		return
+	}
+	e, ok := s.lookupExperiment(c)
+	if !ok {
+		return
+	}
+	c.JSON(http.StatusOK, s.fsm.Labels(e.Experiment))
+}
+
+// putUnitLabel answers PUT /api/experiments/{exp}/unit_labels {"unit", "label"}; an empty label clears it.
+func (s *Server) putUnitLabel(c *gin.Context) {
+	e, ok := s.lookupExperiment(c)
+	if !ok {
+		return
+	}
+	var b unitLabelBody
+	if !decodeBody(c, &b) {
+		return
+	}
+	if b.Unit == nil {
+		abort(c, http.StatusBadRequest, "missing unit", `the body needs "unit": "NAME" and "label"`, `send {"unit": "worker2", "label": "control"}`)
+		return
+	}
+	if len(b.Label) > 100 {
+		abort(c, http.StatusBadRequest, "label too long", "a label is at most 100 characters", "shorten it")
+		return
+	}
+	u, ok := s.lookupUnit(c, *b.Unit)
+	if !ok {
+		return
+	}
+	if !s.apply(c, fsm.CmdSetUnitLabel, fsm.SetUnitLabel{Experiment: e.Experiment, Unit: u.Name, Label: b.Label}) {
+		return
+	}
+	c.JSON(http.StatusOK, s.fsm.Labels(e.Experiment))
+}

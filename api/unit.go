@@ -1,0 +1,54 @@
+package api
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+)
+
+// The /unit_api routes are this node's own worker side; they are never forwarded.
+
+// hardware answers GET /unit_api/hardware: LEDs, blinks, backend.
+func (s *Server) hardware(c *gin.Context) {
+	if s.cfg.Hardware == nil {
+		abort(c, http.StatusNotFound, "no hardware", "this node has no hardware backend", "start it with --hardware sim or auto")
+		return
+	}
+	c.JSON(http.StatusOK, s.cfg.Hardware.State())
+}
+
+// unitBlink answers POST /unit_api/blink: the HAT's LED blinks; 200 when done.
+func (s *Server) unitBlink(c *gin.Context) {
+	if s.cfg.Hardware == nil {
+		abort(c, http.StatusNotFound, "no hardware", "this node has no hardware backend", "start it with --hardware sim or auto")
+		return
+	}
+	if err := s.cfg.Hardware.Blink(); err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"unit": s.cfg.Name, "blinked": true})
+}
+
+// unitReboot answers POST /unit_api/system/reboot with a task; the reboot
+// starts once the answer is sent.
+func (s *Server) unitReboot(c *gin.Context) {
+	if s.cfg.Reboot == nil {
+		abort(c, http.StatusNotImplemented, "reboot not available", "this node was started without a reboot method", "restart pio serve by hand")
+		return
+	}
+	c.JSON(http.StatusAccepted, s.tasks.run(s.cfg.Name, func(ctx context.Context) (any, error) {
+		if err := s.cfg.Reboot(); err != nil {
+			return nil, err
+		}
+		return gin.H{"rebooting": true}, nil
+	}))
+}
+
+// unitRemoved answers POST /unit_api/removed: the leader says this node was
+// removed; the node checks with the cluster before it goes standalone.
+func (s *Server) unitRemoved(c *gin.Context) {
+	go s.mem.ConfirmRemoved(context.Background())
+	c.JSON(http.StatusAccepted, gin.H{"checking": true})
+}
