@@ -231,3 +231,55 @@ type memSink struct{ bytes.Buffer }
 func (m *memSink) ID() string    { return "mem" }
 func (m *memSink) Cancel() error { return nil }
 func (m *memSink) Close() error  { return nil }
+
+func TestExperimentLifecycleAndLabels(t *testing.T) {
+	f := populated(t)
+	desc, tags := "changed", []string{"t1"}
+	if r := mustApply(t, f, cmd(t, CmdUpdateExperiment, "x-upd", t0, UpdateExperiment{Experiment: "exp1", Description: &desc, Tags: &tags})); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if e, _ := f.Experiment("exp1"); e.Description != "changed" || len(e.Tags) != 1 {
+		t.Fatalf("update: %+v", e)
+	}
+	if r := mustApply(t, f, cmd(t, CmdSetUnitLabel, "x-lbl", t0, SetUnitLabel{Experiment: "exp1", Unit: "worker1", Label: "control"})); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if l := f.Labels("exp1"); l["worker1"] != "control" {
+		t.Fatalf("labels: %v", l)
+	}
+	// Labels survive a snapshot.
+	g := New()
+	b, _ := f.Marshal()
+	if err := g.Restore(io.NopCloser(bytes.NewReader(b))); err != nil || g.Hash() != f.Hash() {
+		t.Fatalf("restore with labels: %v", err)
+	}
+	// Deleting the experiment ends its assignments (worker1 and worker2 were in exp1) and its labels.
+	mustApply(t, f, cmd(t, CmdDeleteExperiment, "x-del", t0.Add(time.Hour), ExperimentRef{Experiment: "exp1"}))
+	if f.ExperimentOf("id-1") != "" || f.ExperimentOf("id-2") != "" || len(f.Labels("exp1")) != 0 {
+		t.Fatal("delete did not cascade")
+	}
+	for _, h := range f.History() {
+		if h.Experiment == "exp1" && h.UnassignedAt == nil {
+			t.Fatalf("open history record after delete: %+v", h)
+		}
+	}
+	if r := mustApply(t, f, cmd(t, CmdUnassignAll, "x-ua", t0, ExperimentRef{Experiment: "exp1"})); !errors.Is(r.Err, ErrExperimentNotFound) {
+		t.Fatalf("unassign all of a deleted experiment: %v", r.Err)
+	}
+}
+
+func TestTombstoneRefusesRegistrationUntilReadded(t *testing.T) {
+	f := populated(t)
+	mustApply(t, f, cmd(t, CmdRemoveUnit, "rm", t0, RemoveUnit{NodeID: "id-3"}))
+	if !f.Removed("id-3") {
+		t.Fatal("no tombstone")
+	}
+	reg := RegisterUnit{NodeID: "id-3", Name: "worker3", RaftAddr: "a", HTTPAddr: "b"}
+	if r := mustApply(t, f, cmd(t, CmdRegisterUnit, "back", t0, reg)); !errors.Is(r.Err, ErrRemoved) {
+		t.Fatalf("removed node registered by itself: %v", r.Err)
+	}
+	reg.Readd = true
+	if r := mustApply(t, f, cmd(t, CmdRegisterUnit, "readd", t0, reg)); r.Err != nil || f.Removed("id-3") {
+		t.Fatalf("explicit re-add: %v", r.Err)
+	}
+}

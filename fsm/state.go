@@ -102,6 +102,7 @@ func newState() *state {
 		units:       map[string]*Unit{},
 		experiments: map[string]*Experiment{},
 		assignments: map[string]string{},
+		labels:      map[string]map[string]string{},
 		requests:    map[string]string{},
 	}
 }
