@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 RUN_FLAGS ?= --data-dir ./data --http-addr :8080 --raft-addr 127.0.0.1:8300 --gossip-addr 127.0.0.1:8301 \
              --advertise-addr 127.0.0.1 --hardware sim
 
-.PHONY: build run test bench cross clean
+.PHONY: build run test bench cross clean fuzz
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/pio ./cmd/pio
@@ -25,6 +25,11 @@ BENCH ?= failover,writes,memory
 BENCH_TRIALS ?= 20
 bench: build
 	$(GO) run ./cmd/piobench -pio ./bin/pio -scenarios $(BENCH) -trials $(BENCH_TRIALS)
+
+# Fuzz the strict request decoders (seed corpus in api/testdata/fuzz).
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test ./api -run '^$$' -fuzz FuzzDecodeBody -fuzztime $(FUZZTIME)
 
 # Static binaries for Raspberry Pis: 64-bit (Pi 3/4/5, Zero 2), 32-bit ARMv7 (Pi 2/3) and ARMv6 (Pi Zero/1).
 cross:

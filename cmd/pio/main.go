@@ -39,6 +39,6 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newJoinCmd(), newLeaveCmd(), newStatusCmd())
+	root.AddCommand(newServeCmd(), newJoinCmd(), newLeaveCmd(), newStatusCmd(), newWorkersCmd(), newExperimentsCmd())
 	return root
 }

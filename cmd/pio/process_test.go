@@ -263,3 +263,70 @@ func TestCLIStatusJoinLeave(t *testing.T) {
 		t.Fatalf("pio status unreachable: %v\n%s", err, errOut)
 	}
 }
+
+// TestCLIWorkersAndExperiments drives `pio workers` and `pio experiments` against real processes.
+func TestCLIWorkersAndExperiments(t *testing.T) {
+	a := startProc(t, "inv-a")
+	b := startProc(t, "inv-b")
+	eventually(t, 10*time.Second, "both lead themselves", func() error {
+		if !a.isLeader() || !b.isLeader() {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	pio := func(args ...string) (string, string, error) {
+		cmd := exec.Command(pioBinary, append(args, "--node", a.httpAddr)...)
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		return out.String(), errOut.String(), err
+	}
+	if out, errOut, err := pio("workers", "add", "inv-b", "--address", b.httpAddr); err != nil || !strings.Contains(out, "inv-b is in the cluster") {
+		t.Fatalf("workers add: %v\n%s\n%s", err, out, errOut)
+	}
+	if out, _, err := pio("experiments", "create", "cli-exp", "--description", "from the CLI"); err != nil || !strings.Contains(out, "created") {
+		t.Fatalf("experiments create: %v %s", err, out)
+	}
+	if out, errOut, err := pio("workers", "assign", "inv-b", "cli-exp"); err != nil {
+		t.Fatalf("assign: %v %s %s", err, out, errOut)
+	}
+	out, _, err := pio("workers", "list")
+	if err != nil || !strings.Contains(out, "inv-b") || !strings.Contains(out, "cli-exp") || !strings.Contains(out, "alive") {
+		t.Fatalf("workers list: %v\n%s", err, out)
+	}
+	js, _, err := pio("workers", "list", "--json")
+	var ws []map[string]any
+	if err != nil || json.Unmarshal([]byte(js), &ws) != nil || len(ws) != 2 {
+		t.Fatalf("workers list --json: %v %s", err, js)
+	}
+	if out, _, err := pio("workers", "identify", "inv-b"); err != nil || !strings.Contains(out, "blinked") {
+		t.Fatalf("identify: %v %s", err, out)
+	}
+	if out, _, err := pio("experiments", "list"); err != nil || !strings.Contains(out, "cli-exp") || !strings.Contains(out, "from the CLI") {
+		t.Fatalf("experiments list: %v %s", err, out)
+	}
+	// Errors: stderr with cause and remedy, exit status not 0.
+	for _, args := range [][]string{
+		{"workers", "update-active", "inv-b", "7"},
+		{"workers", "update-active", "nobody", "1"},
+		{"experiments", "create", "cli-exp"},
+		{"experiments", "delete", "nope"},
+	} {
+		_, errOut, err := pio(args...)
+		if err == nil || errOut == "" {
+			t.Fatalf("%v: want an error, got %v %q", args, err, errOut)
+		}
+		if strings.HasPrefix(args[1], "update") && args[3] == "7" {
+			continue // refused by the CLI itself
+		}
+		if !strings.Contains(errOut, "Cause:") || !strings.Contains(errOut, "What to do:") {
+			t.Fatalf("%v: %s", args, errOut)
+		}
+	}
+	if out, _, err := pio("experiments", "delete", "cli-exp"); err != nil || !strings.Contains(out, "deleted") {
+		t.Fatalf("experiments delete: %v %s", err, out)
+	}
+	if out, _, err := pio("workers", "remove", "inv-b"); err != nil || !strings.Contains(out, "removed") {
+		t.Fatalf("workers remove: %v %s", err, out)
+	}
+}
