@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 RUN_FLAGS ?= --data-dir ./data --http-addr :8080 --raft-addr 127.0.0.1:8300 --gossip-addr 127.0.0.1:8301 \
              --advertise-addr 127.0.0.1 --hardware sim
 
-.PHONY: build run test bench cross clean fuzz
+.PHONY: build run test bench cross clean fuzz chaos
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/pio ./cmd/pio
@@ -25,6 +25,13 @@ BENCH ?= failover,writes,memory
 BENCH_TRIALS ?= 20
 bench: build
 	$(GO) run ./cmd/piobench -pio ./bin/pio -scenarios $(BENCH) -trials $(BENCH_TRIALS)
+
+# Randomized fault schedules against five processes, histories checked with porcupine.
+# Runs inside a network namespace it creates (partitions with iptables) when run as root.
+CHAOS_SCHEDULES ?= 200
+CHAOS_FAULTS ?= 4
+chaos: build
+	$(GO) run ./cmd/piobench -pio ./bin/pio -chaos $(CHAOS_SCHEDULES) -chaos-faults $(CHAOS_FAULTS) -out .
 
 # Fuzz the strict request decoders (seed corpus in api/testdata/fuzz).
 FUZZTIME ?= 60s

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/pioreactor/pio/api/client"
+	"github.com/pioreactor/pio/cluster"
 	"github.com/pioreactor/pio/fsm"
 )
 
@@ -19,16 +20,44 @@ func (s *Server) health(c *gin.Context) {
 	})
 }
 
-// readable makes a read linearizable: the leader confirms it still leads
-// before answering from its state. Stale reads skip this.
+// stateHash answers GET /unit_api/state_hash: a hash of this node's copy of the
+// cluster database and the Raft index it reflects, to check that nodes agree.
+func (s *Server) stateHash(c *gin.Context) {
+	st := s.node.Status()
+	c.JSON(http.StatusOK, gin.H{"hash": s.fsm.Hash(), "applied_index": st.AppliedIndex, "commit_index": st.CommitIndex, "term": st.Term})
+}
+
+// readable makes what the handler reads next linearizable, by Raft's read
+// index: the leader has committed an entry of its own term (a barrier, once
+// per term), notes the commit index, confirms with a quorum that it still
+// leads, and waits until its state machine has applied up to that index.
+// Stale reads skip this. It answers 503 and returns false when it cannot.
 func (s *Server) readable(c *gin.Context) bool {
-	if isStale(c) {
+	if isStale(c) || c.GetBool("pio.readIndex") {
 		return true
 	}
+	st := s.node.Status()
+	if s.barrierTerm.Load() != st.Term {
+		if err := s.node.Barrier(s.cfg.HoldTimeout); err != nil {
+			fail(c, err)
+			return false
+		}
+		s.barrierTerm.Store(st.Term)
+	}
+	idx := s.node.Status().CommitIndex
 	if err := s.node.VerifyLeader(); err != nil {
 		fail(c, err)
 		return false
 	}
+	deadline := time.Now().Add(s.cfg.HoldTimeout)
+	for s.node.Status().AppliedIndex < idx {
+		if time.Now().After(deadline) {
+			fail(c, cluster.ErrTimeout)
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.Set("pio.readIndex", true)
 	return true
 }
 

@@ -12,6 +12,9 @@ import (
 
 // lookupExperiment finds the experiment named in the path; on failure it has answered 404.
 func (s *Server) lookupExperiment(c *gin.Context) (fsm.Experiment, bool) {
+	if !s.readable(c) {
+		return fsm.Experiment{}, false
+	}
 	name := c.Param("exp")
 	e, ok := s.fsm.Experiment(name)
 	if !ok {
@@ -36,12 +39,24 @@ type patchExperimentBody struct {
 	Tags        *[]string `json:"tags"`
 }
 
+// expParam is the experiment named in the path of a write. Writes do not look
+// it up first: the command goes through the log and the state machine decides,
+// so a retried request (same X-Request-Id) is answered from its first
+// application, never from a state it changed itself.
+func expParam(c *gin.Context) fsm.Experiment { return fsm.Experiment{Experiment: c.Param("exp")} }
+
+// unitParam validates a unit name of a write; on failure it has answered 400.
+func unitParam(c *gin.Context, name string) (string, bool) {
+	if why := ValidUnitName(name); why != "" {
+		abort(c, http.StatusBadRequest, "invalid unit name", why, "use the unit's name as listed by GET /api/units")
+		return "", false
+	}
+	return name, true
+}
+
 // patchExperiment answers PATCH /api/experiments/{exp}: description and tags.
 func (s *Server) patchExperiment(c *gin.Context) {
-	e, ok := s.lookupExperiment(c)
-	if !ok {
-		return
-	}
+	e := expParam(c)
 	var b patchExperimentBody
 	if !decodeBody(c, &b) {
 		return
@@ -63,10 +78,7 @@ func (s *Server) patchExperiment(c *gin.Context) {
 
 // deleteExperiment answers DELETE /api/experiments/{exp}; its assignments end.
 func (s *Server) deleteExperiment(c *gin.Context) {
-	e, ok := s.lookupExperiment(c)
-	if !ok {
-		return
-	}
+	e := expParam(c)
 	if !s.apply(c, fsm.CmdDeleteExperiment, fsm.ExperimentRef{Experiment: e.Experiment}) {
 		return
 	}
@@ -99,10 +111,7 @@ type unitBody struct {
 // assignWorker answers PUT /api/experiments/{exp}/workers {"pioreactor_unit"}:
 // the unit moves into the experiment (out of any other).
 func (s *Server) assignWorker(c *gin.Context) {
-	e, ok := s.lookupExperiment(c)
-	if !ok {
-		return
-	}
+	e := expParam(c)
 	var b unitBody
 	if !decodeBody(c, &b) {
 		return
@@ -111,42 +120,32 @@ func (s *Server) assignWorker(c *gin.Context) {
 		abort(c, http.StatusBadRequest, "missing pioreactor_unit", `the body needs "pioreactor_unit": "NAME"`, `send {"pioreactor_unit": "worker2"}`)
 		return
 	}
-	u, ok := s.lookupUnit(c, *b.Unit)
+	name, ok := unitParam(c, *b.Unit)
 	if !ok {
 		return
 	}
-	if !u.Worker {
-		abort(c, http.StatusBadRequest, "not a worker", u.Name+" runs with --worker=false and cannot run experiments", "assign a worker (GET /api/workers)")
+	if !s.apply(c, fsm.CmdAssign, fsm.Assign{Unit: name, Experiment: e.Experiment}) {
 		return
 	}
-	if !s.apply(c, fsm.CmdAssign, fsm.Assign{Unit: u.Name, Experiment: e.Experiment}) {
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"pioreactor_unit": u.Name, "experiment": e.Experiment})
+	c.JSON(http.StatusOK, gin.H{"pioreactor_unit": name, "experiment": e.Experiment})
 }
 
 // unassignWorker answers DELETE /api/experiments/{exp}/workers/{unit}; 404 if not assigned there.
 func (s *Server) unassignWorker(c *gin.Context) {
-	e, ok := s.lookupExperiment(c)
+	e := expParam(c)
+	name, ok := unitParam(c, c.Param("unit"))
 	if !ok {
 		return
 	}
-	u, ok := s.lookupUnit(c, c.Param("unit"))
-	if !ok {
+	if !s.apply(c, fsm.CmdUnassign, fsm.Assign{Unit: name, Experiment: e.Experiment}) {
 		return
 	}
-	if !s.apply(c, fsm.CmdUnassign, fsm.Assign{Unit: u.Name, Experiment: e.Experiment}) {
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"pioreactor_unit": u.Name, "experiment": e.Experiment, "unassigned": true})
+	c.JSON(http.StatusOK, gin.H{"pioreactor_unit": name, "experiment": e.Experiment, "unassigned": true})
 }
 
 // unassignAll answers DELETE /api/experiments/{exp}/workers.
 func (s *Server) unassignAll(c *gin.Context) {
-	e, ok := s.lookupExperiment(c)
-	if !ok {
-		return
-	}
+	e := expParam(c)
 	if !s.apply(c, fsm.CmdUnassignAll, fsm.ExperimentRef{Experiment: e.Experiment}) {
 		return
 	}
@@ -223,10 +222,7 @@ func (s *Server) getUnitLabels(c *gin.Context) {
 
 // putUnitLabel answers PUT /api/experiments/{exp}/unit_labels {"unit", "label"}; an empty label clears it.
 func (s *Server) putUnitLabel(c *gin.Context) {
-	e, ok := s.lookupExperiment(c)
-	if !ok {
-		return
-	}
+	e := expParam(c)
 	var b unitLabelBody
 	if !decodeBody(c, &b) {
 		return
@@ -239,11 +235,11 @@ func (s *Server) putUnitLabel(c *gin.Context) {
 		abort(c, http.StatusBadRequest, "label too long", "a label is at most 100 characters", "shorten it")
 		return
 	}
-	u, ok := s.lookupUnit(c, *b.Unit)
+	name, ok := unitParam(c, *b.Unit)
 	if !ok {
 		return
 	}
-	if !s.apply(c, fsm.CmdSetUnitLabel, fsm.SetUnitLabel{Experiment: e.Experiment, Unit: u.Name, Label: b.Label}) {
+	if !s.apply(c, fsm.CmdSetUnitLabel, fsm.SetUnitLabel{Experiment: e.Experiment, Unit: name, Label: b.Label}) {
 		return
 	}
 	c.JSON(http.StatusOK, s.fsm.Labels(e.Experiment))

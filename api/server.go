@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -69,6 +70,8 @@ type Server struct {
 	engine *gin.Engine
 	log    *slog.Logger
 	tasks  *taskRunner
+	// barrierTerm is the last term in which this leader committed a barrier (see readable).
+	barrierTerm atomic.Uint64
 }
 
 // New builds the API of a node.
@@ -102,6 +105,7 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 	e.POST("/api/cluster/leave", s.leaveCluster)
 	e.GET("/unit_api/health", s.health)
 	e.GET("/unit_api/hardware", s.hardware)
+	e.GET("/unit_api/state_hash", s.stateHash)
 	e.POST("/unit_api/blink", s.unitBlink)
 	e.POST("/unit_api/system/reboot", s.unitReboot)
 	e.POST("/unit_api/removed", s.unitRemoved)

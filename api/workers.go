@@ -18,6 +18,9 @@ import (
 // lookupUnit validates a unit name from the path and finds it; on failure it
 // has answered (400 for a bad or unknown name, as Pioreactor does).
 func (s *Server) lookupUnit(c *gin.Context, name string) (fsm.Unit, bool) {
+	if !s.readable(c) {
+		return fsm.Unit{}, false
+	}
 	if why := ValidUnitName(name); why != "" {
 		abort(c, http.StatusBadRequest, "invalid unit name", why, "use the unit's name as listed by GET /api/units")
 		return fsm.Unit{}, false
@@ -80,6 +83,9 @@ func (s *Server) addWorker(c *gin.Context) {
 	name := *b.Unit
 	if why := ValidUnitName(name); why != "" {
 		abort(c, http.StatusBadRequest, "invalid unit name", why, "use the worker's hostname")
+		return
+	}
+	if !s.readable(c) {
 		return
 	}
 	if u, ok := s.fsm.UnitByName(name); ok {
@@ -200,7 +206,7 @@ type isActiveBody struct {
 
 // setActive answers PUT /api/workers/{unit}/is_active {"is_active": 0|1}.
 func (s *Server) setActive(c *gin.Context) {
-	u, ok := s.lookupUnit(c, c.Param("unit"))
+	name, ok := unitParam(c, c.Param("unit"))
 	if !ok {
 		return
 	}
@@ -212,10 +218,10 @@ func (s *Server) setActive(c *gin.Context) {
 		abort(c, http.StatusBadRequest, "bad is_active", `"is_active" must be the integer 0 or 1`, `send {"is_active": 0} or {"is_active": 1}`)
 		return
 	}
-	if !s.apply(c, fsm.CmdSetActive, fsm.SetActive{Unit: u.Name, IsActive: *b.IsActive}) {
+	if !s.apply(c, fsm.CmdSetActive, fsm.SetActive{Unit: name, IsActive: *b.IsActive}) {
 		return
 	}
-	u, _ = s.fsm.UnitByName(u.Name)
+	u, _ := s.fsm.UnitByName(name)
 	c.JSON(http.StatusOK, s.worker(u, s.mem.States()))
 }
 

@@ -200,6 +200,9 @@ func (s *state) assign(p Assign, now time.Time) error {
 	if u == nil {
 		return ErrUnitNotFound
 	}
+	if !u.Worker {
+		return ErrNotWorker
+	}
 	if _, ok := s.experiments[p.Experiment]; !ok {
 		return ErrExperimentNotFound
 	}

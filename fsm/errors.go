@@ -27,11 +27,14 @@ var ErrNotAssigned = errors.New("unit not assigned to that experiment")
 // be registered again without being explicitly added back.
 var ErrRemoved = errors.New("node was removed from the cluster")
 
+// ErrNotWorker is returned when a node that is not a worker would be assigned to an experiment.
+var ErrNotWorker = errors.New("unit is not a worker")
+
 // sentinels lists the errors an outcome may carry, so a retried command
 // answers with the same error value as its first application.
 var sentinels = []error{
 	ErrUnknownCommand, ErrBadPayload, ErrExperimentExists, ErrExperimentNotFound,
-	ErrUnitNotFound, ErrNameTaken, ErrNotAssigned, ErrRemoved,
+	ErrUnitNotFound, ErrNameTaken, ErrNotAssigned, ErrRemoved, ErrNotWorker,
 }
 
 // errorFromString turns a stored outcome back into its sentinel error.

@@ -39,7 +39,7 @@ func populated(t *testing.T) *FSM {
 	f := New()
 	for i := 0; i < 5; i++ {
 		r := mustApply(t, f, cmd(t, CmdRegisterUnit, fmt.Sprintf("u%d", i), t0.Add(time.Duration(i)*time.Second), RegisterUnit{
-			NodeID: fmt.Sprintf("id-%d", i), Name: fmt.Sprintf("worker%d", i), Worker: i != 0,
+			NodeID: fmt.Sprintf("id-%d", i), Name: fmt.Sprintf("worker%d", i), Worker: true,
 			RaftAddr: fmt.Sprintf("127.0.0.%d:8300", i+10), HTTPAddr: fmt.Sprintf("127.0.0.%d:8080", i+10),
 		}))
 		if r.Err != nil {

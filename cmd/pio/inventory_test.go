@@ -301,3 +301,32 @@ func TestRemovalThatBreaksQuorumRefused(t *testing.T) {
 		t.Fatalf("removal breaking quorum: %d %+v", code, ae)
 	}
 }
+
+// TestRetriedDeleteAnsweredFromFirstApplication is the regression test of a
+// linearizability violation found by the chaos suite: a DELETE retried with
+// its X-Request-Id (as the forwarding node does after a leader change) was
+// answered 404 by a look-up of the state its own first attempt had changed.
+func TestRetriedDeleteAnsweredFromFirstApplication(t *testing.T) {
+	nodes := startThree(t)
+	f := follower(t, nodes)
+	createExperiment(t, f, "to-delete")
+	del := func(id string) int {
+		req, _ := http.NewRequest(http.MethodDelete, f.c.Base+"/api/experiments/to-delete", nil)
+		req.Header.Set(client.RequestIDHeader, id)
+		resp, err := f.c.HTTP.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := del("del-1"); code != http.StatusOK {
+		t.Fatalf("delete: %d", code)
+	}
+	if code := del("del-1"); code != http.StatusOK {
+		t.Fatalf("retried delete: %d, want the first answer (200)", code)
+	}
+	if code := del("del-2"); code != http.StatusNotFound {
+		t.Fatalf("a new delete of a deleted experiment: %d, want 404", code)
+	}
+}

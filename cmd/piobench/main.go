@@ -23,8 +23,17 @@ func main() {
 		keep      = flag.Bool("keep", false, "keep the data dirs and logs (printed on stderr)")
 		stableFor = flag.Duration("stability", 60*time.Second, "how long the stability scenario writes")
 		scaleN    = flag.Int("scale", 100, "nodes of the scale scenario")
+		chaosN    = flag.Int("chaos", 0, "run this many chaos schedules instead of the scenarios")
+		faults    = flag.Int("chaos-faults", 4, "faults per chaos schedule")
+		seed      = flag.Uint64("seed", uint64(time.Now().UnixNano()%1000000), "first chaos seed (a schedule's seed reproduces it)")
+		outDir    = flag.String("out", ".", "where chaos writes porcupine visualizations of violations")
 	)
 	flag.Parse()
+	if *chaosN > 0 {
+		if status, ran := reexecInNetns(); ran {
+			os.Exit(status)
+		}
+	}
 	b := &bench{pio: *pio, keep: *keep}
 	if err := b.init(); err != nil {
 		fmt.Fprintln(os.Stderr, "piobench:", err)
@@ -32,6 +41,22 @@ func main() {
 	}
 	defer b.cleanup()
 	ctx := context.Background()
+	if *chaosN > 0 {
+		res, err := b.chaos(*chaosN, *faults, *seed, *outDir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "piobench: chaos:", err)
+			b.cleanup()
+			os.Exit(1)
+		}
+		out, _ := json.Marshal(res)
+		fmt.Println(string(out))
+		t := res.(map[string]any)
+		if t["linearizability_violations"] != 0 || t["lost_acknowledged_writes"] != 0 || t["diverged"] != 0 {
+			b.cleanup()
+			os.Exit(2)
+		}
+		return
+	}
 	failed := false
 	for _, s := range strings.Split(*scenarios, ",") {
 		var res any
