@@ -3,6 +3,8 @@ package api
 import (
 	"errors"
 	"net/http"
+	"strings"
+	"syscall"
 
 	"github.com/gin-gonic/gin"
 	"github.com/pioreactor/pio/api/client"
@@ -56,6 +58,12 @@ func fail(c *gin.Context, err error) {
 	var ce *client.Error
 	if errors.As(err, &ce) && ce.Status != 0 {
 		abort(c, ce.Status, ce.Message, ce.Cause, ce.Remediation)
+		return
+	}
+	// Raft reports a full disk as text ("unable to store logs ... no space left on device").
+	if errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), syscall.ENOSPC.Error()) {
+		abort(c, http.StatusInsufficientStorage, "the node's disk is full", err.Error(),
+			"free space on the leader's data disk (SD card): remove old files, or move --data-dir to a bigger disk; nothing was written")
 		return
 	}
 	if errors.Is(err, cluster.ErrNotLeader) {

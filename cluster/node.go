@@ -67,6 +67,10 @@ func (n *Node) open() error {
 	}
 	// Keep the port we got, so a reset rebinds the same address peers know.
 	n.cfg.BindAddr = stream.Listener.Addr().String()
+	if err := checkLogFile(filepath.Join(n.raftDir(), "raft.db")); err != nil {
+		stream.Close()
+		return err
+	}
 	store, err := raftboltdb.New(raftboltdb.Options{
 		Path:        filepath.Join(n.raftDir(), "raft.db"),
 		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
@@ -425,4 +429,45 @@ func (n *Node) Close() error {
 	}
 	n.closed = true
 	return n.shutdown()
+}
+
+// ErrDamagedLog is returned when the Raft log file on disk is damaged.
+var ErrDamagedLog = errors.New("the raft log file is damaged")
+
+// checkLogFile refuses a raft.db that is shorter than its own header says
+// (truncated by a full disk or a bad copy) or fails bolt's consistency check,
+// so that a damaged node stops with a clear error instead of serving a wrong
+// state (or crashing when it reads past the end of the file).
+func checkLogFile(path string) error {
+	fi, err := os.Stat(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, ReadOnly: true})
+	if err != nil {
+		if errors.Is(err, bbolt.ErrTimeout) {
+			return fmt.Errorf("%w: %s (is another pio serve running with this data dir?)", ErrDataDirInUse, path)
+		}
+		return fmt.Errorf("%w: %s: %v (restore the data dir from a backup or remove it and re-join the node)", ErrDamagedLog, path, err)
+	}
+	defer db.Close()
+	return db.View(func(tx *bbolt.Tx) error {
+		if want := tx.Size(); fi.Size() < want {
+			return fmt.Errorf("%w: %s is %d bytes but its header says %d: it was truncated (restore the data dir from a backup or remove it and re-join the node)",
+				ErrDamagedLog, path, fi.Size(), want)
+		}
+		var first error
+		for cerr := range tx.Check() { // drain: Check's goroutine sends every error
+			if first == nil {
+				first = cerr
+			}
+		}
+		if first != nil {
+			return fmt.Errorf("%w: %s: %v (restore the data dir from a backup or remove it and re-join the node)", ErrDamagedLog, path, first)
+		}
+		return nil
+	})
 }
