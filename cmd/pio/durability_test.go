@@ -68,7 +68,9 @@ func TestPowerLossDuringHeavyWrites(t *testing.T) {
 // expects a clear error naming what to do, not a panic or a silent empty state.
 func damagedStart(t *testing.T, damage func(dataDir string), want ...string) {
 	t.Helper()
-	n := startNode(t, "fragile", func(c *serveConfig) { c.SnapshotThreshold, c.SnapshotInterval, c.TrailingLogs = 16, 50*time.Millisecond, 4 })
+	n := startNode(t, "fragile", func(c *serveConfig) {
+		c.SnapshotThreshold, c.SnapshotInterval, c.TrailingLogs = 16, 50*time.Millisecond, 4
+	})
 	waitCluster(t, []*testNode{n}, 1, 1)
 	for i := 0; i < 40; i++ {
 		createExperiment(t, n, fmt.Sprintf("x%d", i))

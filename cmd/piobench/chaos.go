@@ -281,10 +281,6 @@ type chaosClient struct {
 }
 
 func (cl *chaosClient) do(r *rand.Rand, keys []string, units []string) {
-	n := cl.nodes[r.IntN(len(cl.nodes))]
-	c := &client.Client{Base: n.c.Base, HTTP: cl.hc}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
 	var in chaosInput
 	if r.IntN(4) == 0 && len(units) > 0 {
 		u := units[r.IntN(len(units))]
@@ -292,6 +288,15 @@ func (cl *chaosClient) do(r *rand.Rand, keys []string, units []string) {
 	} else {
 		in = chaosInput{Op: []string{"create", "create", "delete", "read", "read"}[r.IntN(5)], Key: keys[r.IntN(len(keys))]}
 	}
+	cl.run(cl.nodes[r.IntN(len(cl.nodes))], in)
+}
+
+// run sends one operation through node n and records it; it reports whether
+// the operation was recorded (a failed read is not).
+func (cl *chaosClient) run(n *node, in chaosInput) bool {
+	c := &client.Client{Base: n.c.Base, HTTP: cl.hc}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
 	call := time.Since(cl.start).Nanoseconds()
 	out := chaosOutput{}
 	var code int
@@ -324,7 +329,7 @@ func (cl *chaosClient) do(r *rand.Rand, keys []string, units []string) {
 	if out.Result == "" {
 		_ = err
 		if in.Op == "read" || in.Op == "get" {
-			return // a failed read tells nothing
+			return false // a failed read tells nothing
 		}
 		out.Unknown = true
 		ret = 1<<62 - 1 // may take effect at any time after the call
@@ -332,6 +337,7 @@ func (cl *chaosClient) do(r *rand.Rand, keys []string, units []string) {
 	cl.mu.Lock()
 	*cl.ops = append(*cl.ops, porcupine.Operation{ClientId: cl.id, Input: in, Call: call, Output: out, Return: ret})
 	cl.mu.Unlock()
+	return true
 }
 
 // runSchedule runs one fault schedule on cc and checks it.
@@ -425,14 +431,17 @@ func (cc *chaosCluster) runSchedule(seed uint64, faults int, outDir string) (cha
 	res.HealSeconds = time.Since(healStart).Seconds()
 	res.Diverged = conv != nil
 	// Final reads of every key after healing belong to the history too.
-	final := &chaosClient{id: 99, nodes: cc.nodes[:1], hc: hc, mu: &mu, ops: &ops, start: start}
+	final := &chaosClient{id: 99, nodes: cc.nodes, hc: hc, mu: &mu, ops: &ops, start: start}
+	var finalReads []chaosInput
 	for _, k := range keys {
-		for try := 0; try < 20; try++ {
-			before := len(ops)
-			final.do(rand.New(rand.NewPCG(0, 0)), []string{k}, nil) // may pick create/delete too: fine, it is recorded
-			if len(ops) > before {
-				break
-			}
+		finalReads = append(finalReads, chaosInput{Op: "read", Key: k})
+	}
+	for _, u := range units {
+		finalReads = append(finalReads, chaosInput{Op: "get", Key: "active:" + u})
+	}
+	for i, in := range finalReads {
+		for try := 0; try < 20 && !final.run(cc.nodes[(i+try)%len(cc.nodes)], in); try++ {
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	res.Operations = len(ops)
@@ -471,39 +480,64 @@ func (cc *chaosCluster) runSchedule(seed uint64, faults int, outDir string) (cha
 	return res, nil
 }
 
-// lostAcked counts keys whose last acknowledged write, with nothing after it
-// that could have changed the key, disagrees with the final read.
+// lostAcked counts keys whose final read (after healing) disagrees with the
+// last acknowledged write, counted only where that write is unambiguous: every
+// other write of the key (acknowledged or not) returned before it was called.
 func lostAcked(ops []porcupine.Operation) int {
-	sorted := append([]porcupine.Operation{}, ops...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Call < sorted[j].Call })
-	type last struct {
-		state   int
-		settled bool
-	}
-	byKey := map[string]*last{}
-	lost := 0
-	for _, op := range sorted {
+	writes := map[string][]porcupine.Operation{}
+	finals := map[string]porcupine.Operation{}
+	for _, op := range ops {
 		in, out := op.Input.(chaosInput), op.Output.(chaosOutput)
-		l := byKey[in.Key]
-		if l == nil {
-			l = &last{}
-			byKey[in.Key] = l
-		}
 		switch {
-		case out.Unknown:
-			l.settled = false
-		case in.Op == "create" && out.Result == "created":
-			l.state, l.settled = 1, true
-		case in.Op == "delete" && out.Result == "deleted":
-			l.state, l.settled = 0, true
-		case in.Op == "set" && out.Result == "ok":
-			l.state, l.settled = in.Val, true
-		case op.ClientId == 99 && l.settled:
-			got := 0
-			if out.Result == "exists" || (in.Op == "get" && out.Val == 1) {
-				got = 1
+		case in.Op == "create" || in.Op == "delete" || in.Op == "set":
+			writes[in.Key] = append(writes[in.Key], op)
+		case op.ClientId == 99 && !out.Unknown:
+			finals[in.Key] = op
+		}
+	}
+	lost := 0
+	for key, final := range finals {
+		var last *porcupine.Operation
+		for i := range writes[key] {
+			w := &writes[key][i]
+			if w.Call > final.Call {
+				continue // called after the final read
 			}
-			if got != l.state {
+			if last == nil || w.Call > last.Call {
+				last = w
+			}
+		}
+		if last == nil || last.Output.(chaosOutput).Unknown {
+			continue
+		}
+		ambiguous := false
+		for i := range writes[key] {
+			w := &writes[key][i]
+			if w != last && w.Return > last.Call && w.Call < final.Call {
+				ambiguous = true // not over before the last write began (an unknown one never is)
+			}
+		}
+		if ambiguous {
+			continue
+		}
+		in, out := last.Input.(chaosInput), last.Output.(chaosOutput)
+		want := 0
+		switch {
+		case in.Op == "create":
+			want = 1 // created or exists: it exists afterwards
+		case in.Op == "delete":
+			want = 0
+		case in.Op == "set":
+			want = in.Val
+		}
+		_ = out
+		fin, fout := final.Input.(chaosInput), final.Output.(chaosOutput)
+		got := 0
+		if fout.Result == "exists" || (fin.Op == "get" && fout.Val == 1) {
+			got = 1
+		}
+		if fin.Op == "read" || fin.Op == "get" {
+			if got != want {
 				lost++
 			}
 		}

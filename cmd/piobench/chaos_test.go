@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/anishathalye/porcupine"
 	"github.com/google/uuid"
 )
 
@@ -79,5 +80,39 @@ func TestChaosShort(t *testing.T) {
 	t.Logf("chaos: %v", tbl)
 	if tbl["linearizability_violations"] != 0 || tbl["lost_acknowledged_writes"] != 0 || tbl["diverged"] != 0 {
 		t.Fatalf("chaos found problems (reproduce with: go run ./cmd/piobench -chaos 1 -seed SEED): %v", tbl)
+	}
+}
+
+func op(client int, call, ret int64, in chaosInput, out chaosOutput) porcupine.Operation {
+	return porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret}
+}
+
+func TestLostAcked(t *testing.T) {
+	k := "k"
+	created := chaosOutput{Result: "created"}
+	// Overlapping create and delete: ambiguous, not counted whatever the final read says.
+	h := []porcupine.Operation{
+		op(1, 10, 30, chaosInput{Op: "create", Key: k}, created),
+		op(2, 12, 40, chaosInput{Op: "delete", Key: k}, chaosOutput{Result: "deleted"}),
+		op(99, 100, 110, chaosInput{Op: "read", Key: k}, chaosOutput{Result: "absent"}),
+	}
+	if n := lostAcked(h); n != 0 {
+		t.Fatalf("ambiguous history counted %d lost", n)
+	}
+	// An acknowledged create alone before the final read, which says absent: lost.
+	h = []porcupine.Operation{
+		op(1, 10, 30, chaosInput{Op: "create", Key: k}, created),
+		op(99, 100, 110, chaosInput{Op: "read", Key: k}, chaosOutput{Result: "absent"}),
+	}
+	if n := lostAcked(h); n != 1 {
+		t.Fatalf("lost create counted %d", n)
+	}
+	if porcupine.CheckOperations(chaosModel.ToModel(), h) {
+		t.Fatal("the model accepts a lost create")
+	}
+	// An unknown delete after it makes absent possible: not lost, and linearizable.
+	h = append(h[:1], op(3, 40, 1<<62-1, chaosInput{Op: "delete", Key: k}, chaosOutput{Unknown: true}), h[1])
+	if n := lostAcked(h); n != 0 || !porcupine.CheckOperations(chaosModel.ToModel(), h) {
+		t.Fatalf("unknown delete: lost %d", n)
 	}
 }
