@@ -139,7 +139,15 @@ type chaosResult struct {
 
 // chaosCluster is five processes with a way to cut them off from each other.
 type chaosCluster struct {
-	b       *bench
+	b *bench
+	// record adds an operation the system itself may perform to the history
+	// (a re-added unit becomes active again).
+	record func(porcupine.Operation)
+	start  time.Time
+	// outside are nodes that left the cluster for a while: they serve a
+	// cluster of their own then, so clients must not use them.
+	outMu   sync.Mutex
+	outside map[*node]bool
 	nodes   []*node
 	ips     []string
 	stopped map[*node]bool
@@ -214,7 +222,7 @@ func (cc *chaosCluster) leader() *node {
 // inject applies one random fault and returns its name.
 func (cc *chaosCluster) inject(r *rand.Rand) (string, error) {
 	pick := func() *node { return cc.nodes[r.IntN(len(cc.nodes))] }
-	kinds := []string{"kill_leader", "kill", "pause", "restart"}
+	kinds := []string{"kill_leader", "kill", "pause", "restart", "leave_rejoin"}
 	if cc.netns {
 		kinds = append(kinds, "isolate_one", "isolate_leader", "split_2_3")
 	}
@@ -239,6 +247,43 @@ func (cc *chaosCluster) inject(r *rand.Rand) (string, error) {
 		n := pick()
 		n.kill()
 		if err := n.run(); err != nil {
+			return kind, err
+		}
+	case "leave_rejoin":
+		// A graceful leave and a re-add of a follower, while clients run.
+		l := cc.leader()
+		var n, other *node
+		for _, o := range cc.nodes {
+			if o != l && n == nil {
+				n = o
+			} else if other == nil {
+				other = o
+			}
+		}
+		if n == nil || other == nil {
+			return kind, nil
+		}
+		// Re-added, the unit is active again: the system may set it at any time from now.
+		cc.record(porcupine.Operation{ClientId: 98, Input: chaosInput{Op: "set", Key: "active:" + n.name, Val: 1},
+			Output: chaosOutput{Unknown: true}, Call: time.Since(cc.start).Nanoseconds(), Return: 1<<62 - 1})
+		cc.outMu.Lock()
+		cc.outside[n] = true
+		cc.outMu.Unlock()
+		defer func() {
+			cc.outMu.Lock()
+			delete(cc.outside, n)
+			cc.outMu.Unlock()
+		}()
+		time.Sleep(3500 * time.Millisecond) // let requests already sent to it finish (3 s client timeout)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := n.c.Leave(ctx); err != nil {
+			return kind, fmt.Errorf("leave %s: %w", n.name, err)
+		}
+		if err := waitFor(30*time.Second, n.name+" rejoins", func() error {
+			_, err := n.c.Join(ctx, other.http, false)
+			return err
+		}); err != nil {
 			return kind, err
 		}
 	case "isolate_one", "isolate_leader":
@@ -273,6 +318,7 @@ func (cc *chaosCluster) inject(r *rand.Rand) (string, error) {
 // chaosClient runs operations through random nodes and records them.
 type chaosClient struct {
 	id    int
+	cc    *chaosCluster
 	nodes []*node
 	hc    *http.Client
 	mu    *sync.Mutex
@@ -288,7 +334,15 @@ func (cl *chaosClient) do(r *rand.Rand, keys []string, units []string) {
 	} else {
 		in = chaosInput{Op: []string{"create", "create", "delete", "read", "read"}[r.IntN(5)], Key: keys[r.IntN(len(keys))]}
 	}
-	cl.run(cl.nodes[r.IntN(len(cl.nodes))], in)
+	n := cl.nodes[r.IntN(len(cl.nodes))]
+	if cl.cc != nil {
+		cl.cc.outMu.Lock()
+		for cl.cc.outside[n] {
+			n = cl.nodes[r.IntN(len(cl.nodes))]
+		}
+		cl.cc.outMu.Unlock()
+	}
+	cl.run(n, in)
 }
 
 // run sends one operation through node n and records it; it reports whether
@@ -365,12 +419,18 @@ func (cc *chaosCluster) runSchedule(seed uint64, faults int, outDir string) (cha
 	var ops []porcupine.Operation
 	var mu sync.Mutex
 	start := time.Now()
+	cc.start = start
+	cc.record = func(op porcupine.Operation) {
+		mu.Lock()
+		ops = append(ops, op)
+		mu.Unlock()
+	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	hc := client.NewHTTPClient(5 * time.Second)
 	for i := 0; i < 6; i++ {
 		wg.Add(1)
-		cl := &chaosClient{id: i, nodes: cc.nodes, hc: hc, mu: &mu, ops: &ops, start: start}
+		cl := &chaosClient{id: i, cc: cc, nodes: cc.nodes, hc: hc, mu: &mu, ops: &ops, start: start}
 		go func(cr *rand.Rand) {
 			defer wg.Done()
 			for {
@@ -547,7 +607,7 @@ func lostAcked(ops []porcupine.Operation) int {
 
 // chaos runs schedules against one five-node cluster and prints a table.
 func (b *bench) chaos(schedules, faults int, seed uint64, outDir string) (any, error) {
-	cc := &chaosCluster{b: b, stopped: map[*node]bool{}, killed: map[*node]bool{}, netns: os.Getenv(chaosNetnsEnv) != ""}
+	cc := &chaosCluster{b: b, stopped: map[*node]bool{}, killed: map[*node]bool{}, outside: map[*node]bool{}, netns: os.Getenv(chaosNetnsEnv) != ""}
 	if cc.netns {
 		if err := iptables("-N", "PIOCHAOS"); err != nil {
 			return nil, err
@@ -619,5 +679,18 @@ func (b *bench) chaos(schedules, faults int, seed uint64, outDir string) (any, e
 	table["diverged"] = diverged
 	table["heal_p50_ms"], table["heal_max_ms"] = hs.Median, hs.Max
 	table["failing_seeds"] = bad
+	kinds := make([]string, 0, len(faultsBy))
+	for k := range faultsBy {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	var fl []string
+	for _, k := range kinds {
+		fl = append(fl, fmt.Sprintf("%s %d", k, faultsBy[k]))
+	}
+	fmt.Fprintf(os.Stderr, "\n| schedules | faults | operations (unknown outcome) | linearizable | lost acknowledged writes | diverged | heal p50 / max |\n"+
+		"|---|---|---|---|---|---|---|\n| %d | %s | %d (%d) | %s | %d | %d | %.0f ms / %.0f ms |\n",
+		schedules, strings.Join(fl, ", "), ops, unknown, map[bool]string{true: "yes, all", false: fmt.Sprintf("no: %d violations", violations)}[violations == 0],
+		lost, diverged, hs.Median, hs.Max)
 	return table, nil
 }
