@@ -1,0 +1,259 @@
+// Package jobs runs a worker's activities (stirring, optical density,
+// growth rate, temperature, dosing, LEDs) as goroutines against the HAT, or
+// against a simulated bioreactor (Plant) when there is none.
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+)
+
+// ErrUnknownJob is returned for a job name this runtime does not know.
+var ErrUnknownJob = errors.New("unknown job")
+
+// ErrAlreadyRunning is returned when a job of that name already runs on this unit.
+var ErrAlreadyRunning = errors.New("job already running")
+
+// ErrNotRunning is returned when stopping or updating a job that does not run.
+var ErrNotRunning = errors.New("job not running")
+
+// ErrBadSetting is returned for an unknown setting or a value of the wrong type.
+var ErrBadSetting = errors.New("bad setting")
+
+// Job states, as in Pioreactor.
+const (
+	StateInit         = "init"
+	StateReady        = "ready"
+	StateSleeping     = "sleeping"
+	StateDisconnected = "disconnected"
+	StateLost         = "lost"
+)
+
+// Info describes a running job.
+type Info struct {
+	Name       string         `json:"job_name"`
+	Experiment string         `json:"experiment"`
+	State      string         `json:"state"`
+	Settings   map[string]any `json:"settings"`
+	StartedAt  time.Time      `json:"started_at"`
+}
+
+// Guard says whether this unit may run jobs of an experiment now (active and assigned).
+type Guard func(experiment string) error
+
+// job is one running activity.
+type job struct {
+	mu     sync.Mutex
+	info   Info
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (j *job) get(k string) float64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	f, _ := toFloat(j.info.Settings[k])
+	return f
+}
+
+func (j *job) set(k string, v any) {
+	j.mu.Lock()
+	j.info.Settings[k] = v
+	j.mu.Unlock()
+}
+
+// Runtime runs this unit's jobs. It owns one goroutine per job and one that
+// advances the simulated plant; Close stops them all.
+type Runtime struct {
+	plant *Plant
+	guard Guard
+	log   *slog.Logger
+
+	mu   sync.Mutex
+	jobs map[string]*job
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewRuntime returns a runtime driving plant; guard may refuse new jobs.
+func NewRuntime(plant *Plant, guard Guard, log *slog.Logger) *Runtime {
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Runtime{plant: plant, guard: guard, log: log, jobs: map[string]*job{}, ctx: ctx, cancel: cancel}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				plant.Step(100 * time.Millisecond)
+			}
+		}
+	}()
+	return r
+}
+
+// Plant returns the simulated bioreactor.
+func (r *Runtime) Plant() *Plant { return r.plant }
+
+// Start starts job name for experiment with options overriding its default settings.
+func (r *Runtime) Start(name, experiment string, options map[string]any) (Info, error) {
+	def, ok := catalog[name]
+	if !ok {
+		return Info{}, fmt.Errorf("%w: %q (known: %s)", ErrUnknownJob, name, knownJobs())
+	}
+	settings := map[string]any{}
+	for k, v := range def.defaults {
+		settings[k] = v
+	}
+	for k, v := range options {
+		dv, known := def.defaults[k]
+		if !known {
+			return Info{}, fmt.Errorf("%w: %s has no setting %q", ErrBadSetting, name, k)
+		}
+		cv, err := coerce(dv, v)
+		if err != nil {
+			return Info{}, fmt.Errorf("%w: %s %s: %v", ErrBadSetting, name, k, err)
+		}
+		settings[k] = cv
+	}
+	if r.guard != nil {
+		if err := r.guard(experiment); err != nil {
+			return Info{}, err
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if j, ok := r.jobs[name]; ok {
+		return Info{}, fmt.Errorf("%w: %s (experiment %s)", ErrAlreadyRunning, name, j.info.Experiment)
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	j := &job{info: Info{Name: name, Experiment: experiment, State: StateInit, Settings: settings, StartedAt: time.Now().UTC()},
+		cancel: cancel, done: make(chan struct{})}
+	r.jobs[name] = j
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer close(j.done)
+		j.mu.Lock()
+		j.info.State = StateReady
+		j.mu.Unlock()
+		def.run(ctx, j, r.plant)
+	}()
+	return j.snapshot(), nil
+}
+
+func (j *job) snapshot() Info {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	in := j.info
+	in.Settings = make(map[string]any, len(j.info.Settings))
+	for k, v := range j.info.Settings {
+		in.Settings[k] = v
+	}
+	return in
+}
+
+// Update changes settings of a running job.
+func (r *Runtime) Update(name string, settings map[string]any) (Info, error) {
+	r.mu.Lock()
+	j, ok := r.jobs[name]
+	r.mu.Unlock()
+	if !ok {
+		return Info{}, fmt.Errorf("%w: %s", ErrNotRunning, name)
+	}
+	def := catalog[name]
+	for k, v := range settings {
+		dv, known := def.defaults[k]
+		if !known {
+			return Info{}, fmt.Errorf("%w: %s has no setting %q", ErrBadSetting, name, k)
+		}
+		cv, err := coerce(dv, v)
+		if err != nil {
+			return Info{}, fmt.Errorf("%w: %s %s: %v", ErrBadSetting, name, k, err)
+		}
+		j.set(k, cv)
+	}
+	return j.snapshot(), nil
+}
+
+// Stop stops one job and waits for it.
+func (r *Runtime) Stop(name string) error {
+	r.mu.Lock()
+	j, ok := r.jobs[name]
+	delete(r.jobs, name)
+	r.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNotRunning, name)
+	}
+	j.cancel()
+	<-j.done
+	return nil
+}
+
+// stopOrder is the safe order to halt a unit: pumps first, then the heater,
+// then the other automations, then the rest.
+var stopOrder = map[string]int{"dosing_automation": 0, "temperature_automation": 1, "led_automation": 2}
+
+// StopWhere stops, in the safe order, every job for which match is true; it
+// returns the names stopped.
+func (r *Runtime) StopWhere(match func(Info) bool) []string {
+	r.mu.Lock()
+	var names []string
+	for n, j := range r.jobs {
+		if match(j.snapshot()) {
+			names = append(names, n)
+		}
+	}
+	r.mu.Unlock()
+	sort.Slice(names, func(a, b int) bool {
+		oa, ok := stopOrder[names[a]]
+		if !ok {
+			oa = 9
+		}
+		ob, ok := stopOrder[names[b]]
+		if !ok {
+			ob = 9
+		}
+		if oa != ob {
+			return oa < ob
+		}
+		return names[a] < names[b]
+	})
+	for _, n := range names {
+		_ = r.Stop(n)
+	}
+	return names
+}
+
+// Running lists the running jobs by name.
+func (r *Runtime) Running() []Info {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Info, 0, len(r.jobs))
+	for _, j := range r.jobs {
+		out = append(out, j.snapshot())
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
+	return out
+}
+
+// Close stops every job (in the safe order) and the plant.
+func (r *Runtime) Close() {
+	r.StopWhere(func(Info) bool { return true })
+	r.cancel()
+	r.wg.Wait()
+}
