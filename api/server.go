@@ -13,6 +13,7 @@ import (
 	"github.com/pioreactor/pio/cluster"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/gpio"
+	"github.com/pioreactor/pio/jobs"
 	"github.com/pioreactor/pio/membership"
 	"github.com/pioreactor/pio/web"
 )
@@ -47,6 +48,8 @@ type Config struct {
 	SourceIP string
 	// Hardware is this node's HAT (or its simulation); nil when it has none.
 	Hardware gpio.Backend
+	// Jobs runs this node's activities; nil on a node that runs none.
+	Jobs *jobs.Runtime
 	// Reboot reboots this node (the OS on a Pi, the runtime in simulation); nil if it cannot.
 	Reboot func() error
 	// HoldTimeout is how long a request waits for a leader before 503.
@@ -110,6 +113,11 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 	e.POST("/unit_api/system/reboot", s.unitReboot)
 	e.POST("/unit_api/removed", s.unitRemoved)
 	e.GET("/unit_api/task_results/:id", s.taskResult)
+	e.GET("/unit_api/jobs/running", s.unitRunning)
+	e.POST("/unit_api/jobs/run/job_name/:job", s.unitRun)
+	e.PATCH("/unit_api/jobs/update/job_name/:job", s.unitUpdate)
+	e.POST("/unit_api/jobs/stop/job_name/:job", s.unitStop)
+	e.POST("/unit_api/jobs/stop/all", s.unitStopAll)
 
 	// The cluster's API: answered by the leader, forwarded by followers.
 	g := e.Group("/api", s.leaderOrForward)
@@ -128,6 +136,11 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 	g.GET("/workers/:unit/experiment", s.workerExperiment)
 	g.POST("/workers/:unit/blink", s.blink)
 	g.POST("/units/:unit/system/reboot", s.reboot)
+	g.POST("/workers/:unit/jobs/run/job_name/:job/experiments/:exp", s.runJob)
+	g.POST("/workers/:unit/jobs/stop/job_name/:job/experiments/:exp", s.stopJob)
+	g.POST("/workers/:unit/jobs/stop/experiments/:exp", s.stopExperimentJobs)
+	g.PATCH("/workers/:unit/jobs/update/job_name/:job/experiments/:exp", s.updateJob)
+	g.GET("/workers/:unit/jobs/running", s.runningJobs)
 	g.GET("/experiments", s.getExperiments)
 	g.POST("/experiments", s.createExperiment)
 	g.GET("/experiments/assignment_count", s.assignmentCount)

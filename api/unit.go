@@ -15,7 +15,13 @@ func (s *Server) hardware(c *gin.Context) {
 		abort(c, http.StatusNotFound, "no hardware", "this node has no hardware backend", "start it with --hardware sim or auto")
 		return
 	}
-	c.JSON(http.StatusOK, s.cfg.Hardware.State())
+	out := gin.H{"hardware": s.cfg.Hardware.State()}
+	st := s.cfg.Hardware.State()
+	out["backend"], out["blinks"], out["last_blink"], out["led_on"] = st.Backend, st.Blinks, st.LastBlink, st.LED
+	if s.cfg.Jobs != nil {
+		out["plant"] = s.cfg.Jobs.Plant().Snapshot()
+	}
+	c.JSON(http.StatusOK, out)
 }
 
 // unitBlink answers POST /unit_api/blink: the HAT's LED blinks; 200 when done.

@@ -72,6 +72,8 @@ type Client struct {
 	Base string
 	// HTTP is the client used; NewHTTPClient's by default.
 	HTTP *http.Client
+	// Header is added to every request (may be nil).
+	Header http.Header
 }
 
 // New returns a client of the node at addr (HOST[:PORT] or a URL).
@@ -106,6 +108,9 @@ func (c *Client) DoStatus(ctx context.Context, method, path string, in, out any)
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range c.Header {
+		req.Header[k] = v
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {

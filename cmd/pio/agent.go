@@ -18,6 +18,7 @@ import (
 	"github.com/pioreactor/pio/cluster"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/gpio"
+	"github.com/pioreactor/pio/jobs"
 	"github.com/pioreactor/pio/membership"
 )
 
@@ -33,6 +34,7 @@ type agent struct {
 	mem      *membership.Manager
 	api      *api.Server
 	hw       gpio.Backend
+	jobs     *jobs.Runtime
 	srv      *http.Server
 
 	cancel context.CancelFunc
@@ -100,8 +102,13 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	acfg := api.DefaultConfig()
 	acfg.Name, acfg.NodeID, acfg.HTTPAddr, acfg.Version, acfg.HoldTimeout, acfg.Logger = cfg.Name, nodeID, httpAddr, version, cfg.HoldTimeout, log
 	acfg.SourceIP, acfg.Hardware, acfg.Reboot = sourceIP, hw, rebootFunc(cfg, hw)
+	var rt *jobs.Runtime
+	if cfg.Worker {
+		rt = jobs.NewRuntime(jobs.NewPlant(seedOf(nodeID)), api.JobGuard(node.FSM(), nodeID), log)
+		acfg.Jobs = rt
+	}
 	srv := api.New(acfg, node, mem)
-	a := &agent{cfg: cfg, log: log, nodeID: nodeID, httpAddr: httpAddr, node: node, mem: mem, api: srv, hw: hw,
+	a := &agent{cfg: cfg, log: log, nodeID: nodeID, httpAddr: httpAddr, node: node, mem: mem, api: srv, hw: hw, jobs: rt,
 		srv: &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -117,6 +124,13 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 		defer a.wg.Done()
 		mem.Run(ctx)
 	}()
+	if rt != nil {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.haltJobs(ctx)
+		}()
+	}
 	switch {
 	case cfg.Join != "":
 		a.wg.Add(1)
@@ -142,6 +156,9 @@ func (a *agent) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		_ = a.srv.Shutdown(ctx)
+		if a.jobs != nil {
+			a.jobs.Close() // pumps first, then heater, then the rest
+		}
 		a.api.Close()
 		a.cancel()
 		a.wg.Wait()
@@ -150,6 +167,42 @@ func (a *agent) Close() error {
 		_ = a.hw.Close()
 	})
 	return err
+}
+
+// haltJobs stops this worker's jobs, in the safe order, as soon as the
+// cluster database says it may not run them: the unit is inactive, removed,
+// or no longer assigned to (or the experiment of) the job.
+func (a *agent) haltJobs(ctx context.Context) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	f := a.node.FSM()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if len(a.jobs.Running()) == 0 {
+			continue
+		}
+		u, ok := f.UnitByID(a.nodeID)
+		exp := f.ExperimentOf(a.nodeID)
+		stopped := a.jobs.StopWhere(func(i jobs.Info) bool {
+			return !ok || u.IsActive != 1 || i.Experiment != exp
+		})
+		if len(stopped) > 0 {
+			a.log.Info("halted jobs: the unit is inactive, removed or unassigned", "jobs", stopped)
+		}
+	}
+}
+
+// seedOf derives the simulated plant's random seed from the node ID.
+func seedOf(nodeID string) uint64 {
+	var h uint64 = 14695981039346656037
+	for i := 0; i < len(nodeID); i++ {
+		h = (h ^ uint64(nodeID[i])) * 1099511628211
+	}
+	return h
 }
 
 // rebootFunc is how this node reboots: the configured command on a Raspberry

@@ -1,0 +1,296 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/pioreactor/pio/api/client"
+	"github.com/pioreactor/pio/fsm"
+	"github.com/pioreactor/pio/jobs"
+)
+
+// ErrRefused is returned by a worker that may not run jobs of an experiment now.
+var ErrRefused = errors.New("not found, not active, or not assigned")
+
+// jobProblem maps the runtime's errors to answers.
+func jobProblem(c *gin.Context, err error) {
+	switch {
+	case errors.Is(err, jobs.ErrUnknownJob), errors.Is(err, jobs.ErrBadSetting):
+		abort(c, http.StatusBadRequest, "bad job request", err.Error(), "see the jobs and settings in the README (DESIGN §5)")
+	case errors.Is(err, jobs.ErrAlreadyRunning):
+		abort(c, http.StatusConflict, "job already running", err.Error(), "update its settings, or stop it first")
+	case errors.Is(err, jobs.ErrNotRunning):
+		abort(c, http.StatusNotFound, "job not running", err.Error(), "list running jobs with GET /api/workers/{unit}/jobs/running")
+	case errors.Is(err, ErrRefused):
+		abort(c, http.StatusNotFound, "not found, not active, or not assigned", err.Error(), "make the unit active and assign it to the experiment first")
+	default:
+		fail(c, err)
+	}
+}
+
+// --- this node's worker side ---
+
+type unitRunBody struct {
+	Experiment      string         `json:"experiment"`
+	Options         map[string]any `json:"options"`
+	Env             map[string]any `json:"env"`
+	Args            []any          `json:"args"`
+	ConfigOverrides []any          `json:"config_overrides"`
+}
+
+func (s *Server) noJobs(c *gin.Context) bool {
+	if s.cfg.Jobs == nil || !s.isWorker() {
+		abort(c, http.StatusNotFound, "not a worker", s.cfg.Name+" runs no activities (--worker=false)", "run jobs on a worker")
+		return true
+	}
+	return false
+}
+
+func (s *Server) isWorker() bool {
+	u, ok := s.fsm.UnitByID(s.cfg.NodeID)
+	return !ok || u.Worker
+}
+
+func (s *Server) unitRunning(c *gin.Context) {
+	if s.noJobs(c) {
+		return
+	}
+	c.JSON(http.StatusOK, s.cfg.Jobs.Running())
+}
+
+// indexHeader carries the leader's commit index with a dispatch: the worker
+// waits until its own copy of the database has caught up to it before it
+// checks whether it may run the job.
+const indexHeader = "X-Pio-Index"
+
+// catchUp waits (up to 2 s) until this node has applied the index the leader sent.
+func (s *Server) catchUp(c *gin.Context) {
+	want, err := strconv.ParseUint(c.GetHeader(indexHeader), 10, 64)
+	if err != nil {
+		return
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for s.node.Status().AppliedIndex < want && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (s *Server) unitRun(c *gin.Context) {
+	if s.noJobs(c) {
+		return
+	}
+	s.catchUp(c)
+	var b unitRunBody
+	if !decodeBody(c, &b) {
+		return
+	}
+	info, err := s.cfg.Jobs.Start(c.Param("job"), b.Experiment, b.Options)
+	if err != nil {
+		jobProblem(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, info)
+}
+
+type settingsBody struct {
+	Settings map[string]any `json:"settings"`
+}
+
+func (s *Server) unitUpdate(c *gin.Context) {
+	if s.noJobs(c) {
+		return
+	}
+	var b settingsBody
+	if !decodeBody(c, &b) {
+		return
+	}
+	info, err := s.cfg.Jobs.Update(c.Param("job"), b.Settings)
+	if err != nil {
+		jobProblem(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, info)
+}
+
+func (s *Server) unitStop(c *gin.Context) {
+	if s.noJobs(c) {
+		return
+	}
+	if err := s.cfg.Jobs.Stop(c.Param("job")); err != nil {
+		jobProblem(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"stopped": []string{c.Param("job")}})
+}
+
+func (s *Server) unitStopAll(c *gin.Context) {
+	if s.noJobs(c) {
+		return
+	}
+	exp := c.Query("experiment")
+	stopped := s.cfg.Jobs.StopWhere(func(i jobs.Info) bool { return exp == "" || i.Experiment == exp })
+	c.JSON(http.StatusOK, gin.H{"stopped": stopped})
+}
+
+// JobGuard is the worker-side check before a job starts: this unit is in the
+// inventory, active, and assigned to the experiment.
+func JobGuard(f *fsm.FSM, nodeID string) jobs.Guard {
+	return func(exp string) error {
+		u, ok := f.UnitByID(nodeID)
+		if !ok || !u.Worker || u.IsActive != 1 || f.ExperimentOf(nodeID) != exp {
+			return fmt.Errorf("%w: this unit is not an active worker assigned to %q", ErrRefused, exp)
+		}
+		return nil
+	}
+}
+
+// --- the leader side: dispatch to workers ---
+
+// targets resolves {unit} ($broadcast allowed) to the active workers assigned
+// to exp; on failure it has answered 404.
+func (s *Server) targets(c *gin.Context, exp string) ([]fsm.Unit, bool) {
+	if !s.readable(c) {
+		return nil, false
+	}
+	name := c.Param("unit")
+	var out []fsm.Unit
+	for _, u := range s.fsm.Units() {
+		if (name == "$broadcast" || u.Name == name) && u.Worker && u.IsActive == 1 && (exp == "" || s.fsm.ExperimentOf(u.NodeID) == exp) {
+			out = append(out, u)
+		}
+	}
+	if len(out) == 0 {
+		abort(c, http.StatusNotFound, "not found, not active, or not assigned",
+			fmt.Sprintf("no active worker %q assigned to experiment %q", name, exp), "check GET /api/workers/assignments; assign the unit and make it active")
+		return nil, false
+	}
+	return out, true
+}
+
+// fanOut runs a task that sends the same request to every target's /unit_api and collects results by unit.
+func (s *Server) fanOut(c *gin.Context, units []fsm.Unit, method, path string, body any) {
+	name := c.Param("unit")
+	index := s.node.Status().CommitIndex
+	c.JSON(http.StatusAccepted, s.tasks.run(name, func(ctx context.Context) (any, error) {
+		results := map[string]any{}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		var firstErr error
+		for _, u := range units {
+			wg.Add(1)
+			go func(u fsm.Unit) {
+				defer wg.Done()
+				var out any
+				err := s.callUnit(ctx, u.HTTPAddr, method, path, body, &out, index)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					results[u.Name] = gin.H{"error": errCause(err)}
+					if firstErr == nil && len(units) == 1 {
+						firstErr = err
+					}
+					return
+				}
+				results[u.Name] = out
+			}(u)
+		}
+		wg.Wait()
+		return results, firstErr
+	}))
+}
+
+func (s *Server) runJob(c *gin.Context) {
+	var b unitRunBody
+	if !decodeBody(c, &b) {
+		return
+	}
+	exp := c.Param("exp")
+	units, ok := s.targets(c, exp)
+	if !ok {
+		return
+	}
+	b.Experiment = exp
+	s.fanOut(c, units, http.MethodPost, "/unit_api/jobs/run/job_name/"+url.PathEscape(c.Param("job")), b)
+}
+
+func (s *Server) stopJob(c *gin.Context) {
+	units, ok := s.targets(c, c.Param("exp"))
+	if !ok {
+		return
+	}
+	s.fanOut(c, units, http.MethodPost, "/unit_api/jobs/stop/job_name/"+url.PathEscape(c.Param("job")), struct{}{})
+}
+
+func (s *Server) stopExperimentJobs(c *gin.Context) {
+	units, ok := s.targets(c, c.Param("exp"))
+	if !ok {
+		return
+	}
+	s.fanOut(c, units, http.MethodPost, "/unit_api/jobs/stop/all?experiment="+url.QueryEscape(c.Param("exp")), struct{}{})
+}
+
+func (s *Server) updateJob(c *gin.Context) {
+	var b settingsBody
+	if !decodeBody(c, &b) {
+		return
+	}
+	units, ok := s.targets(c, c.Param("exp"))
+	if !ok {
+		return
+	}
+	s.fanOut(c, units, http.MethodPatch, "/unit_api/jobs/update/job_name/"+url.PathEscape(c.Param("job")), b)
+}
+
+// runningJobs answers GET /api/workers/{unit}/jobs/running by asking the unit
+// itself: jobs run on their worker, whoever leads.
+func (s *Server) runningJobs(c *gin.Context) {
+	if !s.readable(c) {
+		return
+	}
+	name := c.Param("unit")
+	results := map[string]any{}
+	for _, u := range s.fsm.Units() {
+		if !u.Worker || (name != "$broadcast" && u.Name != name) {
+			continue
+		}
+		pc, err := client.New(u.HTTPAddr, 5*time.Second)
+		var out []jobs.Info
+		if err == nil {
+			pc.HTTP = s.fwd
+			ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
+			err = pc.Do(ctx, http.MethodGet, "/unit_api/jobs/running", nil, &out)
+			cancel()
+		}
+		if err != nil {
+			results[u.Name] = gin.H{"state": jobs.StateLost, "error": errCause(err)}
+			continue
+		}
+		results[u.Name] = out
+	}
+	if len(results) == 0 {
+		abort(c, http.StatusNotFound, "worker not found", fmt.Sprintf("no worker named %q", name), "list workers with GET /api/workers")
+		return
+	}
+	if name != "$broadcast" {
+		c.JSON(http.StatusOK, results[name])
+		return
+	}
+	c.JSON(http.StatusOK, results)
+}
+
+// callUnit sends a request to a unit's /unit_api with the leader's commit index.
+func (s *Server) callUnit(ctx context.Context, addr, method, path string, in, out any, index uint64) error {
+	base, err := client.BaseURL(addr)
+	if err != nil {
+		return err
+	}
+	pc := &client.Client{Base: base, HTTP: s.fwd, Header: http.Header{indexHeader: {strconv.FormatUint(index, 10)}}}
+	return pc.Do(ctx, method, path, in, out)
+}

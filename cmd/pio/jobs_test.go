@@ -1,0 +1,180 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// jobsOn returns the jobs a unit runs, through n (GET /api/workers/{unit}/jobs/running).
+func jobsOn(t *testing.T, n *testNode, unit string) map[string]map[string]any {
+	t.Helper()
+	var list []map[string]any
+	if code, ae := call(t, n, http.MethodGet, "/api/workers/"+unit+"/jobs/running", nil, &list); code != 200 {
+		t.Fatalf("jobs of %s: %d %+v", unit, code, ae)
+	}
+	out := map[string]map[string]any{}
+	for _, j := range list {
+		out[j["job_name"].(string)] = j
+	}
+	return out
+}
+
+// runTask posts a job request through n and waits for its task; it returns the final task body.
+func runTask(t *testing.T, n *testNode, method, path string, body any) (int, map[string]any) {
+	t.Helper()
+	var acc map[string]any
+	code, _ := call(t, n, method, path, body, &acc)
+	if code != http.StatusAccepted {
+		return code, acc
+	}
+	return code, waitTask(t, n, acc)
+}
+
+func TestJobsDispatchedThroughAFollower(t *testing.T) {
+	nodes := startThree(t)
+	f := follower(t, nodes)
+	createExperiment(t, f, "growth")
+	for _, u := range []string{"beta", "gamma"} {
+		call(t, f, http.MethodPut, "/api/experiments/growth/workers", map[string]any{"pioreactor_unit": u}, nil)
+	}
+	code, res := runTask(t, f, http.MethodPost, "/api/workers/beta/jobs/run/job_name/stirring/experiments/growth", map[string]any{"options": map[string]any{"target_rpm": 400}})
+	if code != 202 || res["status"] != "succeeded" {
+		t.Fatalf("run stirring: %d %v", code, res)
+	}
+	if j := jobsOn(t, f, "beta")["stirring"]; j == nil || j["state"] != "ready" || j["settings"].(map[string]any)["target_rpm"] != 400.0 {
+		t.Fatalf("beta's stirring: %v", j)
+	}
+	// Change a setting.
+	if _, res := runTask(t, f, http.MethodPatch, "/api/workers/beta/jobs/update/job_name/stirring/experiments/growth", map[string]any{"settings": map[string]any{"target_rpm": 500}}); res["status"] != "succeeded" {
+		t.Fatalf("update: %v", res)
+	}
+	if j := jobsOn(t, f, "beta")["stirring"]; j["settings"].(map[string]any)["target_rpm"] != 500.0 {
+		t.Fatalf("after update: %v", j)
+	}
+	// $broadcast reaches every active worker of the experiment, and only those.
+	if _, res := runTask(t, f, http.MethodPost, "/api/workers/$broadcast/jobs/run/job_name/od_reading/experiments/growth", map[string]any{}); res["status"] != "succeeded" {
+		t.Fatalf("broadcast: %v", res)
+	}
+	for _, u := range []string{"beta", "gamma"} {
+		if jobsOn(t, f, u)["od_reading"] == nil {
+			t.Fatalf("%s does not read OD", u)
+		}
+	}
+	if len(jobsOn(t, f, "alpha")) != 0 {
+		t.Fatal("an unassigned unit runs jobs")
+	}
+	// Not assigned there: 404.
+	if code, _ := runTask(t, f, http.MethodPost, "/api/workers/alpha/jobs/run/job_name/stirring/experiments/growth", map[string]any{}); code != http.StatusNotFound {
+		t.Fatalf("unassigned unit: %d", code)
+	}
+	// One job of a name at a time: the task fails with the worker's reason.
+	if _, res := runTask(t, f, http.MethodPost, "/api/workers/beta/jobs/run/job_name/stirring/experiments/growth", map[string]any{}); res["status"] != "failed" || res["error"] != "job already running" {
+		t.Fatalf("second stirring: %v", res)
+	}
+	// Bad settings never start anything.
+	if _, res := runTask(t, f, http.MethodPost, "/api/workers/gamma/jobs/run/job_name/stirring/experiments/growth", map[string]any{"options": map[string]any{"target_rpm": "fast"}}); res["status"] != "failed" {
+		t.Fatalf("bad option: %v", res)
+	}
+	// Stop.
+	if _, res := runTask(t, f, http.MethodPost, "/api/workers/beta/jobs/stop/job_name/stirring/experiments/growth", map[string]any{}); res["status"] != "succeeded" {
+		t.Fatalf("stop: %v", res)
+	}
+	if jobsOn(t, f, "beta")["stirring"] != nil {
+		t.Fatal("stirring still runs")
+	}
+	if _, res := runTask(t, f, http.MethodPost, "/api/workers/$broadcast/jobs/stop/experiments/growth", map[string]any{}); res["status"] != "succeeded" {
+		t.Fatalf("stop all: %v", res)
+	}
+	for _, u := range []string{"beta", "gamma"} {
+		if len(jobsOn(t, f, u)) != 0 {
+			t.Fatalf("%s still runs jobs", u)
+		}
+	}
+}
+
+func TestInactiveUnassignedDeletedHaltJobs(t *testing.T) {
+	nodes := startThree(t)
+	f := follower(t, nodes)
+	var beta *testNode
+	for _, n := range nodes {
+		if n.cfg.Name == "beta" {
+			beta = n
+		}
+	}
+	createExperiment(t, f, "e1")
+	call(t, f, http.MethodPut, "/api/experiments/e1/workers", map[string]any{"pioreactor_unit": "beta"}, nil)
+	start := func() {
+		for _, j := range []string{"stirring", "temperature_automation", "dosing_automation"} {
+			if _, res := runTask(t, f, http.MethodPost, "/api/workers/beta/jobs/run/job_name/"+j+"/experiments/e1", map[string]any{}); res["status"] != "succeeded" {
+				t.Fatalf("run %s: %v", j, res)
+			}
+		}
+	}
+	none := func(what string) {
+		eventually(t, 5*time.Second, what, func() error {
+			if n := len(beta.a.jobs.Running()); n != 0 {
+				return fmt.Errorf("%d jobs still run", n)
+			}
+			return nil
+		})
+	}
+	start()
+	call(t, f, http.MethodPut, "/api/workers/beta/is_active", map[string]any{"is_active": 0}, nil)
+	none("inactive halts every job")
+	if code, _ := runTask(t, f, http.MethodPost, "/api/workers/beta/jobs/run/job_name/stirring/experiments/e1", map[string]any{}); code != http.StatusNotFound {
+		t.Fatalf("run on an inactive unit: %d", code)
+	}
+	// Refused again at the worker, even if asked directly.
+	if code, _ := call(t, beta, http.MethodPost, "/unit_api/jobs/run/job_name/stirring", map[string]any{"experiment": "e1"}, nil); code != http.StatusNotFound {
+		t.Fatalf("worker-side refusal: %d", code)
+	}
+	call(t, f, http.MethodPut, "/api/workers/beta/is_active", map[string]any{"is_active": 1}, nil)
+	time.Sleep(300 * time.Millisecond) // reactivating restarts nothing: give it the chance to be wrong
+	if n := len(beta.a.jobs.Running()); n != 0 {
+		t.Fatalf("reactivation restarted %d jobs", n)
+	}
+	start()
+	call(t, f, http.MethodDelete, "/api/experiments/e1/workers/beta", nil, nil)
+	none("unassigning stops the experiment's jobs")
+	call(t, f, http.MethodPut, "/api/experiments/e1/workers", map[string]any{"pioreactor_unit": "beta"}, nil)
+	start()
+	call(t, f, http.MethodDelete, "/api/experiments/e1", nil, nil)
+	none("deleting the experiment stops its jobs")
+}
+
+func TestJobsSurviveTheLeader(t *testing.T) {
+	nodes := startThree(t)
+	leader := leaderOf(t, nodes)
+	var worker *testNode
+	var rest []*testNode
+	for _, n := range nodes {
+		if n != leader {
+			rest = append(rest, n)
+			if worker == nil {
+				worker = n
+			}
+		}
+	}
+	createExperiment(t, leader, "long")
+	call(t, leader, http.MethodPut, "/api/experiments/long/workers", map[string]any{"pioreactor_unit": worker.cfg.Name}, nil)
+	if _, res := runTask(t, leader, http.MethodPost, "/api/workers/"+worker.cfg.Name+"/jobs/run/job_name/stirring/experiments/long", map[string]any{"options": map[string]any{"target_rpm": 321}}); res["status"] != "succeeded" {
+		t.Fatalf("run: %v", res)
+	}
+	started := worker.a.jobs.Running()[0].StartedAt
+	leader.stop()
+	eventually(t, 10*time.Second, "the new leader shows the same job", func() error {
+		var list []map[string]any
+		if code, err := rest[1].c.DoStatus(ctx, http.MethodGet, "/api/workers/"+worker.cfg.Name+"/jobs/running", nil, &list); err != nil || code != 200 {
+			return fmt.Errorf("%d %v", code, err)
+		}
+		if len(list) != 1 || list[0]["settings"].(map[string]any)["target_rpm"] != 321.0 {
+			return fmt.Errorf("jobs %v", list)
+		}
+		return nil
+	})
+	if r := worker.a.jobs.Running(); len(r) != 1 || !r[0].StartedAt.Equal(started) {
+		t.Fatalf("the job was restarted or lost: %+v", r)
+	}
+}
