@@ -330,3 +330,51 @@ func TestCLIWorkersAndExperiments(t *testing.T) {
 		t.Fatalf("workers remove: %v %s", err, out)
 	}
 }
+
+// TestCLIJobs drives pio run, pio jobs list/set and pio kill against real processes.
+func TestCLIJobs(t *testing.T) {
+	a := startProc(t, "jobs-a")
+	eventually(t, 10*time.Second, "leader", func() error {
+		if !a.isLeader() {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	pio := func(args ...string) (string, string, error) {
+		cmd := exec.Command(pioBinary, args...)
+		cmd.Env = append(os.Environ(), "PIO_NODE="+a.httpAddr)
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		return out.String(), errOut.String(), err
+	}
+	pio("experiments", "create", "cli-jobs")
+	eventually(t, 10*time.Second, "assigned", func() error {
+		_, errOut, err := pio("workers", "assign", "jobs-a", "cli-jobs")
+		if err != nil {
+			return fmt.Errorf("%v %s", err, errOut)
+		}
+		return nil
+	})
+	if out, errOut, err := pio("run", "stirring", "--target-rpm", "400", "--units", "jobs-a"); err != nil || !strings.Contains(out, "started") {
+		t.Fatalf("pio run: %v\n%s\n%s", err, out, errOut)
+	}
+	if out, _, err := pio("jobs", "list"); err != nil || !strings.Contains(out, "stirring") || !strings.Contains(out, "target_rpm:400") {
+		t.Fatalf("pio jobs list: %v\n%s", err, out)
+	}
+	if out, errOut, err := pio("jobs", "set", "stirring", "target_rpm", "500"); err != nil {
+		t.Fatalf("pio jobs set: %v\n%s\n%s", err, out, errOut)
+	}
+	if out, _, _ := pio("jobs", "list"); !strings.Contains(out, "target_rpm:500") {
+		t.Fatalf("after set: %s", out)
+	}
+	if _, errOut, err := pio("run", "warp_drive", "--units", "jobs-a"); err == nil || !strings.Contains(errOut, "unknown job") {
+		t.Fatalf("unknown job: %v %s", err, errOut)
+	}
+	if out, errOut, err := pio("kill", "--all-jobs"); err != nil {
+		t.Fatalf("pio kill: %v\n%s\n%s", err, out, errOut)
+	}
+	if out, _, _ := pio("jobs", "list"); strings.Contains(out, "stirring") {
+		t.Fatalf("after kill: %s", out)
+	}
+}
