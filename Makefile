@@ -20,8 +20,8 @@ test:
 	$(GO) test -race -count=1 -timeout 10m ./...
 
 # Benchmarks start real clusters of `pio serve` processes on loopback and print one JSON object per scenario.
-# BENCH=failover,writes,memory chooses scenarios; BENCH_TRIALS sets the failover trials.
-BENCH ?= failover,writes,memory
+# BENCH=... chooses scenarios; BENCH_TRIALS sets the failover trials.
+BENCH ?= failover,writes,memory,detection,stability,scale,dispatch
 BENCH_TRIALS ?= 20
 bench: build
 	$(GO) run ./cmd/piobench -pio ./bin/pio -scenarios $(BENCH) -trials $(BENCH_TRIALS)

@@ -74,6 +74,8 @@ func main() {
 			res, err = b.stability(ctx, 16, *stableFor)
 		case "scale":
 			res, err = b.scale(ctx, *scaleN)
+		case "dispatch":
+			res, err = b.dispatch(ctx, 200, 20)
 		default:
 			err = fmt.Errorf("unknown scenario %q", s)
 		}
