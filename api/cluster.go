@@ -24,7 +24,7 @@ func (s *Server) health(c *gin.Context) {
 // cluster database and the Raft index it reflects, to check that nodes agree.
 func (s *Server) stateHash(c *gin.Context) {
 	st := s.node.Status()
-	c.JSON(http.StatusOK, gin.H{"hash": s.fsm.Hash(), "applied_index": st.AppliedIndex, "commit_index": st.CommitIndex, "term": st.Term})
+	c.JSON(http.StatusOK, gin.H{"hash": s.fsm.Hash(), "readings": s.fsm.ReadingsCount(), "applied_index": st.AppliedIndex, "commit_index": st.CommitIndex, "term": st.Term})
 }
 
 // readable makes what the handler reads next linearizable, by Raft's read

@@ -126,6 +126,8 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 	g.DELETE("/cluster/members/:node_id", s.removeMember)
 	g.GET("/cluster/members/:node_id", s.memberStatus)
 	g.GET("/cluster/events", s.getEvents)
+	g.POST("/cluster/readings", s.storeReadings)
+	g.GET("/experiments/:exp/time_series/:series", s.timeSeries)
 	g.GET("/units", s.getUnits)
 	g.GET("/workers", s.getWorkers)
 	g.PUT("/workers", s.addWorker)

@@ -1,7 +1,9 @@
 package fsm
 
 import (
+	"bufio"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/hashicorp/raft"
+	"go.etcd.io/bbolt"
 )
 
 // Result is what Apply returns for each command: Err is nil or one of the
@@ -24,6 +27,7 @@ type Result struct {
 type FSM struct {
 	mu sync.RWMutex
 	s  *state
+	rd *readings // on-disk readings; nil until OpenReadings
 	// onApply, if set, is called after each applied command (outside the lock).
 	onApply func(Command, Result)
 }
@@ -59,7 +63,12 @@ func (f *FSM) ApplyCommand(cmd Command) Result {
 			return Result{Err: errorFromString(prev), Duplicate: true}
 		}
 	}
-	err := f.s.apply(cmd)
+	var err error
+	if cmd.Type == CmdRecordReadings {
+		err = f.applyReadings(cmd)
+	} else {
+		err = f.s.apply(cmd)
+	}
 	text := ""
 	if err != nil {
 		text = err.Error()
@@ -68,21 +77,58 @@ func (f *FSM) ApplyCommand(cmd Command) Result {
 	return Result{Err: err}
 }
 
-// Snapshot captures the state for Raft. The copy is encoded at once so that
-// Persist may run concurrently with further Applies.
+// applyReadings stores a batch of readings; the caller holds f.mu.
+func (f *FSM) applyReadings(cmd Command) error {
+	var p RecordReadings
+	if err := decode(cmd.Payload, &p); err != nil {
+		return err
+	}
+	if f.rd == nil {
+		return nil // a node without a readings store (tests) keeps none
+	}
+	return f.rd.put(p.Readings)
+}
+
+// snapshotMagic starts a snapshot that carries the readings store after the state.
+const snapshotMagic = "PIOSNAP1"
+
+// Snapshot captures the state for Raft: the state is encoded at once and a
+// read transaction pins the readings, so Persist may run concurrently with
+// further Applies.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	b, err := f.Marshal()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	b, err := json.Marshal(f.s.export())
 	if err != nil {
 		return nil, err
 	}
-	return &snapshot{data: b}, nil
+	snap := &snapshot{data: b}
+	if f.rd != nil {
+		tx, err := f.rd.db.Begin(false)
+		if err != nil {
+			return nil, err
+		}
+		snap.tx = tx
+	}
+	return snap, nil
 }
 
 // Restore replaces the state with the one read from a snapshot.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	br := bufio.NewReader(rc)
+	var stateJSON io.Reader = br
+	var rest io.Reader
+	if magic, _ := br.Peek(len(snapshotMagic)); string(magic) == snapshotMagic {
+		var hdr [len(snapshotMagic) + 8]byte
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			return fmt.Errorf("restore snapshot: header: %w", err)
+		}
+		n := binary.BigEndian.Uint64(hdr[len(snapshotMagic):])
+		stateJSON, rest = io.LimitReader(br, int64(n)), br
+	}
 	var d snapshotData
-	dec := json.NewDecoder(rc)
+	dec := json.NewDecoder(stateJSON)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&d); err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
@@ -92,8 +138,25 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	s := importState(d)
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.rd != nil {
+		var err error
+		if rest != nil {
+			// Peek for an empty store part (a snapshot taken without readings).
+			pr := bufio.NewReader(rest)
+			if _, perr := pr.Peek(1); perr == io.EOF {
+				err = f.rd.clear()
+			} else {
+				err = f.rd.replace(pr)
+			}
+		} else {
+			err = f.rd.clear()
+		}
+		if err != nil {
+			return fmt.Errorf("restore snapshot: readings: %w", err)
+		}
+	}
 	f.s = s
-	f.mu.Unlock()
 	return nil
 }
 
@@ -113,21 +176,48 @@ func (f *FSM) Hash() string {
 	return hex.EncodeToString(h[:])
 }
 
-type snapshot struct{ data []byte }
+type snapshot struct {
+	data []byte
+	tx   *bbolt.Tx // the readings as of the snapshot; nil without a store
+}
 
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := sink.Write(s.data); err != nil {
+	var hdr [len(snapshotMagic) + 8]byte
+	copy(hdr[:], snapshotMagic)
+	binary.BigEndian.PutUint64(hdr[len(snapshotMagic):], uint64(len(s.data)))
+	err := func() error {
+		if _, err := sink.Write(hdr[:]); err != nil {
+			return err
+		}
+		if _, err := sink.Write(s.data); err != nil {
+			return err
+		}
+		if s.tx != nil {
+			if _, err := s.tx.WriteTo(sink); err != nil {
+				return err
+			}
+		}
+		return nil
+	}()
+	if err != nil {
 		_ = sink.Cancel()
 		return err
 	}
 	return sink.Close()
 }
 
-func (s *snapshot) Release() {}
+func (s *snapshot) Release() {
+	if s.tx != nil {
+		_ = s.tx.Rollback()
+	}
+}
 
-// Reset empties the state, as on a node that belongs to no cluster yet.
+// Reset empties the state and the readings, as on a node that belongs to no cluster yet.
 func (f *FSM) Reset() {
 	f.mu.Lock()
 	f.s = newState()
+	if f.rd != nil {
+		_ = f.rd.clear()
+	}
 	f.mu.Unlock()
 }

@@ -59,7 +59,9 @@ func runStirring(ctx context.Context, j *job, p *Plant) {
 
 func runODReading(ctx context.Context, j *job, p *Plant) {
 	every(ctx, func() time.Duration { return seconds(j.get("interval"), 5) }, func(time.Duration) {
-		j.set("od", p.ReadOD())
+		od := p.ReadOD()
+		j.set("od", od)
+		j.emit("od", od)
 	})
 }
 
@@ -67,7 +69,9 @@ func runGrowthRate(ctx context.Context, j *job, p *Plant) {
 	g := NewGrowthEstimator(0.1)
 	start := time.Now()
 	every(ctx, func() time.Duration { return 5 * time.Second }, func(time.Duration) {
-		j.set("growth_rate", g.Add(time.Since(start).Hours(), p.ReadOD()))
+		gr := g.Add(time.Since(start).Hours(), p.ReadOD())
+		j.set("growth_rate", gr)
+		j.emit("growth_rate", gr)
 	})
 }
 
@@ -78,6 +82,7 @@ func runThermostat(ctx context.Context, j *job, p *Plant) {
 		t := p.ReadTemp()
 		p.SetHeater(pid.Update(j.get("target_temperature"), t, dt.Seconds()))
 		j.set("temperature", t)
+		j.emit("temperature", t)
 	})
 }
 
@@ -86,6 +91,7 @@ func runDosing(ctx context.Context, j *job, p *Plant) {
 		ts := Turbidostat{TargetOD: j.get("target_od"), DoseML: j.get("volume")}
 		if ml := ts.Decide(p.ReadOD()); ml > 0 {
 			p.Dose(ml)
+			j.emit("dosing", ml)
 		}
 	})
 }

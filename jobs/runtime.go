@@ -46,10 +46,14 @@ type Info struct {
 // Guard says whether this unit may run jobs of an experiment now (active and assigned).
 type Guard func(experiment string) error
 
+// Sink receives the readings jobs make (kind: od, growth_rate, temperature, dosing).
+type Sink func(experiment, kind string, value float64)
+
 // job is one running activity.
 type job struct {
 	mu     sync.Mutex
 	info   Info
+	sink   Sink
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -59,6 +63,13 @@ func (j *job) get(k string) float64 {
 	defer j.mu.Unlock()
 	f, _ := toFloat(j.info.Settings[k])
 	return f
+}
+
+// emit sends a reading of this job's experiment to the sink.
+func (j *job) emit(kind string, v float64) {
+	if j.sink != nil {
+		j.sink(j.info.Experiment, kind, v)
+	}
 }
 
 func (j *job) set(k string, v any) {
@@ -72,6 +83,7 @@ func (j *job) set(k string, v any) {
 type Runtime struct {
 	plant *Plant
 	guard Guard
+	sink  Sink
 	log   *slog.Logger
 
 	mu   sync.Mutex
@@ -105,6 +117,9 @@ func NewRuntime(plant *Plant, guard Guard, log *slog.Logger) *Runtime {
 	}()
 	return r
 }
+
+// SetSink sets where readings go; call it before starting jobs.
+func (r *Runtime) SetSink(s Sink) { r.sink = s }
 
 // Plant returns the simulated bioreactor.
 func (r *Runtime) Plant() *Plant { return r.plant }
@@ -142,7 +157,7 @@ func (r *Runtime) Start(name, experiment string, options map[string]any) (Info, 
 	}
 	ctx, cancel := context.WithCancel(r.ctx)
 	j := &job{info: Info{Name: name, Experiment: experiment, State: StateInit, Settings: settings, StartedAt: time.Now().UTC()},
-		cancel: cancel, done: make(chan struct{})}
+		cancel: cancel, done: make(chan struct{}), sink: r.sink}
 	r.jobs[name] = j
 	r.wg.Add(1)
 	go func() {

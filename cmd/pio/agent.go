@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/pioreactor/pio/api"
+	"github.com/pioreactor/pio/api/client"
 	"github.com/pioreactor/pio/cluster"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/gpio"
@@ -79,10 +81,17 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	ccfg.HeartbeatTimeout, ccfg.ElectionTimeout = cfg.Heartbeat, cfg.Election
 	ccfg.LeaderLeaseTimeout = min(ccfg.LeaderLeaseTimeout, cfg.Heartbeat)
 	ccfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: raftLogLevel(cfg.LogLevel), Output: cfg.logOut}).With("node", cfg.Name)
-	node, err := cluster.Open(ccfg, fsm.New())
+	f := fsm.New()
+	if err := f.OpenReadings(filepath.Join(cfg.DataDir, "readings.db")); err != nil {
+		ln.Close()
+		hw.Close()
+		return nil, fmt.Errorf("%w (is another pio serve running with --data-dir %s?)", err, cfg.DataDir)
+	}
+	node, err := cluster.Open(ccfg, f)
 	if err != nil {
 		ln.Close()
 		hw.Close()
+		f.CloseReadings()
 		return nil, err
 	}
 	mcfg := membership.DefaultConfig(membership.Self{NodeID: nodeID, Name: cfg.Name, HTTPAddr: httpAddr, Worker: cfg.Worker,
@@ -107,6 +116,10 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 		rt = jobs.NewRuntime(jobs.NewPlant(seedOf(nodeID)), api.JobGuard(node.FSM(), nodeID), log)
 		acfg.Jobs = rt
 	}
+	shipper := &readingsShipper{unit: cfg.Name, log: log, c: &client.Client{Base: "http://" + httpAddr, HTTP: client.NewNodeHTTPClient(15*time.Second, sourceIP)}}
+	if rt != nil {
+		rt.SetSink(shipper.add)
+	}
 	srv := api.New(acfg, node, mem)
 	a := &agent{cfg: cfg, log: log, nodeID: nodeID, httpAddr: httpAddr, node: node, mem: mem, api: srv, hw: hw, jobs: rt,
 		srv: &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}}
@@ -125,10 +138,14 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 		mem.Run(ctx)
 	}()
 	if rt != nil {
-		a.wg.Add(1)
+		a.wg.Add(2)
 		go func() {
 			defer a.wg.Done()
 			a.haltJobs(ctx)
+		}()
+		go func() {
+			defer a.wg.Done()
+			shipper.run(ctx)
 		}()
 	}
 	switch {
@@ -164,6 +181,7 @@ func (a *agent) Close() error {
 		a.wg.Wait()
 		_ = a.mem.Close()
 		err = a.node.Close()
+		_ = a.node.FSM().CloseReadings()
 		_ = a.hw.Close()
 	})
 	return err

@@ -178,3 +178,68 @@ func TestJobsSurviveTheLeader(t *testing.T) {
 		t.Fatalf("the job was restarted or lost: %+v", r)
 	}
 }
+
+// TestReadingsReplicatedAndServed runs OD reading and the thermostat on a
+// worker, then kills that worker: its readings are still served by the
+// cluster, from every node's copy.
+func TestReadingsReplicatedAndServed(t *testing.T) {
+	nodes := startThree(t)
+	f := follower(t, nodes)
+	var worker *testNode
+	for _, n := range nodes {
+		if n != f && !n.a.node.IsLeader() {
+			worker = n
+		}
+	}
+	if worker == nil {
+		worker = f
+	}
+	createExperiment(t, f, "readings")
+	call(t, f, http.MethodPut, "/api/experiments/readings/workers", map[string]any{"pioreactor_unit": worker.cfg.Name}, nil)
+	for _, j := range []struct {
+		job  string
+		opts map[string]any
+	}{{"od_reading", map[string]any{"interval": 0.2}}, {"temperature_automation", map[string]any{"target_temperature": 32}}} {
+		if _, res := runTask(t, f, http.MethodPost, "/api/workers/"+worker.cfg.Name+"/jobs/run/job_name/"+j.job+"/experiments/readings", map[string]any{"options": j.opts}); res["status"] != "succeeded" {
+			t.Fatalf("run %s: %v", j.job, res)
+		}
+	}
+	var ts struct {
+		Series []string           `json:"series"`
+		Data   [][]map[string]any `json:"data"`
+	}
+	eventually(t, 10*time.Second, "OD readings stored in the cluster", func() error {
+		if code, _ := call(t, f, http.MethodGet, "/api/experiments/readings/time_series/od_readings", nil, &ts); code != 200 {
+			return fmt.Errorf("status %d", code)
+		}
+		if len(ts.Series) != 1 || ts.Series[0] != worker.cfg.Name || len(ts.Data[0]) < 5 {
+			return fmt.Errorf("series %v, %d points", ts.Series, len(ts.Data))
+		}
+		return nil
+	})
+	if _, ok := ts.Data[0][0]["y"].(float64); !ok {
+		t.Fatalf("point %v", ts.Data[0][0])
+	}
+	// The worker dies; its readings do not.
+	worker.stop()
+	for _, n := range nodes {
+		if n == worker {
+			continue
+		}
+		var tr struct {
+			Series []string `json:"series"`
+		}
+		if code, _ := call(t, n, http.MethodGet, "/api/experiments/readings/time_series/temperature_readings?lookback=1", nil, &tr); code != 200 || len(tr.Series) != 1 {
+			t.Fatalf("temperature after the worker died, via %s: %d %v", n.cfg.Name, code, tr.Series)
+		}
+		eventually(t, 5*time.Second, n.cfg.Name+"'s own copy of the readings", func() error {
+			if c := n.a.node.FSM().ReadingsCount(); c < 5 {
+				return fmt.Errorf("%d readings", c)
+			}
+			return nil
+		})
+	}
+	if code, _ := call(t, f, http.MethodGet, "/api/experiments/readings/time_series/nonsense", nil, nil); code != http.StatusNotFound {
+		t.Fatalf("unknown series: %d", code)
+	}
+}

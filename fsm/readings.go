@@ -1,0 +1,216 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+// Reading is one measurement of a unit in an experiment: OD, growth rate,
+// temperature, a dosing event's volume.
+type Reading struct {
+	Unit       string    `json:"pioreactor_unit"`
+	Experiment string    `json:"experiment"`
+	Kind       string    `json:"kind"`
+	Time       time.Time `json:"time"`
+	Value      float64   `json:"value"`
+}
+
+// RecordReadings is the payload of CmdRecordReadings.
+type RecordReadings struct {
+	Readings []Reading `json:"readings"`
+}
+
+// CmdRecordReadings stores a batch of readings.
+const CmdRecordReadings CommandType = "record_readings"
+
+// readingsBucket holds every reading, keyed experiment \x00 kind \x00 time \x00 unit.
+var readingsBucket = []byte("readings")
+
+// readings is the FSM's on-disk store of readings: they grow without limit,
+// so they live on disk, not in memory. Writes skip fsync: the Raft log is the
+// durable copy, and a restart rebuilds this file from the snapshot and the log.
+type readings struct {
+	path string
+	db   *bbolt.DB
+}
+
+func openReadings(path string) (*readings, error) {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, NoSync: true, NoFreelistSync: true})
+	if err != nil {
+		return nil, fmt.Errorf("open readings store %s: %w", path, err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(readingsBucket)
+		return err
+	}); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &readings{path: path, db: db}, nil
+}
+
+func readingKey(exp, kind string, t time.Time, unit string) []byte {
+	var b bytes.Buffer
+	b.WriteString(exp)
+	b.WriteByte(0)
+	b.WriteString(kind)
+	b.WriteByte(0)
+	var ts [8]byte
+	binary.BigEndian.PutUint64(ts[:], uint64(t.UnixNano()))
+	b.Write(ts[:])
+	b.WriteByte(0)
+	b.WriteString(unit)
+	return b.Bytes()
+}
+
+func (r *readings) put(rs []Reading) error {
+	return r.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(readingsBucket)
+		for _, x := range rs {
+			var v [8]byte
+			binary.BigEndian.PutUint64(v[:], math.Float64bits(x.Value))
+			if err := b.Put(readingKey(x.Experiment, x.Kind, x.Time, x.Unit), v[:]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// query returns the readings of exp and kind since since, by unit, oldest first.
+func (r *readings) query(exp, kind string, since time.Time) (map[string][]Reading, error) {
+	out := map[string][]Reading{}
+	prefix := []byte(exp + "\x00" + kind + "\x00")
+	start := prefix
+	if since.After(time.Unix(0, 0)) {
+		start = readingKey(exp, kind, since, "")
+	}
+	err := r.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(readingsBucket).Cursor()
+		for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			rest := k[len(prefix):]
+			if len(rest) < 9 {
+				continue
+			}
+			t := time.Unix(0, int64(binary.BigEndian.Uint64(rest[:8]))).UTC()
+			unit := string(rest[9:])
+			out[unit] = append(out[unit], Reading{Unit: unit, Experiment: exp, Kind: kind, Time: t, Value: math.Float64frombits(binary.BigEndian.Uint64(v))})
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (r *readings) count() int {
+	n := 0
+	_ = r.db.View(func(tx *bbolt.Tx) error {
+		n = tx.Bucket(readingsBucket).Stats().KeyN
+		return nil
+	})
+	return n
+}
+
+// replace swaps the store's content for the bolt file read from src.
+func (r *readings) replace(src io.Reader) error {
+	tmp := r.path + ".restore"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, src); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := r.db.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, r.path); err != nil {
+		return err
+	}
+	n, err := openReadings(r.path)
+	if err != nil {
+		return err
+	}
+	r.db = n.db
+	return nil
+}
+
+// clear empties the store.
+func (r *readings) clear() error {
+	return r.db.Update(func(tx *bbolt.Tx) error {
+		if err := tx.DeleteBucket(readingsBucket); err != nil && !errors.Is(err, bbolt.ErrBucketNotFound) {
+			return err
+		}
+		_, err := tx.CreateBucket(readingsBucket)
+		return err
+	})
+}
+
+// OpenReadings gives the FSM its on-disk readings store at path. Call it before Raft starts.
+func (f *FSM) OpenReadings(path string) error {
+	r, err := openReadings(path)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.rd = r
+	f.mu.Unlock()
+	return nil
+}
+
+// CloseReadings closes the readings store.
+func (f *FSM) CloseReadings() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.rd == nil {
+		return nil
+	}
+	err := f.rd.db.Close()
+	f.rd = nil
+	return err
+}
+
+// Readings returns the readings of an experiment of one kind since since, by unit.
+func (f *FSM) Readings(exp, kind string, since time.Time) (map[string][]Reading, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.rd == nil {
+		return map[string][]Reading{}, nil
+	}
+	return f.rd.query(exp, kind, since)
+}
+
+// ReadingsCount returns how many readings are stored.
+func (f *FSM) ReadingsCount() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.rd == nil {
+		return 0
+	}
+	return f.rd.count()
+}
+
+// sortedUnits returns the keys of m in order.
+func sortedUnits(m map[string][]Reading) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// SortedUnits returns the units of a Readings answer in order.
+func SortedUnits(m map[string][]Reading) []string { return sortedUnits(m) }
