@@ -76,6 +76,8 @@ func main() {
 			res, err = b.scale(ctx, *scaleN)
 		case "dispatch":
 			res, err = b.dispatch(ctx, 200, 20)
+		case "readings":
+			res, err = b.readingsLoad(ctx, 20, 60*time.Second)
 		default:
 			err = fmt.Errorf("unknown scenario %q", s)
 		}
