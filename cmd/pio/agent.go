@@ -22,6 +22,7 @@ import (
 	"github.com/pioreactor/pio/gpio"
 	"github.com/pioreactor/pio/jobs"
 	"github.com/pioreactor/pio/membership"
+	"go.etcd.io/bbolt"
 )
 
 // agent is one running node: the Raft peer, membership, and the HTTP API.
@@ -85,7 +86,10 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	if err := f.OpenReadings(filepath.Join(cfg.DataDir, "readings.db")); err != nil {
 		ln.Close()
 		hw.Close()
-		return nil, fmt.Errorf("%w (is another pio serve running with --data-dir %s?)", err, cfg.DataDir)
+		if errors.Is(err, bbolt.ErrTimeout) {
+			return nil, fmt.Errorf("%w: %s (is another pio serve running with --data-dir %s?)", cluster.ErrDataDirInUse, cfg.DataDir, cfg.DataDir)
+		}
+		return nil, err
 	}
 	node, err := cluster.Open(ccfg, f)
 	if err != nil {

@@ -58,6 +58,7 @@ type node struct {
 	bin        string
 	args       []string
 	cmd        *exec.Cmd
+	exited     chan struct{} // closed when the current process has been waited for
 	c          *client.Client
 	logPath    string
 }
@@ -117,7 +118,9 @@ func (n *node) run() error {
 	if err := n.cmd.Start(); err != nil {
 		return err
 	}
-	go func() { _ = n.cmd.Wait(); log.Close() }()
+	exited := make(chan struct{})
+	n.exited = exited
+	go func(cmd *exec.Cmd) { _ = cmd.Wait(); log.Close(); close(exited) }(n.cmd)
 	return waitFor(15*time.Second, n.name+" serving HTTP", func() error {
 		_, err := n.c.Health(context.Background())
 		return err
@@ -127,8 +130,9 @@ func (n *node) run() error {
 func (n *node) kill() {
 	if n.cmd != nil && n.cmd.Process != nil {
 		_ = n.cmd.Process.Signal(syscall.SIGKILL)
-		for i := 0; i < 200 && n.cmd.ProcessState == nil; i++ {
-			time.Sleep(5 * time.Millisecond)
+		select {
+		case <-n.exited:
+		case <-time.After(5 * time.Second):
 		}
 	}
 }
