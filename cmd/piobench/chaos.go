@@ -406,16 +406,6 @@ func (cc *chaosCluster) runSchedule(seed uint64, faults int, outDir string) (cha
 	for _, n := range cc.nodes {
 		units = append(units, n.name)
 	}
-	// Units' is_active outlives a schedule: start each from the model's initial state (active).
-	for _, n := range cc.nodes {
-		if err := waitFor(30*time.Second, "reset is_active of "+n.name, func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			defer cancel()
-			return cc.nodes[0].c.Do(ctx, http.MethodPut, "/api/workers/"+n.name+"/is_active", map[string]int{"is_active": 1}, nil)
-		}); err != nil {
-			return res, err
-		}
-	}
 	var ops []porcupine.Operation
 	var mu sync.Mutex
 	start := time.Now()
@@ -425,9 +415,28 @@ func (cc *chaosCluster) runSchedule(seed uint64, faults int, outDir string) (cha
 		ops = append(ops, op)
 		mu.Unlock()
 	}
+	hc := client.NewHTTPClient(5 * time.Second)
+	// Units' is_active outlives a schedule: set every unit active again, and
+	// record these writes too (one that timed out may still apply later).
+	reset := &chaosClient{id: 97, cc: cc, nodes: cc.nodes, hc: hc, mu: &mu, ops: &ops, start: start}
+	for _, u := range units {
+		ok := false
+		for try := 0; try < 30 && !ok; try++ {
+			before := len(ops)
+			reset.run(cc.nodes[try%len(cc.nodes)], chaosInput{Op: "set", Key: "active:" + u, Val: 1})
+			mu.Lock()
+			ok = len(ops) > before && !ops[len(ops)-1].Output.(chaosOutput).Unknown
+			mu.Unlock()
+			if !ok {
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+		if !ok {
+			return res, fmt.Errorf("cannot set %s active before the schedule", u)
+		}
+	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	hc := client.NewHTTPClient(5 * time.Second)
 	for i := 0; i < 6; i++ {
 		wg.Add(1)
 		cl := &chaosClient{id: i, cc: cc, nodes: cc.nodes, hc: hc, mu: &mu, ops: &ops, start: start}
