@@ -24,6 +24,23 @@ var catalog = map[string]definition{
 	"led_automation":          {defaults: map[string]any{"automation_name": "light_dark_cycle", "light_intensity": 50.0, "light_duration_minutes": 960.0, "dark_duration_minutes": 480.0}, run: runLED},
 }
 
+// check validates settings against the job's known settings and their types.
+func (d definition) check(job string, settings map[string]any) (map[string]any, error) {
+	out := make(map[string]any, len(settings))
+	for k, v := range settings {
+		dv, known := d.defaults[k]
+		if !known {
+			return nil, fmt.Errorf("%w: %s has no setting %q", ErrBadSetting, job, k)
+		}
+		cv, err := coerce(dv, v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s %s: %v", ErrBadSetting, job, k, err)
+		}
+		out[k] = cv
+	}
+	return out, nil
+}
+
 func knownJobs() string {
 	var names []string
 	for n := range catalog {

@@ -134,16 +134,12 @@ func (r *Runtime) Start(name, experiment string, options map[string]any) (Info, 
 	for k, v := range def.defaults {
 		settings[k] = v
 	}
-	for k, v := range options {
-		dv, known := def.defaults[k]
-		if !known {
-			return Info{}, fmt.Errorf("%w: %s has no setting %q", ErrBadSetting, name, k)
-		}
-		cv, err := coerce(dv, v)
-		if err != nil {
-			return Info{}, fmt.Errorf("%w: %s %s: %v", ErrBadSetting, name, k, err)
-		}
-		settings[k] = cv
+	checked, err := def.check(name, options)
+	if err != nil {
+		return Info{}, err
+	}
+	for k, v := range checked {
+		settings[k] = v
 	}
 	if r.guard != nil {
 		if err := r.guard(experiment); err != nil {
@@ -190,17 +186,12 @@ func (r *Runtime) Update(name string, settings map[string]any) (Info, error) {
 	if !ok {
 		return Info{}, fmt.Errorf("%w: %s", ErrNotRunning, name)
 	}
-	def := catalog[name]
-	for k, v := range settings {
-		dv, known := def.defaults[k]
-		if !known {
-			return Info{}, fmt.Errorf("%w: %s has no setting %q", ErrBadSetting, name, k)
-		}
-		cv, err := coerce(dv, v)
-		if err != nil {
-			return Info{}, fmt.Errorf("%w: %s %s: %v", ErrBadSetting, name, k, err)
-		}
-		j.set(k, cv)
+	checked, err := catalog[name].check(name, settings)
+	if err != nil {
+		return Info{}, err
+	}
+	for k, v := range checked {
+		j.set(k, v)
 	}
 	return j.snapshot(), nil
 }

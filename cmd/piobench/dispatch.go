@@ -25,27 +25,27 @@ func jobReady(n *node, job string, deadline time.Time) error {
 	return fmt.Errorf("%s not ready on %s", job, n.name)
 }
 
-// dispatch times a run request sent to a follower until the job is ready on
-// its worker (runs one unit), then a $broadcast run to units workers.
-func (b *bench) dispatch(ctx context.Context, runs, units int) (any, error) {
-	first, err := b.start("dp00")
+// workersIn starts units nodes (the first bootstraps, the rest join it) and
+// assigns them all to a new experiment exp. It returns the nodes it started,
+// also on error, so the caller can stop them.
+func (b *bench) workersIn(ctx context.Context, prefix string, units int, exp string) ([]*node, error) {
+	first, err := b.start(prefix + "00")
 	if err != nil {
 		return nil, err
 	}
 	nodes := []*node{first}
-	defer func() { b.stopAll(nodes) }()
 	if err := waitFor(10*time.Second, "leader", func() error {
 		if h, err := first.health(); err != nil || !h.Leader {
 			return fmt.Errorf("not yet")
 		}
 		return nil
 	}); err != nil {
-		return nil, err
+		return nodes, err
 	}
 	for i := 1; i < units; i++ {
-		n, err := b.start(fmt.Sprintf("dp%02d", i), "--join", first.http)
+		n, err := b.start(fmt.Sprintf("%s%02d", prefix, i), "--join", first.http)
 		if err != nil {
-			return nil, err
+			return nodes, err
 		}
 		nodes = append(nodes, n)
 	}
@@ -56,15 +56,26 @@ func (b *bench) dispatch(ctx context.Context, runs, units int) (any, error) {
 		}
 		return nil
 	}); err != nil {
-		return nil, err
+		return nodes, err
 	}
-	if code, err := post(first.c, "dispatch"); err != nil || code != http.StatusCreated {
-		return nil, fmt.Errorf("create experiment: %d %v", code, err)
+	if code, err := post(first.c, exp); err != nil || code != http.StatusCreated {
+		return nodes, fmt.Errorf("create experiment: %d %v", code, err)
 	}
 	for _, n := range nodes {
-		if err := first.c.Do(ctx, http.MethodPut, "/api/experiments/dispatch/workers", map[string]string{"pioreactor_unit": n.name}, nil); err != nil {
-			return nil, err
+		if err := first.c.Do(ctx, http.MethodPut, "/api/experiments/"+exp+"/workers", map[string]string{"pioreactor_unit": n.name}, nil); err != nil {
+			return nodes, err
 		}
+	}
+	return nodes, nil
+}
+
+// dispatch times a run request sent to a follower until the job is ready on
+// its worker (runs one unit), then a $broadcast run to units workers.
+func (b *bench) dispatch(ctx context.Context, runs, units int) (any, error) {
+	nodes, err := b.workersIn(ctx, "dp", units, "dispatch")
+	defer func() { b.stopAll(nodes) }()
+	if err != nil {
+		return nil, err
 	}
 	var leader, via, target *node
 	for _, n := range nodes {
@@ -132,44 +143,12 @@ func (b *bench) dispatch(ctx context.Context, runs, units int) (any, error) {
 // readingsLoad runs od_reading every second on units workers for d, then
 // reports readings stored per second, RSS and disk per node.
 func (b *bench) readingsLoad(ctx context.Context, units int, d time.Duration) (any, error) {
-	first, err := b.start("rd00")
+	nodes, err := b.workersIn(ctx, "rd", units, "readings")
+	defer func() { b.stopAll(nodes) }()
 	if err != nil {
 		return nil, err
 	}
-	nodes := []*node{first}
-	defer func() { b.stopAll(nodes) }()
-	if err := waitFor(10*time.Second, "leader", func() error {
-		if h, err := first.health(); err != nil || !h.Leader {
-			return fmt.Errorf("not yet")
-		}
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	for i := 1; i < units; i++ {
-		n, err := b.start(fmt.Sprintf("rd%02d", i), "--join", first.http)
-		if err != nil {
-			return nil, err
-		}
-		nodes = append(nodes, n)
-	}
-	if err := waitFor(60*time.Second, "all units registered", func() error {
-		var us []map[string]any
-		if err := first.c.Do(ctx, http.MethodGet, "/api/units", nil, &us); err != nil || len(us) != units {
-			return fmt.Errorf("%d units", len(us))
-		}
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	if code, err := post(first.c, "readings"); err != nil || code != http.StatusCreated {
-		return nil, fmt.Errorf("create experiment: %d %v", code, err)
-	}
-	for _, n := range nodes {
-		if err := first.c.Do(ctx, http.MethodPut, "/api/experiments/readings/workers", map[string]string{"pioreactor_unit": n.name}, nil); err != nil {
-			return nil, err
-		}
-	}
+	first := nodes[0]
 	count := func() (int, error) {
 		var h struct {
 			Readings int `json:"readings"`
