@@ -205,7 +205,7 @@ func newJobsCmd() *cobra.Command {
 			}
 			for _, j := range list {
 				m := j.(map[string]any)
-				fmt.Fprintf(tw, "%s\t%v\t%v\t%v\t%v\n", u, m["job_name"], m["experiment"], m["state"], m["settings"])
+				fmt.Fprintf(tw, "%s\t%v\t%v\t%v\t%s\n", u, m["job_name"], m["experiment"], m["state"], formatSettings(m["settings"]))
 			}
 		}
 		return tw.Flush()
@@ -239,4 +239,26 @@ func newJobsCmd() *cobra.Command {
 	set.Flags().StringVar(&exp, "experiment", "", "experiment (default: the one the units are in)")
 	root.AddCommand(list, set)
 	return root
+}
+
+// formatSettings prints job settings as sorted name=value pairs.
+func formatSettings(v any) string {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Sprint(v)
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if f, ok := m[k].(float64); ok {
+			parts = append(parts, fmt.Sprintf("%s=%s", k, strconv.FormatFloat(f, 'g', 6, 64)))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s=%v", k, m[k]))
+		}
+	}
+	return strings.Join(parts, " ")
 }

@@ -359,13 +359,13 @@ func TestCLIJobs(t *testing.T) {
 	if out, errOut, err := pio("run", "stirring", "--target-rpm", "400", "--units", "jobs-a"); err != nil || !strings.Contains(out, "started") {
 		t.Fatalf("pio run: %v\n%s\n%s", err, out, errOut)
 	}
-	if out, _, err := pio("jobs", "list"); err != nil || !strings.Contains(out, "stirring") || !strings.Contains(out, "target_rpm:400") {
+	if out, _, err := pio("jobs", "list"); err != nil || !strings.Contains(out, "stirring") || !strings.Contains(out, "target_rpm=400") {
 		t.Fatalf("pio jobs list: %v\n%s", err, out)
 	}
 	if out, errOut, err := pio("jobs", "set", "stirring", "target_rpm", "500"); err != nil {
 		t.Fatalf("pio jobs set: %v\n%s\n%s", err, out, errOut)
 	}
-	if out, _, _ := pio("jobs", "list"); !strings.Contains(out, "target_rpm:500") {
+	if out, _, _ := pio("jobs", "list"); !strings.Contains(out, "target_rpm=500") {
 		t.Fatalf("after set: %s", out)
 	}
 	if _, errOut, err := pio("run", "warp_drive", "--units", "jobs-a"); err == nil || !strings.Contains(errOut, "unknown job") {
