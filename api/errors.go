@@ -42,6 +42,7 @@ var problems = []struct {
 	{membership.ErrNotEmpty, problem{http.StatusConflict, "this node holds data of its own; joining would discard it", "copy what you need, then join with --force (`pio join HOST --force`); the discarded state is kept aside in the data dir"}},
 	{membership.ErrStandalone, problem{http.StatusConflict, "this node is not in a cluster with other nodes", "nothing to leave; `pio join HOST` joins a cluster"}},
 	{membership.ErrNoLeader, problem{http.StatusServiceUnavailable, "the cluster has no leader", "check that a majority of voters runs (`pio status`), then retry"}},
+	{membership.ErrQuorum, problem{http.StatusConflict, "removing this node would stop the cluster", "bring the dead voters back first (or wait until they are replaced by healthy non-voters), then retry"}},
 	{membership.ErrRemoveSelf, problem{http.StatusConflict, "the leader cannot remove itself", "run `pio leave` on it: it transfers leadership first"}},
 }
 

@@ -28,3 +28,8 @@ var ErrNoLeader = errors.New("no leader")
 // ErrRemoveSelf is returned when the leader is asked to remove itself; it must
 // transfer leadership first (Leave does).
 var ErrRemoveSelf = errors.New("the leader cannot remove itself")
+
+// ErrQuorum is returned when removing a node would leave the cluster without a
+// quorum of alive voters: the change itself could not commit, and the leader
+// would step down.
+var ErrQuorum = errors.New("removing this node would leave no quorum")

@@ -37,6 +37,9 @@ func (m *Manager) Leave(ctx context.Context) error {
 		return ErrStandalone
 	}
 	if m.node.IsLeader() {
+		if why := m.RemovalBreaksQuorum(self); why != "" {
+			return fmt.Errorf("%w: %s", ErrQuorum, why)
+		}
 		if otherVoters == 0 {
 			return fmt.Errorf("%w: no other voter could take over the leadership", ErrNoLeader)
 		}

@@ -290,6 +290,9 @@ func (m *Manager) RemoveMember(ctx context.Context, nodeID string) error {
 	if nodeID == m.cfg.Self.NodeID {
 		return ErrRemoveSelf
 	}
+	if why := m.RemovalBreaksQuorum(nodeID); why != "" {
+		return fmt.Errorf("%w: %s", ErrQuorum, why)
+	}
 	if err := m.apply(fsm.CmdRemoveUnit, fsm.RemoveUnit{NodeID: nodeID}); err != nil && !errors.Is(err, fsm.ErrUnitNotFound) {
 		return err
 	}

@@ -347,3 +347,39 @@ func TestSnapshotInstallAndRestore(t *testing.T) {
 		return nil
 	})
 }
+
+// TestLeaveRefusedWhenItWouldBreakQuorum is the regression test of a leave
+// that took the whole cluster down: with one of three voters dead, removing a
+// second one cannot commit (the new configuration needs both remaining voters)
+// and the leader stepped down. The leave is now refused and the cluster works.
+func TestLeaveRefusedWhenItWouldBreakQuorum(t *testing.T) {
+	nodes := startThree(t)
+	leader := leaderOf(t, nodes)
+	var dead, leaving *testNode
+	for _, n := range nodes {
+		if n == leader {
+			continue
+		}
+		if dead == nil {
+			dead = n
+		} else {
+			leaving = n
+		}
+	}
+	dead.stop()
+	eventually(t, 5*time.Second, "dead", func() error {
+		m, err := memberOf(leader, dead.a.nodeID)
+		if err != nil || m.Health != "dead" {
+			return fmt.Errorf("%+v %v", m, err)
+		}
+		return nil
+	})
+	_, err := leaving.c.Leave(ctx)
+	var ae *client.Error
+	if !errors.As(err, &ae) || ae.Status != http.StatusConflict || !strings.Contains(ae.Cause, "needed") {
+		t.Fatalf("leave with a dead voter: %v", err)
+	}
+	if code, _ := createExperiment(t, leaving, "still-working"); code != http.StatusCreated {
+		t.Fatalf("the cluster stopped: %d", code)
+	}
+}
