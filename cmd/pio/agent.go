@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -32,7 +34,8 @@ type agent struct {
 	cfg      serveConfig
 	log      *slog.Logger
 	nodeID   string
-	httpAddr string // advertised host:port of the HTTP API
+	httpAddr string   // advertised host:port of the HTTP API
+	lock     *os.File // holds the data dir's lock while the node runs
 	node     *cluster.Node
 	mem      *membership.Manager
 	api      *api.Server
@@ -59,6 +62,16 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 		return nil, fmt.Errorf("%w; choose a directory this user may write with --data-dir (or PIO_DATA_DIR)", err)
 	}
 	log = log.With("node", cfg.Name)
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			lock.Close() // every failed start releases the data dir
+		}
+	}()
 	hw, err := gpio.Open(cfg.Hardware)
 	if err != nil {
 		return nil, err
@@ -83,7 +96,15 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	ccfg.LeaderLeaseTimeout = min(ccfg.LeaderLeaseTimeout, cfg.Heartbeat)
 	ccfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: raftLogLevel(cfg.LogLevel), Output: cfg.logOut}).With("node", cfg.Name)
 	f := fsm.New()
-	if err := f.OpenReadings(filepath.Join(cfg.DataDir, "readings.db")); err != nil {
+	// The readings store is written without fsync and rebuilt at every start
+	// from the Raft snapshot and log, so a power cut can never leave it damaged.
+	readingsPath := filepath.Join(cfg.DataDir, "readings.db")
+	if err := os.Remove(readingsPath); err != nil && !os.IsNotExist(err) {
+		ln.Close()
+		hw.Close()
+		return nil, fmt.Errorf("reset the readings store: %w", err)
+	}
+	if err := f.OpenReadings(readingsPath); err != nil {
 		ln.Close()
 		hw.Close()
 		if errors.Is(err, bbolt.ErrTimeout) {
@@ -125,7 +146,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 		rt.SetSink(shipper.add)
 	}
 	srv := api.New(acfg, node, mem)
-	a := &agent{cfg: cfg, log: log, nodeID: nodeID, httpAddr: httpAddr, node: node, mem: mem, api: srv, hw: hw, jobs: rt,
+	a := &agent{cfg: cfg, log: log, nodeID: nodeID, lock: lock, httpAddr: httpAddr, node: node, mem: mem, api: srv, hw: hw, jobs: rt,
 		srv: &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -165,6 +186,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 			return nil, err
 		}
 	}
+	started = true
 	log.Info("pio node started", "node_id", nodeID, "http", httpAddr, "raft", node.Addr(), "gossip", mem.GossipAddr(),
 		"data_dir", cfg.DataDir, "worker", cfg.Worker, "prefer_leader", cfg.PreferLeader, "version", version)
 	return a, nil
@@ -187,8 +209,23 @@ func (a *agent) Close() error {
 		err = a.node.Close()
 		_ = a.node.FSM().CloseReadings()
 		_ = a.hw.Close()
+		_ = a.lock.Close()
 	})
 	return err
+}
+
+// lockDataDir takes an exclusive lock on the data dir, so that two pio serve
+// never share one (the second would corrupt what the first writes).
+func lockDataDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock data dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s (is another pio serve running with --data-dir %s?)", cluster.ErrDataDirInUse, dir, dir)
+	}
+	return f, nil
 }
 
 // haltJobs stops this worker's jobs, in the safe order, as soon as the
