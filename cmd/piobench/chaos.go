@@ -227,6 +227,15 @@ func (cc *chaosCluster) inject(r *rand.Rand) (string, error) {
 		kinds = append(kinds, "isolate_one", "isolate_leader", "split_2_3")
 	}
 	kind := kinds[r.IntN(len(kinds))]
+	for _, n := range cc.nodes {
+		select {
+		case <-n.exited:
+			if !cc.killed[n] {
+				return kind, fmt.Errorf("%s exited by itself: see %s", n.name, n.logPath)
+			}
+		default:
+		}
+	}
 	switch kind {
 	case "kill_leader", "kill":
 		n := pick()

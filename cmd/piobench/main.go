@@ -45,6 +45,7 @@ func main() {
 		res, err := b.chaos(*chaosN, *faults, *seed, *outDir)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "piobench: chaos:", err)
+			b.keep = true // the logs tell what happened
 			b.cleanup()
 			os.Exit(1)
 		}
