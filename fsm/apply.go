@@ -78,7 +78,7 @@ func (s *state) apply(cmd Command) error {
 			e.Tags = append([]string{}, (*p.Tags)...)
 		}
 		return nil
-	case CmdDeleteExperiment:
+	case CmdDeleteExperiment, CmdUnassignAll:
 		var p ExperimentRef
 		if err := decode(cmd.Payload, &p); err != nil {
 			return err
@@ -87,18 +87,10 @@ func (s *state) apply(cmd Command) error {
 			return ErrExperimentNotFound
 		}
 		s.unassignAll(p.Experiment, cmd.Time)
-		delete(s.experiments, p.Experiment)
-		delete(s.labels, p.Experiment)
-		return nil
-	case CmdUnassignAll:
-		var p ExperimentRef
-		if err := decode(cmd.Payload, &p); err != nil {
-			return err
+		if cmd.Type == CmdDeleteExperiment {
+			delete(s.experiments, p.Experiment)
+			delete(s.labels, p.Experiment)
 		}
-		if _, ok := s.experiments[p.Experiment]; !ok {
-			return ErrExperimentNotFound
-		}
-		s.unassignAll(p.Experiment, cmd.Time)
 		return nil
 	case CmdSetUnitLabel:
 		var p SetUnitLabel

@@ -202,8 +202,8 @@ func (f *FSM) ReadingsCount() int {
 	return f.rd.count()
 }
 
-// sortedUnits returns the keys of m in order.
-func sortedUnits(m map[string][]Reading) []string {
+// SortedUnits returns the units of a Readings answer in order.
+func SortedUnits(m map[string][]Reading) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)
@@ -211,6 +211,3 @@ func sortedUnits(m map[string][]Reading) []string {
 	sort.Strings(out)
 	return out
 }
-
-// SortedUnits returns the units of a Readings answer in order.
-func SortedUnits(m map[string][]Reading) []string { return sortedUnits(m) }
