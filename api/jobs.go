@@ -14,6 +14,7 @@ import (
 	"github.com/pioreactor/pio/api/client"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/jobs"
+	"github.com/pioreactor/pio/membership"
 )
 
 // ErrRefused is returned by a worker that may not run jobs of an experiment now.
@@ -249,40 +250,82 @@ func (s *Server) updateJob(c *gin.Context) {
 }
 
 // runningJobs answers GET /api/workers/{unit}/jobs/running by asking the unit
-// itself: jobs run on their worker, whoever leads.
+// itself: jobs run on their worker, whoever leads. When the worker cannot be
+// asked (gossip says it is dead, or it does not answer), the answer is its
+// last report, replicated in the cluster, with every job in state "lost".
 func (s *Server) runningJobs(c *gin.Context) {
 	if !s.readable(c) {
 		return
 	}
 	name := c.Param("unit")
-	results := map[string]any{}
+	var units []fsm.Unit
 	for _, u := range s.fsm.Units() {
-		if !u.Worker || (name != "$broadcast" && u.Name != name) {
-			continue
+		if u.Worker && (name == "$broadcast" || u.Name == name) {
+			units = append(units, u)
 		}
-		pc, err := client.New(u.HTTPAddr, 5*time.Second)
-		var out []jobs.Info
-		if err == nil {
-			pc.HTTP = s.fwd
-			ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
-			err = pc.Do(ctx, http.MethodGet, "/unit_api/jobs/running", nil, &out)
-			cancel()
-		}
-		if err != nil {
-			results[u.Name] = gin.H{"state": jobs.StateLost, "error": errCause(err)}
-			continue
-		}
-		results[u.Name] = out
 	}
-	if len(results) == 0 {
+	if len(units) == 0 {
 		abort(c, http.StatusNotFound, "worker not found", fmt.Sprintf("no worker named %q", name), "list workers with GET /api/workers")
 		return
 	}
+	results := make(map[string][]jobs.Info, len(units))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	states := s.mem.States()
+	for _, u := range units {
+		wg.Add(1)
+		go func(u fsm.Unit) {
+			defer wg.Done()
+			out, err := s.askRunning(c.Request.Context(), u, states[u.NodeID].Health)
+			if err != nil {
+				out = s.lostJobs(u)
+			}
+			mu.Lock()
+			results[u.Name] = out
+			mu.Unlock()
+		}(u)
+	}
+	wg.Wait()
 	if name != "$broadcast" {
 		c.JSON(http.StatusOK, results[name])
 		return
 	}
 	c.JSON(http.StatusOK, results)
+}
+
+// errUnitDead is returned by askRunning for a unit gossip says is dead or gone.
+var errUnitDead = errors.New("unit is dead or has left")
+
+// askRunning asks a worker for its running jobs, unless gossip says it is dead.
+func (s *Server) askRunning(ctx context.Context, u fsm.Unit, health string) ([]jobs.Info, error) {
+	if health == membership.HealthDead || health == membership.HealthLeft {
+		return nil, errUnitDead
+	}
+	pc, err := client.New(u.HTTPAddr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	pc.HTTP = s.fwd
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	out := []jobs.Info{}
+	err = pc.Do(ctx, http.MethodGet, "/unit_api/jobs/running", nil, &out)
+	return out, err
+}
+
+// lostJobs is a worker's last job report, every job in state "lost".
+func (s *Server) lostJobs(u fsm.Unit) []jobs.Info {
+	recs := s.fsm.JobRecords(u.NodeID)
+	out := make([]jobs.Info, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, jobs.Info{Name: r.Name, Experiment: r.Experiment, State: jobs.StateLost, Settings: r.Settings, StartedAt: r.StartedAt})
+	}
+	return out
+}
+
+// jobDescriptors answers GET /api/jobs/descriptors: the jobs a worker runs and their settings.
+func (s *Server) jobDescriptors(c *gin.Context) {
+	c.JSON(http.StatusOK, jobs.Catalog())
 }
 
 // callUnit sends a request to a unit's /unit_api with the leader's commit index.

@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -29,10 +30,24 @@ func (s *Server) storeReadings(c *gin.Context) {
 			return
 		}
 	}
+	for _, l := range b.Logs {
+		if _, ok := fsm.LogLevels[l.Level]; !ok || ValidUnitName(l.Unit) != "" || l.Time.IsZero() || l.Experiment == "" {
+			abort(c, http.StatusBadRequest, "bad log line", "every log line needs timestamp, level (DEBUG, INFO, NOTICE, WARNING or ERROR), pioreactor_unit and experiment", "send logs as the worker runtime makes them")
+			return
+		}
+	}
+	if b.Jobs != nil {
+		for _, j := range b.Jobs.Jobs {
+			if b.Jobs.NodeID == "" || j.Name == "" {
+				abort(c, http.StatusBadRequest, "bad job report", "a job report needs node_id and a job_name for every job", "send job reports as the worker runtime makes them")
+				return
+			}
+		}
+	}
 	if !s.apply(c, fsm.CmdRecordReadings, b) {
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"stored": len(b.Readings)})
+	c.JSON(http.StatusOK, gin.H{"stored": len(b.Readings), "logs": len(b.Logs)})
 }
 
 type point struct {
@@ -81,4 +96,51 @@ func (s *Server) timeSeries(c *gin.Context) {
 		data = append(data, pts)
 	}
 	c.JSON(http.StatusOK, gin.H{"series": units, "data": data})
+}
+
+// logs answers Pioreactor's log routes, newest first: GET /api/logs,
+// /api/experiments/{exp}/logs and recent_logs, /api/workers/{unit}/experiments/{exp}/logs
+// and recent_logs, /api/units/{unit}/logs. ?min_level (default INFO) and
+// ?skip page through them as Pioreactor does: 100 lines a page, 50 recent
+// lines of the last 24 hours.
+func (s *Server) logs(c *gin.Context) {
+	q := fsm.LogQuery{Experiment: c.Param("exp"), Limit: 100, MinLevel: "INFO"}
+	if lvl := c.Query("min_level"); lvl != "" {
+		if _, ok := fsm.LogLevels[lvl]; !ok {
+			abort(c, http.StatusBadRequest, "bad min_level", lvl, "use DEBUG, INFO, NOTICE, WARNING or ERROR")
+			return
+		}
+		q.MinLevel = lvl
+	}
+	if sk := c.Query("skip"); sk != "" {
+		n, err := strconv.Atoi(sk)
+		if err != nil || n < 0 {
+			abort(c, http.StatusBadRequest, "bad skip", sk, "skip is a number of lines, e.g. ?skip=100")
+			return
+		}
+		q.Skip = n
+	}
+	if strings.HasSuffix(c.FullPath(), "/recent_logs") {
+		q.Limit, q.Skip, q.Since = 50, 0, time.Now().Add(-24*time.Hour)
+	}
+	if q.Experiment != "" {
+		if _, ok := s.lookupExperiment(c); !ok { // it waits until this leader's state is current
+			return
+		}
+	} else if !s.readable(c) {
+		return
+	}
+	if unit := c.Param("unit"); unit != "" {
+		if _, ok := s.fsm.UnitByName(unit); !ok {
+			abort(c, http.StatusNotFound, "unit not found", unit+" is not in the inventory", "list units with GET /api/units")
+			return
+		}
+		q.Unit = unit
+	}
+	lines, err := s.fsm.Logs(q)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, lines)
 }

@@ -68,6 +68,9 @@ func (f *FSM) ApplyCommand(cmd Command) Result {
 		err = f.applyReadings(cmd)
 	} else {
 		err = f.s.apply(cmd)
+		if err == nil && len(f.s.jobs) > 0 {
+			f.s.pruneJobs()
+		}
 	}
 	text := ""
 	if err != nil {
@@ -83,10 +86,18 @@ func (f *FSM) applyReadings(cmd Command) error {
 	if err := decode(cmd.Payload, &p); err != nil {
 		return err
 	}
+	if p.Jobs != nil {
+		if err := f.s.reportJobs(*p.Jobs, cmd.Time); err != nil {
+			return err
+		}
+	}
 	if f.rd == nil {
 		return nil // a node without a readings store (tests) keeps none
 	}
-	return f.rd.put(p.Readings)
+	if err := f.rd.put(p.Readings); err != nil {
+		return err
+	}
+	return f.rd.putLogs(p.Logs)
 }
 
 // snapshotMagic starts a snapshot that carries the readings store after the state.

@@ -331,3 +331,77 @@ func TestReadingsOnDiskSurviveSnapshot(t *testing.T) {
 		t.Fatal("reset kept readings")
 	}
 }
+
+// A worker's job report replaces its records; records of jobs the unit may no
+// longer run (unassigned, inactive, removed) are dropped; records and logs
+// survive a snapshot.
+func TestJobRecordsAndLogs(t *testing.T) {
+	f := populated(t) // worker1 in exp1, worker2 in exp1, worker3 inactive
+	if err := f.OpenReadings(t.TempDir() + "/readings.db"); err != nil {
+		t.Fatal(err)
+	}
+	defer f.CloseReadings()
+	report := func(id, node string, jobs ...JobRecord) Result {
+		var logs []LogEntry
+		for i, j := range jobs {
+			logs = append(logs, LogEntry{Time: t0.Add(time.Duration(i) * time.Second), Level: "INFO", Unit: node, Message: "ready", Task: j.Name, Experiment: j.Experiment})
+		}
+		return mustApply(t, f, cmd(t, CmdRecordReadings, id, t0.Add(time.Minute), RecordReadings{Logs: logs, Jobs: &JobsReport{NodeID: node, Jobs: jobs}}))
+	}
+	stir := JobRecord{Name: "stirring", Experiment: "exp1", State: "ready", Settings: map[string]any{"target_rpm": 400.0}}
+	odr := JobRecord{Name: "od_reading", Experiment: "exp1", State: "sleeping", Settings: map[string]any{"interval": 5.0}}
+	wrong := JobRecord{Name: "led_automation", Experiment: "exp0", State: "ready"}
+	if r := report("r1", "id-1", stir, odr, wrong); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	got := f.JobRecords("id-1")
+	if len(got) != 2 || got[0].Name != "od_reading" || got[1].Unit != "worker1" || got[1].Settings["target_rpm"] != 400.0 || !got[1].ReportedAt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("records: %+v", got)
+	}
+	if r := report("r2", "id-3", stir); r.Err != nil || len(f.JobRecords("id-3")) != 0 {
+		t.Fatalf("inactive unit kept job records: %v %+v", r.Err, f.JobRecords("id-3"))
+	}
+	if r := report("r3", "id-1", JobRecord{Experiment: "exp1"}); !errors.Is(r.Err, ErrBadPayload) || len(f.JobRecords("id-1")) != 2 {
+		t.Fatalf("nameless job: %v, records %d", r.Err, len(f.JobRecords("id-1")))
+	}
+	if r := report("r4", "id-2", stir); r.Err != nil || len(f.JobRecords("id-2")) != 1 {
+		t.Fatalf("worker2: %v", r.Err)
+	}
+	logs, err := f.Logs(LogQuery{Experiment: "exp1", MinLevel: "INFO"})
+	if err != nil || len(logs) != 4 || logs[0].Time.Before(logs[len(logs)-1].Time) {
+		t.Fatalf("logs newest first: %d %v", len(logs), err)
+	}
+	if l, _ := f.Logs(LogQuery{MinLevel: "WARNING"}); len(l) != 0 {
+		t.Fatalf("min_level WARNING: %d lines", len(l))
+	}
+	if l, _ := f.Logs(LogQuery{Skip: 1, Limit: 1}); len(l) != 1 || l[0].Task != "od_reading" {
+		t.Fatalf("skip 1, limit 1: %+v", l)
+	}
+
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	g := New()
+	if err := g.OpenReadings(t.TempDir() + "/readings.db"); err != nil {
+		t.Fatal(err)
+	}
+	defer g.CloseReadings()
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if gl, _ := g.Logs(LogQuery{}); g.Hash() != f.Hash() || len(g.JobRecords("id-1")) != 2 || len(gl) != 5 {
+		t.Fatalf("restored: hash equal %v, records %d, logs %d", g.Hash() == f.Hash(), len(g.JobRecords("id-1")), len(gl))
+	}
+
+	mustApply(t, f, cmd(t, CmdUnassign, "unassign-1", t0.Add(2*time.Minute), Assign{Unit: "worker1", Experiment: "exp1"}))
+	mustApply(t, f, cmd(t, CmdSetActive, "i2", t0.Add(2*time.Minute), SetActive{Unit: "worker2", IsActive: 0}))
+	if len(f.JobRecords("id-1")) != 0 || len(f.JobRecords("id-2")) != 0 {
+		t.Fatalf("records kept after unassign / inactive: %+v %+v", f.JobRecords("id-1"), f.JobRecords("id-2"))
+	}
+}

@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,16 +25,46 @@ type Reading struct {
 	Value      float64   `json:"value"`
 }
 
-// RecordReadings is the payload of CmdRecordReadings.
+// LogEntry is one line of a job's log, as Pioreactor's log routes show it.
+type LogEntry struct {
+	Time       time.Time `json:"timestamp"`
+	Level      string    `json:"level"`
+	Unit       string    `json:"pioreactor_unit"`
+	Message    string    `json:"message"`
+	Task       string    `json:"task"`
+	Experiment string    `json:"experiment"`
+}
+
+// RecordReadings is the payload of CmdRecordReadings: a worker's readings and
+// log lines of the last second, and its running jobs when they changed.
 type RecordReadings struct {
-	Readings []Reading `json:"readings"`
+	Readings []Reading   `json:"readings"`
+	Logs     []LogEntry  `json:"logs,omitempty"`
+	Jobs     *JobsReport `json:"jobs,omitempty"`
+}
+
+// LogLevels orders log levels; a query's min_level keeps that level and above.
+var LogLevels = map[string]int{"DEBUG": 0, "INFO": 1, "NOTICE": 2, "WARNING": 3, "ERROR": 4}
+
+// LogQuery selects log lines: empty fields match everything.
+type LogQuery struct {
+	Experiment string
+	Unit       string
+	MinLevel   string
+	Since      time.Time
+	Skip       int
+	Limit      int
 }
 
 // CmdRecordReadings stores a batch of readings.
 const CmdRecordReadings CommandType = "record_readings"
 
-// readingsBucket holds every reading, keyed experiment \x00 kind \x00 time \x00 unit.
-var readingsBucket = []byte("readings")
+// readingsBucket holds every reading, keyed experiment \x00 kind \x00 time \x00 unit;
+// logsBucket every log line, keyed time, unit \x00, index in its batch.
+var (
+	readingsBucket = []byte("readings")
+	logsBucket     = []byte("logs")
+)
 
 // readings is the FSM's on-disk store of readings: they grow without limit,
 // so they live on disk, not in memory. Writes skip fsync: the Raft log is the
@@ -49,7 +80,10 @@ func openReadings(path string) (*readings, error) {
 		return nil, fmt.Errorf("open readings store %s: %w", path, err)
 	}
 	if err := db.Update(func(tx *bbolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(readingsBucket)
+		if _, err := tx.CreateBucketIfNotExists(readingsBucket); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucketIfNotExists(logsBucket)
 		return err
 	}); err != nil {
 		db.Close()
@@ -84,6 +118,61 @@ func (r *readings) put(rs []Reading) error {
 		}
 		return nil
 	})
+}
+
+func (r *readings) putLogs(ls []LogEntry) error {
+	if len(ls) == 0 {
+		return nil
+	}
+	return r.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(logsBucket)
+		for i, l := range ls {
+			v, err := json.Marshal(l)
+			if err != nil {
+				return err
+			}
+			k := make([]byte, 0, 8+len(l.Unit)+5)
+			k = binary.BigEndian.AppendUint64(k, uint64(l.Time.UnixNano()))
+			k = append(append(k, l.Unit...), 0)
+			k = binary.BigEndian.AppendUint32(k, uint32(i))
+			if err := b.Put(k, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// logs returns the log lines q selects, newest first.
+func (r *readings) logs(q LogQuery) ([]LogEntry, error) {
+	minLevel := LogLevels[q.MinLevel]
+	out := []LogEntry{}
+	skipped := 0
+	err := r.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(logsBucket).Cursor()
+		for k, v := c.Last(); k != nil; k, v = c.Prev() {
+			if len(k) >= 8 && !q.Since.IsZero() && int64(binary.BigEndian.Uint64(k[:8])) < q.Since.UnixNano() {
+				break
+			}
+			var l LogEntry
+			if err := json.Unmarshal(v, &l); err != nil {
+				return err
+			}
+			if (q.Experiment != "" && l.Experiment != q.Experiment) || (q.Unit != "" && l.Unit != q.Unit) || LogLevels[l.Level] < minLevel {
+				continue
+			}
+			if skipped < q.Skip {
+				skipped++
+				continue
+			}
+			out = append(out, l)
+			if q.Limit > 0 && len(out) >= q.Limit {
+				break
+			}
+		}
+		return nil
+	})
+	return out, err
 }
 
 // query returns the readings of exp and kind since since, by unit, oldest first.
@@ -150,11 +239,15 @@ func (r *readings) replace(src io.Reader) error {
 // clear empties the store.
 func (r *readings) clear() error {
 	return r.db.Update(func(tx *bbolt.Tx) error {
-		if err := tx.DeleteBucket(readingsBucket); err != nil && !errors.Is(err, bbolt.ErrBucketNotFound) {
-			return err
+		for _, name := range [][]byte{readingsBucket, logsBucket} {
+			if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bbolt.ErrBucketNotFound) {
+				return err
+			}
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
 		}
-		_, err := tx.CreateBucket(readingsBucket)
-		return err
+		return nil
 	})
 }
 
@@ -190,6 +283,16 @@ func (f *FSM) Readings(exp, kind string, since time.Time) (map[string][]Reading,
 		return map[string][]Reading{}, nil
 	}
 	return f.rd.query(exp, kind, since)
+}
+
+// Logs returns the job log lines q selects, newest first.
+func (f *FSM) Logs(q LogQuery) ([]LogEntry, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.rd == nil {
+		return []LogEntry{}, nil
+	}
+	return f.rd.logs(q)
 }
 
 // ReadingsCount returns how many readings are stored.

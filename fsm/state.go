@@ -90,6 +90,7 @@ type state struct {
 	labels      map[string]map[string]string // experiment -> node ID -> label
 	events      []Event                      // oldest first, at most maxEvents
 	tombstones  []Tombstone                  // oldest first, at most maxTombstones
+	jobs        map[string][]JobRecord       // node ID -> its jobs as last reported, by name
 	// requests remembers the outcomes of the last maxRequests request IDs:
 	// ring holds them in order of application, next is where the next one goes.
 	requests map[string]string
@@ -103,6 +104,7 @@ func newState() *state {
 		experiments: map[string]*Experiment{},
 		assignments: map[string]string{},
 		labels:      map[string]map[string]string{},
+		jobs:        map[string][]JobRecord{},
 		requests:    map[string]string{},
 	}
 }
@@ -128,6 +130,7 @@ type snapshotData struct {
 	Labels      []UnitLabel        `json:"labels"`
 	Events      []Event            `json:"events"`
 	Tombstones  []Tombstone        `json:"tombstones"`
+	Jobs        []JobRecord        `json:"jobs,omitempty"`
 	Requests    []appliedRequest   `json:"requests"`
 }
 
@@ -166,6 +169,18 @@ func (s *state) export() snapshotData {
 			d.Labels = append(d.Labels, UnitLabel{Experiment: exp, NodeID: id, Label: l})
 		}
 	}
+	for _, js := range s.jobs {
+		for _, j := range js {
+			j.Settings = copySettings(j.Settings)
+			d.Jobs = append(d.Jobs, j)
+		}
+	}
+	sort.Slice(d.Jobs, func(i, j int) bool {
+		if d.Jobs[i].NodeID != d.Jobs[j].NodeID {
+			return d.Jobs[i].NodeID < d.Jobs[j].NodeID
+		}
+		return d.Jobs[i].Name < d.Jobs[j].Name
+	})
 	sort.Slice(d.Labels, func(i, j int) bool {
 		if d.Labels[i].Experiment != d.Labels[j].Experiment {
 			return d.Labels[i].Experiment < d.Labels[j].Experiment
@@ -200,6 +215,9 @@ func importState(d snapshotData) *state {
 	}
 	s.events = d.Events
 	s.tombstones = d.Tombstones
+	for _, j := range d.Jobs {
+		s.jobs[j.NodeID] = append(s.jobs[j.NodeID], j)
+	}
 	for _, r := range d.Requests {
 		s.remember(r.RequestID, r.Err)
 	}

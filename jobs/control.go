@@ -74,3 +74,15 @@ func thermostatPID() *PID { return &PID{Kp: 30, Ki: 0.05, Kd: 0, Min: 0, Max: 10
 
 // stirringPID drives the stirrer duty so that RPM follows its target.
 func stirringPID() *PID { return &PID{Kp: 0.02, Ki: 0.05, Min: 0, Max: 100} }
+
+// Reset forgets the integral and the previous error (after a pause).
+func (c *PID) Reset() { c.integral, c.prevErr, c.started = 0, 0, false }
+
+// Chemostat doses a fixed volume at every period, whatever the OD: the
+// dilution rate is DoseML / volume / period.
+type Chemostat struct {
+	DoseML float64
+}
+
+// Decide returns the ml to dose at this period.
+func (c Chemostat) Decide() float64 { return c.DoseML }

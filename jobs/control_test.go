@@ -58,3 +58,27 @@ func TestGrowthEstimator(t *testing.T) {
 		t.Fatalf("estimated %.3f per hour, want 0.4", r)
 	}
 }
+
+// A chemostat's fixed dilution holds the culture at the steady state where
+// growth equals dilution: OD = K (1 - D/µ).
+func TestChemostatReachesSteadyState(t *testing.T) {
+	p := NewPlant(5)
+	p.TempC, p.AmbientC = 37, 37
+	cs := Chemostat{DoseML: 0.5}
+	period := 20 * time.Minute
+	dilutionPerHour := -math.Log(p.VolumeML/(p.VolumeML+cs.DoseML)) / period.Hours()
+	want := p.CarryingOD * (1 - dilutionPerHour/p.GrowthRate)
+	var worst float64
+	for i := 0; i < 72*3; i++ { // 72 simulated hours
+		for s := 0; s < 20; s++ {
+			p.Step(time.Minute)
+		}
+		p.Dose(cs.Decide())
+		if i > 48*3 {
+			worst = math.Max(worst, math.Abs(p.OD-want))
+		}
+	}
+	if worst > 0.1 {
+		t.Fatalf("OD strays %.3f from the steady state %.2f", worst, want)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -49,13 +50,73 @@ type Guard func(experiment string) error
 // Sink receives the readings jobs make (kind: od, growth_rate, temperature, dosing).
 type Sink func(experiment, kind string, value float64)
 
+// LogSink receives the log lines jobs write (level: DEBUG, INFO, NOTICE, WARNING, ERROR).
+type LogSink func(experiment, job, level, message string)
+
+// Outputs is the hardware jobs drive besides the plant: the HAT's PWM channels
+// and LEDs (gpio.Backend satisfies it).
+type Outputs interface {
+	SetPWM(channel int, duty float64) error
+	SetLED(channel string, intensity float64) error
+}
+
+// StateSetting is the setting that changes a job's state, as in Pioreactor:
+// "sleeping" pauses it, "ready" resumes it, "disconnected" stops it.
+const StateSetting = "$state"
+
 // job is one running activity.
 type job struct {
 	mu     sync.Mutex
 	info   Info
 	sink   Sink
+	logs   LogSink
+	hw     Outputs
+	hwErr  map[string]bool // outputs that already failed once (logged once)
 	cancel context.CancelFunc
 	done   chan struct{}
+}
+
+// logf writes a line to the job's log.
+func (j *job) logf(level, format string, args ...any) {
+	if j.logs != nil {
+		j.logs(j.info.Experiment, j.info.Name, level, fmt.Sprintf(format, args...))
+	}
+}
+
+// state returns the job's state.
+func (j *job) state() string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.info.State
+}
+
+// output sets a hardware output, logging the first failure of each.
+func (j *job) output(what string, set func(Outputs) error) {
+	if j.hw == nil {
+		return
+	}
+	if err := set(j.hw); err != nil {
+		j.mu.Lock()
+		first := !j.hwErr[what]
+		if j.hwErr == nil {
+			j.hwErr = map[string]bool{}
+		}
+		j.hwErr[what] = true
+		j.mu.Unlock()
+		if first {
+			j.logf("WARNING", "cannot set %s: %v", what, err)
+		}
+	}
+}
+
+// pwm sets a PWM channel's duty cycle on the HAT.
+func (j *job) pwm(channel int, duty float64) {
+	j.output(fmt.Sprintf("PWM %d", channel), func(o Outputs) error { return o.SetPWM(channel, duty) })
+}
+
+// led sets an LED channel's intensity on the HAT.
+func (j *job) led(channel string, intensity float64) {
+	j.output("LED "+channel, func(o Outputs) error { return o.SetLED(channel, intensity) })
 }
 
 func (j *job) get(k string) float64 {
@@ -72,6 +133,13 @@ func (j *job) emit(kind string, v float64) {
 	}
 }
 
+func (j *job) getString(k string) string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	s, _ := j.info.Settings[k].(string)
+	return s
+}
+
 func (j *job) set(k string, v any) {
 	j.mu.Lock()
 	j.info.Settings[k] = v
@@ -84,6 +152,8 @@ type Runtime struct {
 	plant *Plant
 	guard Guard
 	sink  Sink
+	logs  LogSink
+	hw    Outputs
 	log   *slog.Logger
 
 	mu   sync.Mutex
@@ -121,6 +191,12 @@ func NewRuntime(plant *Plant, guard Guard, log *slog.Logger) *Runtime {
 // SetSink sets where readings go; call it before starting jobs.
 func (r *Runtime) SetSink(s Sink) { r.sink = s }
 
+// SetLogSink sets where job logs go; call it before starting jobs.
+func (r *Runtime) SetLogSink(s LogSink) { r.logs = s }
+
+// SetOutputs sets the HAT outputs jobs drive besides the plant; call it before starting jobs.
+func (r *Runtime) SetOutputs(o Outputs) { r.hw = o }
+
 // Plant returns the simulated bioreactor.
 func (r *Runtime) Plant() *Plant { return r.plant }
 
@@ -138,6 +214,9 @@ func (r *Runtime) Start(name, experiment string, options map[string]any) (Info, 
 	if err != nil {
 		return Info{}, err
 	}
+	if _, ok := checked[StateSetting]; ok {
+		return Info{}, fmt.Errorf("%w: %s cannot start with %s; set it once the job runs", ErrBadSetting, name, StateSetting)
+	}
 	for k, v := range checked {
 		settings[k] = v
 	}
@@ -151,9 +230,10 @@ func (r *Runtime) Start(name, experiment string, options map[string]any) (Info, 
 	if j, ok := r.jobs[name]; ok {
 		return Info{}, fmt.Errorf("%w: %s (experiment %s)", ErrAlreadyRunning, name, j.info.Experiment)
 	}
+	readyLine := "ready: " + formatSettings(settings) // before the job's goroutine shares the map
 	ctx, cancel := context.WithCancel(r.ctx)
 	j := &job{info: Info{Name: name, Experiment: experiment, State: StateInit, Settings: settings, StartedAt: time.Now().UTC()},
-		cancel: cancel, done: make(chan struct{}), sink: r.sink}
+		cancel: cancel, done: make(chan struct{}), sink: r.sink, logs: r.logs, hw: r.hw}
 	r.jobs[name] = j
 	r.wg.Add(1)
 	go func() {
@@ -162,9 +242,31 @@ func (r *Runtime) Start(name, experiment string, options map[string]any) (Info, 
 		j.mu.Lock()
 		j.info.State = StateReady
 		j.mu.Unlock()
+		j.logf("INFO", "%s", readyLine)
 		def.run(ctx, j, r.plant)
+		j.mu.Lock()
+		j.info.State = StateDisconnected
+		j.mu.Unlock()
+		j.logf("INFO", "disconnected")
 	}()
 	return j.snapshot(), nil
+}
+
+// formatSettings writes settings as k=v in key order, for logs.
+func formatSettings(m map[string]any) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s=%v", k, m[k])
+	}
+	return b.String()
 }
 
 func (j *job) snapshot() Info {
@@ -178,7 +280,9 @@ func (j *job) snapshot() Info {
 	return in
 }
 
-// Update changes settings of a running job.
+// Update changes settings of a running job. The setting "$state" changes its
+// state: "sleeping" pauses it (its outputs off), "ready" resumes it,
+// "disconnected" stops it.
 func (r *Runtime) Update(name string, settings map[string]any) (Info, error) {
 	r.mu.Lock()
 	j, ok := r.jobs[name]
@@ -190,24 +294,49 @@ func (r *Runtime) Update(name string, settings map[string]any) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
+	st, hasState := checked[StateSetting].(string)
+	delete(checked, StateSetting)
 	for k, v := range checked {
 		j.set(k, v)
+	}
+	if len(checked) > 0 {
+		j.logf("INFO", "updated: %s", formatSettings(checked))
+	}
+	if hasState {
+		switch st {
+		case StateDisconnected:
+			return r.stop(name)
+		case StateSleeping, StateReady:
+			j.mu.Lock()
+			changed := j.info.State != st
+			j.info.State = st
+			j.mu.Unlock()
+			if changed {
+				j.logf("INFO", "%s", st)
+			}
+		}
 	}
 	return j.snapshot(), nil
 }
 
 // Stop stops one job and waits for it.
 func (r *Runtime) Stop(name string) error {
+	_, err := r.stop(name)
+	return err
+}
+
+// stop stops one job, waits for it, and returns its last state (disconnected).
+func (r *Runtime) stop(name string) (Info, error) {
 	r.mu.Lock()
 	j, ok := r.jobs[name]
 	delete(r.jobs, name)
 	r.mu.Unlock()
 	if !ok {
-		return fmt.Errorf("%w: %s", ErrNotRunning, name)
+		return Info{}, fmt.Errorf("%w: %s", ErrNotRunning, name)
 	}
 	j.cancel()
 	<-j.done
-	return nil
+	return j.snapshot(), nil
 }
 
 // stopOrder is the safe order to halt a unit: pumps first, then the heater,

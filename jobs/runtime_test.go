@@ -3,8 +3,12 @@ package jobs
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/pioreactor/pio/gpio"
 )
 
 func TestRuntimeStartUpdateStop(t *testing.T) {
@@ -67,5 +71,95 @@ func TestGuardRefusesAndSafeStopOrder(t *testing.T) {
 	allowed = false
 	if _, err := r.Start("stirring", "exp", nil); err == nil {
 		t.Fatal("guard did not refuse")
+	}
+}
+
+// waitFor polls cond until it holds or 10 s pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Sleeping pauses a job with its outputs off, ready resumes it, and
+// "disconnected" stops it; each change is logged and the HAT's PWM follows.
+func TestSleepResumeDisconnect(t *testing.T) {
+	hw := gpio.NewSim()
+	r := NewRuntime(NewPlant(6), nil, nil)
+	defer r.Close()
+	var mu sync.Mutex
+	var logs []string
+	r.SetOutputs(hw)
+	r.SetLogSink(func(exp, job, level, msg string) {
+		mu.Lock()
+		logs = append(logs, fmt.Sprintf("%s %s %s %s", exp, job, level, msg))
+		mu.Unlock()
+	})
+	if _, err := r.Start("stirring", "exp", map[string]any{"target_rpm": 400.0}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "stirring at 400 rpm with PWM 1 on", func() bool {
+		return r.Plant().ReadRPM() > 360 && hw.State().PWM["1"] > 0
+	})
+	if _, err := r.Update("stirring", map[string]any{StateSetting: "napping"}); !errors.Is(err, ErrBadSetting) {
+		t.Fatalf("bad state accepted: %v", err)
+	}
+	info, err := r.Update("stirring", map[string]any{StateSetting: StateSleeping})
+	if err != nil || info.State != StateSleeping {
+		t.Fatalf("sleep: %+v %v", info, err)
+	}
+	waitFor(t, "the stirrer to stop while sleeping", func() bool {
+		return r.Plant().ReadRPM() < 20 && hw.State().PWM["1"] == 0
+	})
+	if info, err := r.Update("stirring", map[string]any{StateSetting: StateReady}); err != nil || info.State != StateReady {
+		t.Fatalf("resume: %+v %v", info, err)
+	}
+	waitFor(t, "stirring again after resuming", func() bool { return r.Plant().ReadRPM() > 360 })
+	info, err = r.Update("stirring", map[string]any{StateSetting: StateDisconnected})
+	if err != nil || info.State != StateDisconnected || len(r.Running()) != 0 {
+		t.Fatalf("disconnect: %+v %v running %v", info, err, r.Running())
+	}
+	if hw.State().PWM["1"] != 0 {
+		t.Fatal("PWM left on after the job stopped")
+	}
+	mu.Lock()
+	got := strings.Join(logs, "\n")
+	mu.Unlock()
+	for _, want := range []string{"exp stirring INFO ready: target_rpm=400", "exp stirring INFO sleeping", "exp stirring INFO ready", "exp stirring INFO disconnected"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("log lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+// A chemostat doses on its own schedule, whatever the OD (the turbidostat's
+// decision is tested against the plant in control_test.go).
+func TestDosingAutomations(t *testing.T) {
+	r := NewRuntime(NewPlant(7), nil, nil)
+	defer r.Close()
+	doses := make(chan float64, 100)
+	r.SetSink(func(exp, kind string, v float64) {
+		if kind == "dosing" {
+			doses <- v
+		}
+	})
+	if _, err := r.Start("dosing_automation", "exp", map[string]any{"automation_name": "chemostat", "volume": 0.5, "duration": 0.001}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case v := <-doses:
+		if v != 0.5 {
+			t.Fatalf("dosed %.2f mL, want 0.5", v)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("chemostat never dosed")
+	}
+	if r.Plant().DosedML < 0.5 {
+		t.Fatalf("plant dosed %.2f mL", r.Plant().DosedML)
 	}
 }

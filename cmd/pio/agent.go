@@ -141,9 +141,16 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 		rt = jobs.NewRuntime(jobs.NewPlant(seedOf(nodeID)), api.JobGuard(node.FSM(), nodeID), log)
 		acfg.Jobs = rt
 	}
-	shipper := &readingsShipper{unit: cfg.Name, log: log, c: &client.Client{Base: "http://" + httpAddr, HTTP: client.NewNodeHTTPClient(15*time.Second, sourceIP)}}
+	shipper := &readingsShipper{unit: cfg.Name, nodeID: nodeID, log: log, c: &client.Client{Base: "http://" + httpAddr, HTTP: client.NewNodeHTTPClient(15*time.Second, sourceIP)}}
 	if rt != nil {
 		rt.SetSink(shipper.add)
+		rt.SetLogSink(shipper.addLog)
+		rt.SetOutputs(hw)
+		shipper.running = rt.Running
+		hw.OnButton(func() {
+			shipper.addLog(universalExperiment, "monitor", "NOTICE", "HAT button pressed")
+			_ = hw.Blink()
+		})
 	}
 	srv := api.New(acfg, node, mem)
 	a := &agent{cfg: cfg, log: log, nodeID: nodeID, lock: lock, httpAddr: httpAddr, node: node, mem: mem, api: srv, hw: hw, jobs: rt,

@@ -183,7 +183,7 @@ func newJobsCmd() *cobra.Command {
 	root := &cobra.Command{Use: "jobs", Short: "Running activities and their settings"}
 	var asJSON bool
 	list := apiCmd("list", "List running jobs on every worker", cobra.NoArgs, func(cmd *cobra.Command, c *client.Client, _ []string) error {
-		var all map[string]any
+		var all map[string][]map[string]any // a dead worker's jobs come back in state "lost"
 		if err := c.Do(cmd.Context(), http.MethodGet, "/api/workers/$broadcast/jobs/running", nil, &all); err != nil {
 			return err
 		}
@@ -198,13 +198,7 @@ func newJobsCmd() *cobra.Command {
 		tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "UNIT\tJOB\tEXPERIMENT\tSTATE\tSETTINGS")
 		for _, u := range units {
-			list, ok := all[u].([]any)
-			if !ok {
-				fmt.Fprintf(tw, "%s\t-\t-\tlost\t%v\n", u, all[u])
-				continue
-			}
-			for _, j := range list {
-				m := j.(map[string]any)
+			for _, m := range all[u] {
 				fmt.Fprintf(tw, "%s\t%v\t%v\t%v\t%s\n", u, m["job_name"], m["experiment"], m["state"], formatSettings(m["settings"]))
 			}
 		}

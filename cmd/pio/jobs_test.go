@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/pioreactor/pio/gpio"
 )
 
 // jobsOn returns the jobs a unit runs, through n (GET /api/workers/{unit}/jobs/running).
@@ -242,4 +244,100 @@ func TestReadingsReplicatedAndServed(t *testing.T) {
 	if code, _ := call(t, f, http.MethodGet, "/api/experiments/readings/time_series/nonsense", nil, nil); code != http.StatusNotFound {
 		t.Fatalf("unknown series: %d", code)
 	}
+}
+
+// TestDeadWorkerJobsShowLost kills a worker running jobs: the cluster shows
+// them "lost" with their last settings within the detection time; when the
+// worker comes back, it shows what it really runs (nothing: a restarted Pi
+// starts no job by itself). The jobs' logs outlive the worker.
+func TestDeadWorkerJobsShowLost(t *testing.T) {
+	nodes := startThree(t)
+	leader := leaderOf(t, nodes)
+	var w *testNode
+	for _, n := range nodes {
+		if n != leader {
+			w = n
+			break
+		}
+	}
+	unit := w.cfg.Name
+	createExperiment(t, leader, "lost")
+	call(t, leader, http.MethodPut, "/api/experiments/lost/workers", map[string]any{"pioreactor_unit": unit}, nil)
+	for job, opts := range map[string]any{"stirring": map[string]any{"target_rpm": 400}, "od_reading": map[string]any{"interval": 1}} {
+		if _, res := runTask(t, leader, http.MethodPost, "/api/workers/"+unit+"/jobs/run/job_name/"+job+"/experiments/lost", map[string]any{"options": opts}); res["status"] != "succeeded" {
+			t.Fatalf("run %s: %v", job, res)
+		}
+	}
+	if _, res := runTask(t, leader, http.MethodPatch, "/api/workers/"+unit+"/jobs/update/job_name/od_reading/experiments/lost", map[string]any{"settings": map[string]any{"$state": "sleeping"}}); res["status"] != "succeeded" {
+		t.Fatalf("sleep od_reading: %v", res)
+	}
+	if j := jobsOn(t, leader, unit); j["od_reading"]["state"] != "sleeping" || j["stirring"]["state"] != "ready" {
+		t.Fatalf("jobs before the worker dies: %v", j)
+	}
+	eventually(t, 10*time.Second, "the worker's job report replicated", func() error {
+		recs := leader.a.node.FSM().JobRecords(w.a.nodeID)
+		if len(recs) != 2 || recs[0].State != "sleeping" {
+			return fmt.Errorf("records %+v", recs)
+		}
+		return nil
+	})
+
+	// The HAT's button: the worker blinks and logs it.
+	w.a.hw.(*gpio.Sim).Press()
+	eventually(t, 10*time.Second, "the button press in the unit's log", func() error {
+		var ls []map[string]any
+		call(t, leader, http.MethodGet, "/api/units/"+unit+"/logs?min_level=NOTICE", nil, &ls)
+		if len(ls) != 1 || ls[0]["message"] != "HAT button pressed" || ls[0]["experiment"] != "$experiment" {
+			return fmt.Errorf("logs %v", ls)
+		}
+		return nil
+	})
+
+	w.stop()
+	died := time.Now()
+	eventually(t, 10*time.Second, "the dead worker's jobs shown lost", func() error {
+		j := jobsOn(t, leader, unit)
+		if len(j) != 2 || j["stirring"]["state"] != "lost" || j["od_reading"]["state"] != "lost" {
+			return fmt.Errorf("jobs %v", j)
+		}
+		if j["stirring"]["settings"].(map[string]any)["target_rpm"] != 400.0 {
+			return fmt.Errorf("settings %v", j["stirring"]["settings"])
+		}
+		return nil
+	})
+	t.Logf("jobs shown lost %v after the worker died", time.Since(died).Round(time.Millisecond))
+
+	// The logs of its jobs are in the cluster, not only on the dead worker.
+	var logs []map[string]any
+	if code, _ := call(t, leader, http.MethodGet, "/api/workers/"+unit+"/experiments/lost/logs", nil, &logs); code != 200 {
+		t.Fatalf("logs: %d", code)
+	}
+	found := false
+	for _, l := range logs {
+		if l["task"] == "stirring" && l["pioreactor_unit"] == unit && l["level"] == "INFO" && l["message"] == "ready: target_rpm=400" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no 'ready' line of stirring in %v", logs)
+	}
+	var recent []map[string]any
+	if code, _ := call(t, leader, http.MethodGet, "/api/experiments/lost/recent_logs?min_level=WARNING", nil, &recent); code != 200 || len(recent) != 0 {
+		t.Fatalf("recent warnings: %d %v", code, recent)
+	}
+	if code, _ := call(t, leader, http.MethodGet, "/api/experiments/lost/logs?min_level=LOUD", nil, nil); code != http.StatusBadRequest {
+		t.Fatalf("bad min_level: %d", code)
+	}
+
+	// Back: it shows what it really runs.
+	back := startConfigured(t, w.restartConfig())
+	eventually(t, 15*time.Second, "the returned worker's real jobs", func() error {
+		if j := jobsOn(t, leader, unit); len(j) != 0 {
+			return fmt.Errorf("jobs %v", j)
+		}
+		if recs := leader.a.node.FSM().JobRecords(back.a.nodeID); len(recs) != 0 {
+			return fmt.Errorf("records %+v", recs)
+		}
+		return nil
+	})
 }

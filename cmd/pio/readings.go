@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"sync"
 	"time"
@@ -9,22 +10,35 @@ import (
 	"github.com/google/uuid"
 	"github.com/pioreactor/pio/api/client"
 	"github.com/pioreactor/pio/fsm"
+	"github.com/pioreactor/pio/jobs"
 )
 
-// maxBuffered bounds the readings a worker keeps while it cannot reach a leader.
+// maxBuffered bounds the readings (and, apart, the log lines) a worker keeps
+// while it cannot reach a leader.
 const maxBuffered = 50000
 
-// readingsShipper collects this worker's readings and sends them, once a
-// second, as one replicated batch through its own API (which forwards to the
-// leader). A batch keeps its request ID until it is acknowledged, so a retry
-// after a lost answer is stored once.
+// reportEvery is how often a worker's job report is sent even when only its
+// measurements (od, temperature, rpm…) changed.
+const reportEvery = 10 * time.Second
+
+// universalExperiment is Pioreactor's experiment name for logs that belong to no experiment.
+const universalExperiment = "$experiment"
+
+// readingsShipper collects this worker's readings, job logs and running jobs
+// and sends them, once a second, as one replicated batch through its own API
+// (which forwards to the leader). A batch keeps its request ID until it is
+// acknowledged, so a retry after a lost answer is stored once. The job report
+// is what the cluster shows of this worker's jobs when it cannot ask it.
 type readingsShipper struct {
-	unit string
-	c    *client.Client
-	log  interface{ Warn(string, ...any) }
+	unit    string
+	nodeID  string
+	c       *client.Client
+	log     interface{ Warn(string, ...any) }
+	running func() []jobs.Info // nil: no job reports
 
 	mu      sync.Mutex
 	pending []fsm.Reading
+	logs    []fsm.LogEntry
 	dropped int
 }
 
@@ -38,11 +52,43 @@ func (s *readingsShipper) add(exp, kind string, v float64) {
 	s.pending = append(s.pending, fsm.Reading{Unit: s.unit, Experiment: exp, Kind: kind, Time: time.Now().UTC(), Value: v})
 }
 
+// addLog is the jobs runtime's log sink.
+func (s *readingsShipper) addLog(exp, job, level, msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.logs) >= maxBuffered {
+		s.logs = s.logs[1:]
+		s.dropped++
+	}
+	s.logs = append(s.logs, fsm.LogEntry{Time: time.Now().UTC(), Level: level, Unit: s.unit, Message: msg, Task: job, Experiment: exp})
+}
+
+// report returns this worker's running jobs as a report, and its signature
+// without the measurements, which change all the time.
+func (s *readingsShipper) report() (*fsm.JobsReport, string) {
+	r := &fsm.JobsReport{NodeID: s.nodeID, Jobs: []fsm.JobRecord{}}
+	var sig []any
+	for _, j := range s.running() {
+		r.Jobs = append(r.Jobs, fsm.JobRecord{Name: j.Name, Experiment: j.Experiment, State: j.State, Settings: j.Settings, StartedAt: j.StartedAt})
+		stable := map[string]any{}
+		for k, v := range j.Settings {
+			if !jobs.IsMeasurement(k) {
+				stable[k] = v
+			}
+		}
+		sig = append(sig, j.Name, j.Experiment, j.State, stable, j.StartedAt)
+	}
+	b, _ := json.Marshal(sig)
+	return r, string(b)
+}
+
 // run ships batches until ctx ends.
 func (s *readingsShipper) run(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	var batch []fsm.Reading
+	var batch fsm.RecordReadings
+	var batchSig, ackedSig string
+	var lastReport time.Time
 	id := uuid.NewString()
 	for {
 		select {
@@ -50,23 +96,34 @@ func (s *readingsShipper) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if len(batch) == 0 {
+		empty := len(batch.Readings) == 0 && len(batch.Logs) == 0 && batch.Jobs == nil
+		if empty {
 			s.mu.Lock()
-			batch, s.pending = s.pending, nil
+			batch.Readings, s.pending = s.pending, nil
+			batch.Logs, s.logs = s.logs, nil
 			s.mu.Unlock()
+			if s.running != nil {
+				rep, sig := s.report()
+				if sig != ackedSig || time.Since(lastReport) >= reportEvery || lastReport.IsZero() {
+					batch.Jobs, batchSig = rep, sig
+				}
+			}
 			id = uuid.NewString()
 		}
-		if len(batch) == 0 {
+		if len(batch.Readings) == 0 && len(batch.Logs) == 0 && batch.Jobs == nil {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		c := &client.Client{Base: s.c.Base, HTTP: s.c.HTTP, Header: http.Header{client.RequestIDHeader: {id}}}
-		err := c.Do(cctx, http.MethodPost, "/api/cluster/readings", fsm.RecordReadings{Readings: batch}, nil)
+		err := c.Do(cctx, http.MethodPost, "/api/cluster/readings", batch, nil)
 		cancel()
 		if err != nil {
-			s.log.Warn("cannot store readings yet; keeping them", "readings", len(batch), "error", err)
+			s.log.Warn("cannot store readings yet; keeping them", "readings", len(batch.Readings), "logs", len(batch.Logs), "error", err)
 			continue
 		}
-		batch = nil
+		if batch.Jobs != nil {
+			ackedSig, lastReport = batchSig, time.Now()
+		}
+		batch = fsm.RecordReadings{}
 	}
 }
