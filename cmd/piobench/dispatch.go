@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"time"
 )
 
@@ -138,54 +137,4 @@ func (b *bench) dispatch(ctx context.Context, runs, units int) (any, error) {
 	return map[string]any{"scenario": "dispatch", "units": units, "single_runs": runs, "single_p50_ms": s1.Median, "single_p99_ms": s1.P99,
 		"broadcast_runs": len(bcast), "broadcast_p50_ms": sb.Median, "broadcast_p99_ms": sb.Max,
 		"target": "single p99 <= 50 ms, broadcast to 20 <= 250 ms"}, nil
-}
-
-// readingsLoad runs od_reading every second on units workers for d, then
-// reports readings stored per second, RSS and disk per node.
-func (b *bench) readingsLoad(ctx context.Context, units int, d time.Duration) (any, error) {
-	nodes, err := b.workersIn(ctx, "rd", units, "readings")
-	defer func() { b.stopAll(nodes) }()
-	if err != nil {
-		return nil, err
-	}
-	first := nodes[0]
-	count := func() (int, error) {
-		var h struct {
-			Readings int `json:"readings"`
-		}
-		err := first.c.Do(ctx, http.MethodGet, "/unit_api/state_hash", nil, &h)
-		return h.Readings, err
-	}
-	var acc map[string]any
-	if err := first.c.Do(ctx, http.MethodPost, "/api/workers/$broadcast/jobs/run/job_name/od_reading/experiments/readings", map[string]any{"options": map[string]any{"interval": 1}}, &acc); err != nil {
-		return nil, err
-	}
-	time.Sleep(5 * time.Second) // warm up
-	c0, err := count()
-	if err != nil {
-		return nil, err
-	}
-	t0 := time.Now()
-	time.Sleep(d)
-	c1, err := count()
-	if err != nil {
-		return nil, err
-	}
-	rate := float64(c1-c0) / time.Since(t0).Seconds()
-	var rssMax, rssSum int
-	for _, n := range nodes {
-		r, err := n.rssKB()
-		if err != nil {
-			return nil, err
-		}
-		rssSum += r
-		rssMax = max(rssMax, r)
-	}
-	disk := int64(0)
-	if fi, err := os.Stat(filepath.Join(b.dir, "rd00", "readings.db")); err == nil {
-		disk = fi.Size()
-	}
-	return map[string]any{"scenario": "readings", "units": units, "seconds": d.Seconds(), "readings_stored_per_s": rate,
-		"expected_per_s": units, "readings_total": c1, "rss_mb_mean": float64(rssSum) / float64(len(nodes)) / 1024,
-		"rss_mb_max": float64(rssMax) / 1024, "readings_db_mb_per_node": float64(disk) / (1 << 20)}, nil
 }

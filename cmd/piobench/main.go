@@ -16,13 +16,14 @@ import (
 func main() {
 	var (
 		pio       = flag.String("pio", "./bin/pio", "the pio binary")
-		scenarios = flag.String("scenarios", "failover,writes,memory,detection,stability,scale", "comma-separated scenarios: failover, writes, memory, detection, stability, scale")
+		scenarios = flag.String("scenarios", "failover,writes,memory,detection,stability,scale", "comma-separated scenarios: failover, writes, memory, detection, stability, scale, dispatch, readings, readings_week")
 		trials    = flag.Int("trials", 20, "failover trials")
 		clients   = flag.Int("clients", 64, "concurrent HTTP clients of the writes scenario")
 		duration  = flag.Duration("duration", 10*time.Second, "how long the writes scenario writes")
 		keep      = flag.Bool("keep", false, "keep the data dirs and logs (printed on stderr)")
 		stableFor = flag.Duration("stability", 60*time.Second, "how long the stability scenario writes")
 		scaleN    = flag.Int("scale", 100, "nodes of the scale scenario")
+		weekDays  = flag.Int("week-days", 7, "days of readings the readings_week scenario stores")
 		chaosN    = flag.Int("chaos", 0, "run this many chaos schedules instead of the scenarios")
 		faults    = flag.Int("chaos-faults", 4, "faults per chaos schedule")
 		seed      = flag.Uint64("seed", uint64(time.Now().UnixNano()%1000000), "first chaos seed (a schedule's seed reproduces it)")
@@ -79,6 +80,8 @@ func main() {
 			res, err = b.dispatch(ctx, 200, 20)
 		case "readings":
 			res, err = b.readingsLoad(ctx, 20, 60*time.Second)
+		case "readings_week":
+			res, err = b.readingsWeek(ctx, 20, *weekDays)
 		default:
 			err = fmt.Errorf("unknown scenario %q", s)
 		}
