@@ -17,6 +17,11 @@ import (
 // while it cannot reach a leader.
 const maxBuffered = 50000
 
+// maxBatch bounds the readings and the log lines of one batch: after an
+// outage a worker sends what it kept in several batches, each well under the
+// API's 1 MiB body limit and small enough for one Raft entry.
+const maxBatch = 2000
+
 // reportEvery is how often a worker's job report is sent even when only its
 // measurements (od, temperature, rpm…) changed.
 const reportEvery = 10 * time.Second
@@ -99,8 +104,8 @@ func (s *readingsShipper) run(ctx context.Context) {
 		empty := len(batch.Readings) == 0 && len(batch.Logs) == 0 && batch.Jobs == nil
 		if empty {
 			s.mu.Lock()
-			batch.Readings, s.pending = s.pending, nil
-			batch.Logs, s.logs = s.logs, nil
+			batch.Readings, s.pending = takeUpTo(s.pending, maxBatch)
+			batch.Logs, s.logs = takeUpTo(s.logs, maxBatch)
 			s.mu.Unlock()
 			if s.running != nil {
 				rep, sig := s.report()
@@ -126,4 +131,12 @@ func (s *readingsShipper) run(ctx context.Context) {
 		}
 		batch = fsm.RecordReadings{}
 	}
+}
+
+// takeUpTo splits off the first n elements of xs (all of them if fewer).
+func takeUpTo[T any](xs []T, n int) (head, rest []T) {
+	if len(xs) <= n {
+		return xs, nil
+	}
+	return xs[:n:n], append([]T(nil), xs[n:]...)
 }

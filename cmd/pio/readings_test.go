@@ -1,0 +1,39 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/pioreactor/pio/api/client"
+)
+
+// A worker that kept more readings than one request may carry (after an
+// outage) sends them in several batches, and every one is stored.
+func TestShipperSendsABacklogInBatches(t *testing.T) {
+	n := startNode(t, "solo")
+	s := &readingsShipper{unit: "solo", nodeID: n.a.nodeID, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		c: &client.Client{Base: "http://" + n.addr(), HTTP: client.NewHTTPClient(15 * time.Second)}}
+	const backlog = 3*maxBatch + 17
+	for i := 0; i < backlog; i++ {
+		s.add("backlog", "od", float64(i))
+		s.addLog("backlog", "od_reading", "INFO", fmt.Sprint("line ", i))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	eventually(t, 30*time.Second, "the whole backlog stored", func() error {
+		if got := n.a.node.FSM().ReadingsCount(); got != backlog {
+			return fmt.Errorf("%d of %d readings", got, backlog)
+		}
+		return nil
+	})
+	var logs []map[string]any
+	if code, _ := call(t, n, "GET", "/api/logs?skip="+fmt.Sprint(backlog-1), nil, &logs); code != 200 || len(logs) != 1 || logs[0]["message"] != "line 0" {
+		t.Fatalf("oldest log line: %d %v", code, logs)
+	}
+}
