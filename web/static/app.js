@@ -340,6 +340,7 @@ function onRoute() {
   if (page !== lastPage) {
     lastPage = page;
     $("#main").replaceChildren(h("p", { class: "muted" }, "Loading…"));
+    lastHTML = "";
     $("#main").focus({ preventScroll: true });
   }
   render();
@@ -361,11 +362,18 @@ function render() {
   const scrollY = window.scrollY;
   const { page } = route();
   const view = { inventory: inventoryPage, experiments: experimentsPage, pioreactors: pioreactorsPage, cluster: clusterPage }[page]();
+  // Most events change nothing on this page: keep the DOM (and focus, and clicks in flight) then.
+  const html = view.outerHTML;
+  if (html === lastHTML && main.firstElementChild) return;
+  lastHTML = html;
   main.replaceChildren(view);
+  if (!firstRender) firstRender = performance.now();
   if (focusKey) main.querySelector(`[data-key="${CSS.escape(focusKey)}"]`)?.focus({ preventScroll: true });
   window.scrollTo(0, scrollY);
 }
 let deferredRender = false;
+let lastHTML = "";
+let firstRender = 0; // when the first page with data was drawn (ms since navigation)
 document.addEventListener("focusout", () => setTimeout(() => {
   if (deferredRender && !$("#main").contains(document.activeElement)) { deferredRender = false; render(); }
 }, 0));
@@ -785,4 +793,4 @@ setInterval(() => { if (!document.hidden && route().page !== "pioreactors") rend
 connectEvents();
 onRoute();
 // For tests and the curious: the UI's state and a way to wait for quiet.
-window.pio = { state: S, refresh, render };
+window.pio = { state: S, refresh, render, firstRender: () => firstRender };
