@@ -87,8 +87,11 @@ func TestEventsStreamFromTheLocalNode(t *testing.T) {
 	f := follower(t, nodes)
 	s := openEvents(t, f)
 	hello := s.waitEvent(t, 5*time.Second, "hello", func(ev api.StreamEvent) bool { return ev.Type == "hello" })
-	if hello.NodeID != f.a.nodeID || hello.Node != f.cfg.Name || hello.LeaderID != leader.a.nodeID || hello.Leader != leader.cfg.Name || len(hello.Members) != 3 {
+	if hello.NodeID != f.a.nodeID || hello.Node != f.cfg.Name || hello.LeaderID != leader.a.nodeID || hello.Leader != leader.cfg.Name || hello.Members[f.a.nodeID] != "alive" {
 		t.Fatalf("hello from %s (leader %s): %+v", f.cfg.Name, leader.cfg.Name, hello)
+	}
+	if len(hello.Members) < 3 { // this node's gossip may not have met everyone yet
+		s.waitEvent(t, 5*time.Second, "three members in gossip", func(ev api.StreamEvent) bool { return ev.Type == "members" && len(ev.Members) == 3 })
 	}
 	eventually(t, 2*time.Second, "one stream subscribed", func() error {
 		if n := f.a.api.EventStreams(); n != 1 {

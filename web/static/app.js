@@ -132,7 +132,9 @@ function errorBox(e) {
 
 function toast(msg, bad) {
   const t = h("div", { class: "toast" + (bad ? " bad" : "") }, msg);
-  $("#toasts").append(t);
+  const box = $("#toasts");
+  box.append(t);
+  while (box.children.length > 4) box.firstElementChild.remove();
   setTimeout(() => t.remove(), bad ? 9000 : 3500);
 }
 
