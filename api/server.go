@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -63,7 +64,8 @@ func DefaultConfig() Config {
 	return Config{HoldTimeout: 5 * time.Second}
 }
 
-// Server is a node's HTTP API. It owns no goroutines; net/http runs its handlers.
+// Server is a node's HTTP API. net/http runs its handlers; it owns one
+// goroutine, the broadcaster of GET /api/events, stopped by Close.
 type Server struct {
 	cfg    Config
 	node   *cluster.Node
@@ -73,6 +75,10 @@ type Server struct {
 	engine *gin.Engine
 	log    *slog.Logger
 	tasks  *taskRunner
+	// bcast fans server-sent events out to the streams of GET /api/events.
+	bcast *broadcaster
+	// streamsOnce registers the end of the streams with the HTTP server's shutdown.
+	streamsOnce sync.Once
 	// barrierTerm is the last term in which this leader committed a barrier (see readable).
 	barrierTerm atomic.Uint64
 }
@@ -104,6 +110,7 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 	})
 
 	// Handled by this node itself, never forwarded.
+	e.GET("/api/events", s.events)
 	e.POST("/api/cluster/join", s.joinCluster)
 	e.POST("/api/cluster/leave", s.leaveCluster)
 	e.GET("/unit_api/health", s.health)
@@ -164,11 +171,16 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 	g.GET("/experiments/:exp/unit_labels", s.getUnitLabels)
 	g.PUT("/experiments/:exp/unit_labels", s.putUnitLabel)
 	s.engine = e
+	s.bcast = newBroadcaster(s)
 	return s
 }
 
 // Handler returns the http.Handler of the API.
 func (s *Server) Handler() http.Handler { return s.engine }
 
-// Close stops the tasks this server runs and waits for them.
-func (s *Server) Close() { s.tasks.close() }
+// Close stops the tasks this server runs and the event broadcaster, ends the
+// event streams, and waits for them.
+func (s *Server) Close() {
+	s.bcast.close()
+	s.tasks.close()
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 	"go.etcd.io/bbolt"
@@ -29,7 +30,7 @@ type FSM struct {
 	s  *state
 	rd *readings // on-disk readings; nil until OpenReadings
 	// onApply, if set, is called after each applied command (outside the lock).
-	onApply func(Command, Result)
+	onApply atomic.Pointer[func(Command, Result)]
 }
 
 // New returns an empty FSM.
@@ -38,8 +39,15 @@ func New() *FSM {
 }
 
 // OnApply registers fn to be called after every command is applied, from the
-// Raft apply goroutine. It must not block. Call it before Raft starts.
-func (f *FSM) OnApply(fn func(Command, Result)) { f.onApply = fn }
+// Raft apply goroutine; nil removes it. It must not block. It may be called at
+// any time, also while Raft applies commands.
+func (f *FSM) OnApply(fn func(Command, Result)) {
+	if fn == nil {
+		f.onApply.Store(nil)
+		return
+	}
+	f.onApply.Store(&fn)
+}
 
 // Apply applies one Raft log entry. It is called by Raft only.
 func (f *FSM) Apply(l *raft.Log) any {
@@ -48,8 +56,8 @@ func (f *FSM) Apply(l *raft.Log) any {
 		return Result{Err: err}
 	}
 	r := f.ApplyCommand(cmd)
-	if f.onApply != nil {
-		f.onApply(cmd, r)
+	if fn := f.onApply.Load(); fn != nil {
+		(*fn)(cmd, r)
 	}
 	return r
 }

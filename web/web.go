@@ -11,7 +11,8 @@ import (
 //go:embed static
 var static embed.FS
 
-// Handler serves the UI's files; "/" is the cluster overview.
+// Handler serves the UI's files: index.html (a single page with the
+// Inventory, Experiments, Pioreactors and Cluster views), app.js and style.css.
 func Handler() http.Handler {
 	sub, err := fs.Sub(static, "static")
 	if err != nil {

@@ -1,74 +1,798 @@
-// The cluster overview: polls /api/cluster and /api/experiments on this node,
-// which forwards to the leader; when there is no leader it shows this node's own view.
-"use strict";
+// pio web UI: a single page with hash routes (#/inventory, #/experiments[/EXP],
+// #/pioreactors[/EXP], #/cluster). Plain ES module, no build step, no framework.
+// Live updates come from GET /api/events on the node this page was loaded from;
+// every /api call goes to that node, which forwards it to the leader.
 
-function text(tag, s, cls) {
+// ---------- small DOM helpers ----------
+
+/** h builds an element: h("button", {class: "x", onclick: f}, "text", child...). */
+function h(tag, attrs, ...kids) {
   const el = document.createElement(tag);
-  el.textContent = s;
-  if (cls) el.className = cls;
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const kid of kids.flat(Infinity)) {
+    if (kid === undefined || kid === null || kid === false) continue;
+    el.append(kid instanceof Node ? kid : String(kid));
+  }
   return el;
 }
+const $ = (sel, root = document) => root.querySelector(sel);
+const sleep = ms => new Promise(r => setTimeout(r, ms));
 
-async function getJSON(path) {
-  const r = await fetch(path, { headers: { Accept: "application/json" } });
-  const body = await r.json();
-  if (!r.ok) throw body;
-  return body;
+function uuid() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40; b[8] = (b[8] & 0x3f) | 0x80;
+  const x = [...b].map(v => v.toString(16).padStart(2, "0")).join("");
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
 }
 
-async function refreshCluster() {
-  let ci, stale = false;
+function ago(iso) {
+  if (!iso) return "never";
+  const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+  if (s < 2) return "just now";
+  if (s < 90) return `${Math.round(s)} s ago`;
+  if (s < 5400) return `${Math.round(s / 60)} min ago`;
+  if (s < 172800) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} days ago`;
+}
+const when = iso => (iso ? new Date(iso).toLocaleString() : "—");
+
+/** A stable colour per experiment name, so assignments are easy to spot. */
+function expColor(name) {
+  let x = 0;
+  for (const c of name) x = (x * 31 + c.codePointAt(0)) >>> 0;
+  return `hsl(${x % 360} 70% 88%)`;
+}
+const expChip = name => h("span", { class: "exp-chip", style: `background:${expColor(name)}` }, name);
+
+// ---------- the API ----------
+
+/** ApiError carries the API's {error, status, cause, remediation}. */
+class ApiError extends Error {
+  constructor(body, status) {
+    super(body.error || `HTTP ${status}`);
+    this.status = body.status || status;
+    this.cause = body.cause || "";
+    this.remediation = body.remediation || "";
+  }
+}
+
+const conn = { nodeDown: false, lastOK: Date.now() };
+
+/**
+ * api sends one request to this node. A write carries one X-Request-Id for all its
+ * attempts, so retrying it is safe. 503 (no leader yet: Retry-After) and a node that
+ * does not answer are retried until `patience` ms have passed.
+ */
+async function api(method, path, body, { patience = 20000 } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET") headers["X-Request-Id"] = uuid();
+  const deadline = Date.now() + patience;
+  for (let attempt = 0; ; attempt++) {
+    let r;
+    try {
+      r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" });
+    } catch (e) {
+      setNodeDown(true);
+      if (Date.now() < deadline) { await sleep(Math.min(1000, 200 * (attempt + 1))); continue; }
+      throw new ApiError({ error: "this node does not answer", cause: `${location.host} is unreachable (${e.message})`, remediation: "check that the Pioreactor is powered and on the network, or open the UI on another node" }, 0);
+    }
+    setNodeDown(false);
+    if (r.status === 503 && Date.now() < deadline) {
+      const wait = Math.min(2000, Math.max(200, 1000 * (parseFloat(r.headers.get("Retry-After")) || 0.5)));
+      await r.body?.cancel();
+      await sleep(wait);
+      continue;
+    }
+    const text = await r.text();
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch { data = { error: text }; }
+    if (!r.ok) throw new ApiError(data || {}, r.status);
+    return { status: r.status, data };
+  }
+}
+const get = async path => (await api("GET", path)).data;
+
+/** task waits for a 202 task answer to finish (polling its result URL on this node). */
+async function task(accepted, timeout = 30000) {
+  const a = accepted.data || accepted;
+  if (!a || !a.result_url_path) return a;
+  const deadline = Date.now() + timeout;
+  while (Date.now() < deadline) {
+    const r = await api("GET", a.result_url_path);
+    if (r.status === 200) {
+      if (r.data.status === "failed") throw new ApiError(r.data, 500);
+      // Fan-out results are keyed by unit: a failed unit fails the whole.
+      const res = r.data.result;
+      if (res && typeof res === "object") {
+        for (const v of Object.values(res)) if (v && v.status === "failed") throw new ApiError(v, 500);
+      }
+      return r.data;
+    }
+    await sleep(250);
+  }
+  throw new ApiError({ error: "the task did not finish in time", cause: `still running after ${timeout / 1000} s`, remediation: "look at the unit's state again in a moment" }, 0);
+}
+
+function errorBox(e) {
+  const cause = e.cause || "";
+  const remedy = e.remediation || "";
+  return h("div", { class: "error-box", role: "alert" },
+    h("strong", {}, e.message || String(e)),
+    cause && h("div", {}, "Cause: ", cause),
+    remedy && h("div", {}, "What to do: ", remedy));
+}
+
+function toast(msg, bad) {
+  const t = h("div", { class: "toast" + (bad ? " bad" : "") }, msg);
+  const box = $("#toasts");
+  box.append(t);
+  while (box.children.length > 4) box.firstElementChild.remove();
+  setTimeout(() => t.remove(), bad ? 9000 : 3500);
+}
+
+/** act runs an action of a button: disables it, shows errors with cause and remediation. */
+async function act(btn, label, fn) {
+  if (btn) btn.disabled = true;
   try {
-    ci = await getJSON("/api/cluster");
+    const res = await fn();
+    if (label) toast(label);
+    return res;
   } catch (e) {
-    ci = await getJSON("/api/cluster?stale=true");
-    stale = true;
+    showError(e);
+  } finally {
+    if (btn) btn.disabled = false;
   }
-  document.getElementById("leader").textContent = ci.leader
-    ? "leader: " + ci.leader.name + " (term " + ci.term + ")"
-    : "no leader" + (stale ? " — showing this node's view" : "");
-  const voters = ci.members.filter(m => m.voter).length;
-  document.getElementById("summary").textContent = ci.members.length + " members, " + voters + " voters";
-  const tbody = document.querySelector("#members tbody");
-  tbody.replaceChildren(...ci.members.map(m => {
-    const tr = document.createElement("tr");
-    tr.append(
-      text("td", (m.name || m.node_id) + (m.leader ? " ★" : "")),
-      text("td", m.worker ? "worker" : "—"),
-      text("td", m.voter ? "yes" : "no"),
-      text("td", m.health, m.health),
-      text("td", m.experiment || "—"),
-      text("td", m.http_addr || "—"));
-    return tr;
-  }));
 }
 
-async function refreshExperiments() {
-  const exps = await getJSON("/api/experiments?stale=true");
-  document.getElementById("experiments").replaceChildren(
-    ...exps.map(e => text("li", e.experiment + (e.description ? " — " + e.description : ""))));
+function showError(e) {
+  const box = errorBox(e);
+  const place = $("#page-error");
+  if (place) place.replaceChildren(box);
+  toast(`${e.message}${e.cause ? ": " + e.cause : ""}`, true);
 }
 
-document.getElementById("new-exp").addEventListener("submit", async ev => {
-  ev.preventDefault();
-  const input = document.getElementById("exp-name");
-  const err = document.getElementById("exp-error");
-  err.textContent = "";
-  const r = await fetch("/api/experiments", {
-    method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ experiment: input.value }),
+// ---------- state, refreshed by topic ----------
+
+const S = {
+  hello: null, cluster: null, workers: [], assignments: [], counts: [], experiments: [],
+  events: [], jobs: {}, labels: {}, series: {}, logs: null, logsMissing: false,
+};
+
+const fetchers = {
+  async cluster() {
+    try { S.cluster = await get("/api/cluster"); }
+    catch (e) {
+      if (e.status !== 0) S.cluster = await get("/api/cluster?stale=true");
+      else throw e;
+    }
+  },
+  async inventory() {
+    const [w, a, c] = await Promise.all([get("/api/workers"), get("/api/workers/assignments"), get("/api/experiments/assignment_count")]);
+    S.workers = w; S.assignments = a; S.counts = c;
+  },
+  async experiments() { S.experiments = await get("/api/experiments"); },
+  async events() { S.events = await get("/api/cluster/events"); },
+  async jobs() {
+    S.jobs = await get("/api/workers/$broadcast/jobs/running");
+  },
+  async labels() {
+    const exp = currentExp();
+    if (exp) S.labels[exp] = await get(`/api/experiments/${encodeURIComponent(exp)}/unit_labels`);
+  },
+  async readings() {
+    const exp = currentExp();
+    if (!exp || route().page !== "pioreactors") return;
+    const e = encodeURIComponent(exp);
+    const [od, gr, temp] = await Promise.all(["od_readings", "growth_rates", "temperature_readings"].map(
+      s => get(`/api/experiments/${e}/time_series/${s}?lookback=12`)));
+    S.series[exp] = { od, gr, temp };
+    if (!S.logsMissing) {
+      try { S.logs = await get(`/api/experiments/${e}/recent_logs`); }
+      catch (err) { if (err.status === 404) { S.logsMissing = true; S.logs = null; } }
+    }
+  },
+};
+
+// Which topics each page needs; an event refetches only those.
+const pageTopics = {
+  inventory: ["cluster", "inventory", "experiments"],
+  experiments: ["cluster", "inventory", "experiments", "labels"],
+  pioreactors: ["cluster", "inventory", "experiments", "labels", "jobs", "readings"],
+  cluster: ["cluster", "events", "inventory"],
+};
+
+let pending = new Set();
+let refreshWaiters = [];
+let refreshing = false;
+let refreshTimer = null;
+
+/** refresh refetches topics (coalesced) and re-renders the page; it resolves when done. */
+function refresh(...topics) {
+  for (const t of topics.length ? topics : pageTopics[route().page]) pending.add(t);
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(runRefresh, 30);
+  return new Promise(r => refreshWaiters.push(r));
+}
+
+async function runRefresh() {
+  if (refreshing) return; // the running loop picks the new topics up
+  refreshing = true;
+  try {
+    for (;;) {
+      const wanted = new Set(pageTopics[route().page]);
+      const topics = [...pending].filter(t => wanted.has(t));
+      if (!topics.length) break;
+      for (const t of topics) pending.delete(t); // the others wait for a page that needs them
+      const waiters = refreshWaiters; refreshWaiters = [];
+      // The inventory first: the jobs and labels depend on who is where.
+      if (topics.includes("inventory") && topics.length > 1) await fetchers.inventory().catch(() => {});
+      const results = await Promise.allSettled(topics.filter(t => t !== "inventory" || topics.length === 1).map(t => fetchers[t]()));
+      const failed = results.find(r => r.status === "rejected");
+      if (failed && failed.reason.status !== 0 && failed.reason.status !== 404) console.warn("refresh:", failed.reason.message);
+      render();
+      renderStatus();
+      waiters.forEach(r => r());
+    }
+  } finally {
+    refreshing = false;
+    const waiters = refreshWaiters; refreshWaiters = [];
+    waiters.forEach(r => r());
+  }
+}
+
+// ---------- live updates ----------
+
+let es = null;
+let esRetry = null;
+function connectEvents() {
+  clearTimeout(esRetry);
+  es?.close();
+  es = new EventSource("/api/events");
+  es.onmessage = m => {
+    let ev;
+    try { ev = JSON.parse(m.data); } catch { return; }
+    switch (ev.type) {
+      case "hello":
+        S.hello = ev; setNodeDown(false);
+        refresh(...pageTopics[route().page]);
+        break;
+      case "leader":
+        if (S.hello) Object.assign(S.hello, { leader: ev.leader, leader_id: ev.leader_id, term: ev.term });
+        renderStatus();
+        refresh(...pageTopics[route().page]);
+        break;
+      case "members": refresh("cluster", "inventory", "jobs"); break;
+      case "inventory": refresh("inventory", "cluster", "jobs"); break;
+      case "experiments": refresh("experiments", "inventory", "labels"); break;
+      case "event": refresh("events"); break;
+      case "readings": if (route().page === "pioreactors") scheduleReadings(); break;
+    }
+  };
+  es.onerror = () => {
+    if (es.readyState === EventSource.CLOSED) esRetry = setTimeout(connectEvents, 2000);
+    // CONNECTING: the browser retries by itself; say so if it lasts.
+    setTimeout(() => { if (es.readyState !== EventSource.OPEN) setNodeDown(true); }, 1500);
+  };
+}
+let readingsTimer = null;
+function scheduleReadings() {
+  if (readingsTimer) return;
+  readingsTimer = setTimeout(() => { readingsTimer = null; refresh("readings"); }, 3000);
+}
+
+function setNodeDown(down) {
+  if (down === conn.nodeDown) return;
+  conn.nodeDown = down;
+  const b = $("#banner");
+  if (down) {
+    const others = (S.cluster?.members || []).filter(m => m.http_addr && m.http_addr !== location.host && m.health === "alive");
+    b.replaceChildren(
+      `This node (${S.hello?.node || location.host}) does not answer: it may be down or restarting. The page reconnects by itself.`,
+      others.length ? h("span", {}, " Or open another node: ", others.map((m, i) => [i ? ", " : "", h("a", { href: `http://${m.http_addr}/${location.hash}` }, m.name)])) : "");
+    b.hidden = false;
+  } else {
+    b.hidden = true;
+    if (es && es.readyState !== EventSource.OPEN) connectEvents();
+  }
+  renderStatus();
+}
+
+function renderStatus() {
+  const dot = $("#live-dot");
+  const live = es && es.readyState === EventSource.OPEN && !conn.nodeDown;
+  dot.className = "dot " + (conn.nodeDown ? "down" : live ? "live" : "");
+  const node = S.hello?.node || location.host;
+  // This node's live view (from its event stream) first: it changes before /api/cluster is refetched.
+  const leader = S.hello ? S.hello.leader : S.cluster?.leader?.name;
+  const term = S.hello ? S.hello.term : S.cluster?.term;
+  $("#status-text").textContent = conn.nodeDown
+    ? `${node}: not answering`
+    : `via ${node} · leader ${leader || "none (electing…)"}${term ? " · term " + term : ""}`;
+}
+
+// ---------- routing ----------
+
+function route() {
+  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  const page = pageTopics[parts[0]] ? parts[0] : "inventory";
+  return { page, arg: parts[1] || "" };
+}
+function currentExp() {
+  const { arg } = route();
+  if (arg) return arg;
+  return S.experiments[0]?.experiment || "";
+}
+
+let lastPage = "";
+function onRoute() {
+  const { page } = route();
+  for (const a of document.querySelectorAll("nav a")) {
+    if (a.dataset.page === page) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+  }
+  const title = { inventory: "Inventory", experiments: "Experiments", pioreactors: "Pioreactors", cluster: "Cluster" }[page];
+  document.title = `${title} · pio`;
+  if (page !== lastPage) {
+    lastPage = page;
+    $("#main").replaceChildren(h("p", { class: "muted" }, "Loading…"));
+    lastHTML = "";
+    $("#main").focus({ preventScroll: true });
+  }
+  render();
+  refresh(...pageTopics[page]);
+}
+
+// ---------- rendering ----------
+
+/** render redraws the current page, keeping focus and what is typed in its forms. */
+function render() {
+  const main = $("#main");
+  // Do not redraw under a user typing in a form of the page.
+  const active = document.activeElement;
+  if (active && main.contains(active) && (active.tagName === "INPUT" || active.tagName === "TEXTAREA" || active.tagName === "SELECT")) {
+    deferredRender = true; return;
+  }
+  if (!S.cluster && !S.workers.length) return;
+  const focusKey = active && main.contains(active) ? active.dataset.key : null;
+  const scrollY = window.scrollY;
+  const { page } = route();
+  const view = { inventory: inventoryPage, experiments: experimentsPage, pioreactors: pioreactorsPage, cluster: clusterPage }[page]();
+  // Most events change nothing on this page: keep the DOM (and focus, and clicks in flight) then.
+  const html = view.outerHTML;
+  if (html === lastHTML && main.firstElementChild) return;
+  lastHTML = html;
+  main.replaceChildren(view);
+  if (!firstRender) firstRender = performance.now();
+  if (focusKey) main.querySelector(`[data-key="${CSS.escape(focusKey)}"]`)?.focus({ preventScroll: true });
+  window.scrollTo(0, scrollY);
+}
+let deferredRender = false;
+let lastHTML = "";
+let firstRender = 0; // when the first page with data was drawn (ms since navigation)
+document.addEventListener("focusout", () => setTimeout(() => {
+  if (deferredRender && !$("#main").contains(document.activeElement)) { deferredRender = false; render(); }
+}, 0));
+
+const membersById = () => Object.fromEntries((S.cluster?.members || []).map(m => [m.node_id, m]));
+const expOf = unit => S.assignments.find(a => a.pioreactor_unit === unit)?.experiment || null;
+
+function roleBadges(m) {
+  if (!m) return [];
+  return [m.leader && h("span", { class: "badge leader", title: "Raft leader: answers the API" }, "leader"),
+    m.voter ? h("span", { class: "badge voter" }, "voter") : h("span", { class: "badge nonvoter" }, "non-voter")];
+}
+const healthBadge = health => h("span", { class: `badge ${health || "unknown"}` }, health || "unknown");
+
+// ----- Inventory -----
+
+function inventoryPage() {
+  const members = membersById();
+  const unassigned = S.workers.filter(w => !expOf(w.pioreactor_unit)).length;
+  const head = h("div", { class: "page-head" },
+    h("h1", {}, "Inventory"),
+    h("button", { class: "primary", id: "add-worker", "data-key": "add-worker", onclick: ev => addWorkerDialog(ev.currentTarget) }, "Add new Pioreactor"));
+  const summary = h("ul", { class: "summary", "aria-label": "Assignments by experiment" },
+    S.counts.map(c => h("li", {}, expChip(c.experiment), ` ${c.worker_count} worker${c.worker_count === 1 ? "" : "s"}`)),
+    h("li", {}, h("strong", {}, "Unassigned"), ` ${unassigned}`),
+    h("li", {}, h("strong", {}, "Total"), ` ${S.workers.length} (${S.workers.filter(w => w.is_active).length} active)`));
+  const rows = S.workers.map(w => inventoryRow(w, members[w.node_id]));
+  const table = h("div", { class: "scroll" }, h("table", { class: "stack", id: "inventory" },
+    h("thead", {}, h("tr", {}, ["Pioreactor", "Health", "Active", "Experiment", "Model", "Address", "Node ID", "Actions"].map(t => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 8, class: "empty" }, "No Pioreactors yet: add one.")))));
+  return h("div", {}, head, h("div", { id: "page-error" }), summary, table);
+}
+
+function inventoryRow(w, m) {
+  const unit = w.pioreactor_unit;
+  const exp = expOf(unit);
+  const active = !!w.is_active;
+  const k = s => `${s}-${unit}`;
+  return h("tr", { dataset: { unit } },
+    h("td", { "data-label": "Pioreactor" }, h("strong", {}, unit), " ", roleBadges(m)),
+    h("td", { "data-label": "Health" }, healthBadge(w.health), h("div", { class: "hint" }, "seen ", ago(w.last_seen))),
+    h("td", { "data-label": "Active" }, h("button", {
+      class: "switch", role: "switch", "aria-checked": String(active), "data-key": k("active"),
+      "aria-label": `${unit} active`,
+      onclick: ev => act(ev.currentTarget, `${unit} is now ${active ? "inactive" : "active"}`, async () => {
+        await api("PUT", `/api/workers/${encodeURIComponent(unit)}/is_active`, { is_active: active ? 0 : 1 });
+        await refresh("inventory", "cluster");
+      }),
+    }, h("span", { class: "knob", "aria-hidden": "true" }), active ? "active" : "inactive")),
+    h("td", { "data-label": "Experiment" }, exp ? h("a", { href: `#/pioreactors/${encodeURIComponent(exp)}` }, expChip(exp)) : h("span", { class: "muted" }, "unassigned")),
+    h("td", { "data-label": "Model" }, [w.model_name, w.model_version].filter(Boolean).join(" ") || h("span", { class: "muted" }, "—")),
+    h("td", { "data-label": "Address", class: "mono" }, w.ipv4_address || m?.http_addr || "—"),
+    h("td", { "data-label": "Node ID", class: "mono", title: w.node_id }, (w.node_id || "").slice(0, 8)),
+    h("td", { "data-label": "Actions", class: "actions" },
+      h("button", { class: "small", "data-key": k("identify"), onclick: ev => act(ev.currentTarget, `${unit} blinked`, async () => {
+        await task(await api("POST", `/api/workers/${encodeURIComponent(unit)}/blink`));
+      }) }, "Identify"), " ",
+      h("button", { class: "small", "data-key": k("unassign"), disabled: !exp, onclick: ev => act(ev.currentTarget, `${unit} unassigned from ${exp}`, async () => {
+        await api("DELETE", `/api/experiments/${encodeURIComponent(exp)}/workers/${encodeURIComponent(unit)}`);
+        await refresh("inventory");
+      }) }, "Unassign"), " ",
+      h("button", { class: "small", "data-key": k("reboot"), onclick: ev => confirmDialog(ev.currentTarget, {
+        title: `Reboot ${unit}?`, body: "Its activities stop while it restarts.", yes: "Reboot",
+        run: async () => { await task(await api("POST", `/api/units/${encodeURIComponent(unit)}/system/reboot`)); toast(`${unit} is rebooting`); },
+      }) }, "Reboot"), " ",
+      h("button", { class: "small danger", "data-key": k("remove"), onclick: ev => confirmDialog(ev.currentTarget, {
+        title: `Remove ${unit}?`, body: `${unit} leaves the inventory and the cluster; its jobs stop and it goes back to a standalone Pioreactor. Its history is kept.`, yes: "Remove", danger: true,
+        run: async () => { await task(await api("DELETE", `/api/workers/${encodeURIComponent(unit)}`)); toast(`${unit} removed`); await refresh("inventory", "cluster"); },
+      }) }, "Remove")));
+}
+
+// ----- dialogs (native <dialog>: modal, focus inside, Escape closes) -----
+
+function openDialog(opener, build) {
+  const dlg = $("#dialog");
+  dlg.replaceChildren(...build(() => dlg.close()));
+  const restore = () => { dlg.removeEventListener("close", restore); if (opener?.isConnected) opener.focus(); else $("#main").focus(); if (deferredRender) { deferredRender = false; render(); } };
+  dlg.addEventListener("close", restore);
+  dlg.showModal();
+  (dlg.querySelector("[autofocus]") || dlg.querySelector("input,button"))?.focus();
+}
+
+function confirmDialog(opener, { title, body, yes, danger, run }) {
+  openDialog(opener, close => {
+    const err = h("div", {});
+    const ok = h("button", { class: danger ? "danger solid" : "primary", id: "confirm-yes" }, yes);
+    ok.addEventListener("click", async () => {
+      ok.disabled = true; err.replaceChildren(h("progress", { "aria-label": "working" }));
+      try { await run(); close(); } catch (e) { err.replaceChildren(errorBox(e)); ok.disabled = false; }
+    });
+    return [h("h2", { id: "dialog-title" }, title), h("p", {}, body), err,
+      h("div", { class: "buttons" }, h("button", { autofocus: true, onclick: close }, "Cancel"), ok)];
   });
-  if (!r.ok) {
-    const e = await r.json();
-    err.textContent = e.error + ": " + e.cause + ". " + e.remediation;
-    return;
-  }
-  input.value = "";
-  refreshExperiments();
-});
-
-async function tick() {
-  try { await refreshCluster(); await refreshExperiments(); } catch (e) { /* node restarting: retry */ }
-  setTimeout(tick, 1000);
 }
-tick();
+
+function addWorkerDialog(opener) {
+  openDialog(opener, close => {
+    const name = h("input", { id: "new-unit-name", name: "name", required: true, pattern: "[A-Za-z0-9_\\-]{1,63}", autocomplete: "off", autofocus: true, "aria-describedby": "new-unit-hint" });
+    const addr = h("input", { id: "new-unit-address", name: "address", autocomplete: "off", placeholder: "HOST[:PORT]" });
+    const progress = h("div", { id: "add-progress", "aria-live": "polite" });
+    const submit = h("button", { class: "primary", type: "submit", id: "add-submit" }, "Add");
+    const form = h("form", {
+      onsubmit: async ev => {
+        ev.preventDefault();
+        const unit = name.value.trim();
+        const body = { pioreactor_unit: unit };
+        if (addr.value.trim()) body.address = addr.value.trim();
+        submit.disabled = name.disabled = addr.disabled = true;
+        const started = Date.now();
+        const bar = h("progress", { "aria-label": "adding" });
+        const label = h("span", {}, `Inviting ${unit} and waiting until it is alive…`);
+        progress.replaceChildren(label, bar);
+        const tick = setInterval(() => { label.textContent = `Inviting ${unit} and waiting until it is alive… ${Math.round((Date.now() - started) / 1000)} s`; }, 1000);
+        try {
+          await api("PUT", "/api/workers", body, { patience: 60000 });
+          clearInterval(tick);
+          close();
+          toast(`${unit} added to the cluster`);
+          await refresh("inventory", "cluster");
+        } catch (e) {
+          clearInterval(tick);
+          progress.replaceChildren(errorBox(e));
+          submit.disabled = name.disabled = addr.disabled = false;
+          name.focus();
+        }
+      },
+    },
+    h("h2", { id: "dialog-title" }, "Add new Pioreactor"),
+    h("div", { class: "field" }, h("label", { for: "new-unit-name" }, "Name"), name,
+      h("span", { class: "hint", id: "new-unit-hint" }, "Its hostname: letters, digits, - and _.")),
+    h("div", { class: "field" }, h("label", { for: "new-unit-address" }, "Address ", h("span", { class: "hint" }, "(optional; default NAME or NAME.local, port 8080)")), addr),
+    progress,
+    h("div", { class: "buttons" }, h("button", { type: "button", onclick: close }, "Cancel"), submit));
+    return [form];
+  });
+}
+
+// ----- Experiments -----
+
+function experimentsPage() {
+  const sel = route().arg || S.experiments[0]?.experiment || "";
+  const create = h("form", {
+    class: "card", id: "create-experiment", "aria-labelledby": "create-h",
+    onsubmit: ev => {
+      ev.preventDefault();
+      const f = ev.currentTarget;
+      const body = { experiment: f.experiment.value.trim() };
+      if (f.description.value.trim()) body.description = f.description.value.trim();
+      const tags = f.tags.value.split(",").map(s => s.trim()).filter(Boolean);
+      if (tags.length) body.tags = tags;
+      act(f.querySelector("button"), `experiment ${body.experiment} created`, async () => {
+        await api("POST", "/api/experiments", body);
+        f.reset();
+        document.activeElement?.blur();
+        await refresh("experiments");
+        location.hash = `#/experiments/${encodeURIComponent(body.experiment)}`;
+      });
+    },
+  },
+  h("h2", { id: "create-h", style: "margin-top:0" }, "New experiment"),
+  h("div", { class: "row" },
+    h("div", { class: "field" }, h("label", { for: "exp-name" }, "Name"), h("input", { id: "exp-name", name: "experiment", required: true, maxlength: 199, autocomplete: "off" })),
+    h("div", { class: "field" }, h("label", { for: "exp-desc" }, "Description"), h("input", { id: "exp-desc", name: "description", autocomplete: "off" })),
+    h("div", { class: "field" }, h("label", { for: "exp-tags" }, "Tags ", h("span", { class: "hint" }, "(comma-separated)")), h("input", { id: "exp-tags", name: "tags", autocomplete: "off" })),
+    h("button", { class: "primary", type: "submit", id: "exp-create" }, "Create")));
+  const counts = Object.fromEntries(S.counts.map(c => [c.experiment, c.worker_count]));
+  const list = h("nav", { "aria-label": "Experiments" }, h("ul", { class: "exp-list", id: "experiment-list" },
+    S.experiments.length ? S.experiments.map(e => h("li", {}, h("a", {
+      href: `#/experiments/${encodeURIComponent(e.experiment)}`, "aria-current": e.experiment === sel ? "true" : null,
+    }, e.experiment, h("span", { class: "hint" }, ` · ${counts[e.experiment] || 0} worker${counts[e.experiment] === 1 ? "" : "s"}`)))) : h("li", { class: "empty" }, "No experiments yet.")));
+  const exp = S.experiments.find(e => e.experiment === sel);
+  return h("div", {}, h("h1", {}, "Experiments"), h("div", { id: "page-error" }), create,
+    h("div", { class: "two" }, list, exp ? experimentDetail(exp) : h("p", { class: "empty" }, "Choose or create an experiment.")));
+}
+
+function experimentDetail(exp) {
+  const name = exp.experiment;
+  const en = encodeURIComponent(name);
+  const assigned = S.assignments.filter(a => a.experiment === name).map(a => a.pioreactor_unit);
+  const others = S.workers.map(w => w.pioreactor_unit).filter(u => !assigned.includes(u));
+  const labels = S.labels[name] || {};
+  const edit = h("form", {
+    id: "edit-experiment",
+    onsubmit: ev => {
+      ev.preventDefault();
+      const f = ev.currentTarget;
+      act(f.querySelector("button"), `${name} saved`, async () => {
+        await api("PATCH", `/api/experiments/${en}`, { description: f.description.value, tags: f.tags.value.split(",").map(s => s.trim()).filter(Boolean) });
+        document.activeElement?.blur();
+        await refresh("experiments");
+      });
+    },
+  }, h("div", { class: "row" },
+    h("div", { class: "field" }, h("label", { for: "edit-desc" }, "Description"), h("input", { id: "edit-desc", name: "description", value: exp.description || "", "data-key": "edit-desc" })),
+    h("div", { class: "field" }, h("label", { for: "edit-tags" }, "Tags"), h("input", { id: "edit-tags", name: "tags", value: (exp.tags || []).join(", "), "data-key": "edit-tags" })),
+    h("button", { type: "submit" }, "Save")));
+  const assign = h("form", {
+    id: "assign-form",
+    onsubmit: ev => {
+      ev.preventDefault();
+      const unit = ev.currentTarget.unit.value;
+      if (!unit) return;
+      act(ev.currentTarget.querySelector("button"), `${unit} assigned to ${name}`, async () => {
+        await api("PUT", `/api/experiments/${en}/workers`, { pioreactor_unit: unit });
+        document.activeElement?.blur();
+        await refresh("inventory");
+      });
+    },
+  }, h("div", { class: "row" },
+    h("div", { class: "field" }, h("label", { for: "assign-unit" }, "Assign a Pioreactor"),
+      h("select", { id: "assign-unit", name: "unit" }, others.map(u => h("option", { value: u }, u + (expOf(u) ? ` (now in ${expOf(u)})` : ""))))),
+    h("button", { type: "submit", disabled: !others.length, id: "assign-submit" }, "Assign")));
+  const rows = assigned.map(u => h("tr", { dataset: { unit: u } },
+    h("td", { "data-label": "Pioreactor" }, h("strong", {}, u)),
+    h("td", { "data-label": "Label" }, h("form", {
+      class: "row", onsubmit: ev => {
+        ev.preventDefault();
+        const label = ev.currentTarget.label.value;
+        act(ev.currentTarget.querySelector("button"), `label of ${u} saved`, async () => {
+          await api("PUT", `/api/experiments/${en}/unit_labels`, { unit: u, label });
+          document.activeElement?.blur();
+          await refresh("labels");
+        });
+      },
+    }, h("label", { class: "hint", for: `label-${u}` }, "Label"), h("input", { id: `label-${u}`, name: "label", value: labels[u] || "", size: 12, "data-key": `label-${u}` }), h("button", { class: "small", type: "submit" }, "Save"))),
+    h("td", { "data-label": "Actions", class: "actions" }, h("button", { class: "small", onclick: ev => act(ev.currentTarget, `${u} unassigned`, async () => {
+      await api("DELETE", `/api/experiments/${en}/workers/${encodeURIComponent(u)}`);
+      await refresh("inventory");
+    }) }, "Unassign"))));
+  return h("section", { class: "card", id: "experiment-detail", "aria-labelledby": "exp-h" },
+    h("div", { class: "page-head" }, h("h2", { id: "exp-h", style: "margin:0" }, expChip(name)),
+      h("div", {}, h("a", { class: "button", href: `#/pioreactors/${en}` }, "Pioreactors"), " ",
+        h("button", { class: "danger", onclick: ev => confirmDialog(ev.currentTarget, {
+          title: `Delete ${name}?`, body: "Its jobs stop and its workers are unassigned. Its readings stay in the history.", yes: "Delete", danger: true,
+          run: async () => { await api("DELETE", `/api/experiments/${en}`); toast(`${name} deleted`); location.hash = "#/experiments"; await refresh("experiments", "inventory"); },
+        }) }, "Delete"))),
+    h("p", { class: "hint" }, "Created ", when(exp.created_at), exp.tags?.length ? [" · ", h("span", { class: "tags" }, exp.tags.map(t => h("span", { class: "tag" }, t)))] : ""),
+    exp.description ? h("p", {}, exp.description) : null,
+    edit,
+    h("h2", {}, `Workers (${assigned.length})`),
+    assigned.length ? h("div", { class: "scroll" }, h("table", { class: "stack", id: "experiment-workers" }, h("tbody", {}, rows))) : h("p", { class: "empty" }, "No workers assigned."),
+    assign);
+}
+
+// ----- Pioreactors -----
+
+const JOBS = {
+  stirring: { label: "Stirring", settings: { target_rpm: { def: 500, step: 10 } } },
+  od_reading: { label: "OD reading", settings: { interval: { def: 5, step: 1 }, ir_led_intensity: { def: 80, step: 1 } } },
+  growth_rate_calculating: { label: "Growth rate", settings: {} },
+  temperature_automation: { label: "Temperature automation", settings: { target_temperature: { def: 30, step: 0.5 } } },
+  dosing_automation: { label: "Dosing automation", settings: { automation_name: { options: ["turbidostat", "chemostat"] }, target_od: { def: 1, step: 0.05 }, volume: { def: 1, step: 0.1 }, duration: { def: 5, step: 1 } } },
+  led_automation: { label: "LED automation", settings: { light_intensity: { def: 50, step: 1 } } },
+};
+
+function pioreactorsPage() {
+  const exp = currentExp();
+  const pick = h("div", { class: "field" }, h("label", { for: "exp-pick" }, "Experiment"),
+    h("select", { id: "exp-pick", onchange: ev => { location.hash = `#/pioreactors/${encodeURIComponent(ev.currentTarget.value)}`; ev.currentTarget.blur(); } },
+      S.experiments.map(e => h("option", { value: e.experiment, selected: e.experiment === exp }, e.experiment))));
+  const head = h("div", { class: "page-head" }, h("h1", {}, "Pioreactors", exp ? [" · ", expChip(exp)] : ""), pick);
+  if (!exp) return h("div", {}, head, h("p", { class: "empty" }, "No experiment yet: create one on the Experiments page."));
+  const units = S.assignments.filter(a => a.experiment === exp).map(a => a.pioreactor_unit);
+  const workers = Object.fromEntries(S.workers.map(w => [w.pioreactor_unit, w]));
+  const labels = S.labels[exp] || {};
+  const cards = units.map(u => unitCard(exp, workers[u] || { pioreactor_unit: u }, labels[u]));
+  const series = S.series[exp];
+  const charts = h("div", { class: "charts" },
+    chart("Optical density", series?.od, "OD"), chart("Growth rate", series?.gr, "1/h"), chart("Temperature", series?.temp, "°C"));
+  const logs = S.logs && !S.logsMissing ? h("section", { class: "card", "aria-labelledby": "logs-h" }, h("h2", { id: "logs-h", style: "margin-top:0" }, "Recent logs"),
+    h("div", { class: "logs scroll" }, h("table", {}, h("tbody", {}, S.logs.slice(0, 50).map(l => h("tr", {},
+      h("td", { class: "mono" }, new Date(l.timestamp).toLocaleTimeString()), h("td", {}, l.pioreactor_unit), h("td", {}, l.level), h("td", {}, l.message))))))) : null;
+  return h("div", {}, head, h("div", { id: "page-error" }),
+    h("h2", {}, `Units (${units.length})`),
+    units.length ? h("div", { class: "cards", id: "unit-cards" }, cards) : h("p", { class: "empty" }, "No Pioreactor is assigned to this experiment: assign one on the Experiments page."),
+    h("h2", {}, "Readings (last 12 h)"), charts, logs);
+}
+
+function unitCard(exp, w, label) {
+  const unit = w.pioreactor_unit;
+  const jobs = Object.fromEntries((S.jobs[unit] || []).filter(j => !j.experiment || j.experiment === exp).map(j => [j.job_name, j]));
+  let reason = "";
+  if (!w.is_active) reason = "Inactive: no activity can run. Set it active on the Inventory page.";
+  else if (w.health === "dead") reason = `Not reachable (dead; last seen ${ago(w.last_seen)}).`;
+  else if (w.health === "left") reason = "It left the cluster.";
+  else if (w.health === "suspect") reason = "Suspect: it may be unreachable.";
+  const disabled = !w.is_active || w.health === "dead" || w.health === "left";
+  const en = encodeURIComponent(exp), un = encodeURIComponent(unit);
+  const jobPath = (verb, job) => `/api/workers/${un}/jobs/${verb}/job_name/${job}/experiments/${en}`;
+  const jobRows = Object.entries(JOBS).map(([job, spec]) => {
+    const j = jobs[job];
+    const running = j && j.state !== "lost";
+    const state = j ? j.state : "off";
+    const inputs = Object.entries(spec.settings).map(([k, s]) => {
+      const id = `${unit}-${job}-${k}`;
+      const cur = j?.settings?.[k] ?? s.def;
+      const input = s.options
+        ? h("select", { id, name: k, "data-key": id, disabled }, s.options.map(o => h("option", { value: o, selected: o === cur }, o)))
+        : h("input", { id, name: k, type: "number", step: s.step, value: cur, "data-key": id, disabled, inputmode: "decimal" });
+      return h("div", { class: "field" }, h("label", { for: id, class: "hint" }, k), input);
+    });
+    const values = f => Object.fromEntries(Object.entries(spec.settings).map(([k, s]) => [k, s.options ? f[k].value : Number(f[k].value)]));
+    const form = h("form", {
+      onsubmit: ev => {
+        ev.preventDefault();
+        const f = ev.currentTarget;
+        const btn = ev.submitter || f.querySelector("button[type=submit]");
+        if (running) {
+          act(btn, `${job} on ${unit} updated`, async () => {
+            await task(await api("PATCH", jobPath("update", job), { settings: values(f) }));
+            document.activeElement?.blur();
+            await refresh("jobs");
+          });
+        } else {
+          act(btn, `${job} started on ${unit}`, async () => {
+            await task(await api("POST", jobPath("run", job), { options: values(f) }));
+            document.activeElement?.blur();
+            await refresh("jobs");
+          });
+        }
+      },
+    }, inputs,
+    h("button", { type: "submit", class: running ? "small" : "small primary", disabled, "data-key": `${unit}-${job}-go` }, running ? (inputs.length ? "Update" : "Restart") : "Start"),
+    running ? h("button", { type: "button", class: "small danger", disabled: state === "lost", "data-key": `${unit}-${job}-stop`, onclick: ev => act(ev.currentTarget, `${job} stopped on ${unit}`, async () => {
+      await task(await api("POST", jobPath("stop", job)));
+      await refresh("jobs");
+    }) }, "Stop") : null);
+    if (running && !inputs.length) form.querySelector("button[type=submit]").remove();
+    const shown = j ? Object.entries(j.settings || {}).map(([k, v]) => h("span", {}, `${k}: `, h("strong", {}, typeof v === "number" ? +v.toFixed(3) : String(v)))) : [];
+    return h("div", { class: "job", dataset: { job } },
+      h("div", { class: "job-head" }, h("span", { class: "name" }, spec.label), h("span", { class: `badge ${state}`, "data-state": state }, state)),
+      shown.length ? h("div", { class: "settings" }, shown) : null,
+      form);
+  });
+  return h("article", { class: "unit-card" + (disabled ? " inactive" : ""), dataset: { unit }, "aria-labelledby": `card-${unit}` },
+    h("h2", { id: `card-${unit}` }, unit, label ? h("span", { class: "hint" }, `(${label})`) : null, healthBadge(w.health), w.is_active ? null : h("span", { class: "badge off" }, "inactive")),
+    reason ? h("p", { class: "reason" }, reason) : null,
+    jobRows);
+}
+
+const PALETTE = ["#5331ca", "#e8710a", "#137333", "#c5221f", "#1a73e8", "#9334e6", "#b06000", "#007b83"];
+
+/** chart draws {series, data} as an inline SVG line chart (downsampled to 300 points a line). */
+function chart(title, ts, unitLabel) {
+  const W = 480, H = 200, L = 46, R = 10, T = 10, B = 26;
+  const box = h("figure", { class: "chart", style: "margin:0" }, h("h3", {}, title));
+  const lines = (ts?.series || []).map((name, i) => {
+    let pts = (ts.data[i] || []).map(p => [typeof p.x === "number" ? p.x : Date.parse(p.x), +p.y]).filter(p => isFinite(p[0]) && isFinite(p[1]));
+    if (pts.length > 300) { const step = pts.length / 300; pts = Array.from({ length: 300 }, (_, k) => pts[Math.floor(k * step)]); }
+    return { name, pts };
+  }).filter(l => l.pts.length);
+  if (!lines.length) { box.append(h("p", { class: "empty" }, "No readings yet.")); return box; }
+  let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+  for (const l of lines) for (const [x, y] of l.pts) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
+  if (x1 === x0) x1 = x0 + 1;
+  if (y1 === y0) { y1 += Math.abs(y1) * 0.05 || 1; y0 -= Math.abs(y0) * 0.05 || 1; }
+  const pad = (y1 - y0) * 0.08; y0 -= pad; y1 += pad;
+  const sx = x => L + (x - x0) / (x1 - x0) * (W - L - R), sy = y => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
+  const ns = "http://www.w3.org/2000/svg";
+  const s = (tag, attrs, text) => { const el = document.createElementNS(ns, tag); for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v); if (text !== undefined) el.textContent = text; return el; };
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `${title} over time, ${lines.length} unit${lines.length === 1 ? "" : "s"}` });
+  const fmt = v => Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toPrecision(2);
+  for (let k = 0; k <= 4; k++) {
+    const y = y0 + (y1 - y0) * k / 4;
+    svg.append(s("line", { class: "grid", x1: L, x2: W - R, y1: sy(y), y2: sy(y) }), s("text", { x: L - 4, y: sy(y) + 4, "text-anchor": "end" }, fmt(y)));
+  }
+  for (let k = 0; k <= 3; k++) {
+    const x = x0 + (x1 - x0) * k / 3;
+    svg.append(s("text", { x: sx(x), y: H - 8, "text-anchor": k === 0 ? "start" : k === 3 ? "end" : "middle" }, new Date(x).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })));
+  }
+  svg.append(s("line", { class: "axis", x1: L, x2: L, y1: T, y2: H - B }), s("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }),
+    s("text", { x: 4, y: T + 8 }, unitLabel));
+  lines.forEach((l, i) => svg.append(s("polyline", { fill: "none", stroke: PALETTE[i % PALETTE.length], "stroke-width": 1.6, points: l.pts.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" ") })));
+  box.append(svg, h("ul", { class: "legend" }, lines.map((l, i) => h("li", {}, h("span", { style: `background:${PALETTE[i % PALETTE.length]}` }), l.name))));
+  return box;
+}
+
+// ----- Cluster -----
+
+function clusterPage() {
+  const ci = S.cluster;
+  if (!ci) return h("p", { class: "muted" }, "Loading…");
+  const local = S.hello?.members || {};
+  const voters = ci.members.filter(m => m.voter), nonvoters = ci.members.filter(m => !m.voter && m.health !== "left");
+  const facts = h("dl", { class: "card summary", id: "cluster-facts" },
+    h("div", {}, h("dt", {}, "Leader"), h("dd", { id: "leader-name" }, ci.leader ? ci.leader.name : "none (an election is running)")),
+    h("div", {}, h("dt", {}, "Term"), h("dd", {}, ci.term)),
+    h("div", {}, h("dt", {}, "Commit index"), h("dd", {}, ci.commit_index)),
+    h("div", {}, h("dt", {}, "Voters"), h("dd", {}, voters.map(m => m.name || m.node_id.slice(0, 8)).join(", ") || "—")),
+    h("div", {}, h("dt", {}, "Non-voters"), h("dd", {}, nonvoters.map(m => m.name || m.node_id.slice(0, 8)).join(", ") || "—")),
+    h("div", {}, h("dt", {}, "This page is served by"), h("dd", {}, S.hello?.node || location.host)));
+  const members = h("div", { class: "scroll" }, h("table", { class: "stack", id: "members" },
+    h("thead", {}, h("tr", {}, ["Node", "Role", "Health (leader's view)", `Seen by ${S.hello?.node || "this node"}`, "Last contact", "Addresses", "Version"].map(t => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, ci.members.map(m => h("tr", { dataset: { node: m.node_id } },
+      h("td", { "data-label": "Node" }, h("strong", {}, m.name || "(unregistered)"), h("div", { class: "hint mono", title: m.node_id }, m.node_id.slice(0, 8)), m.problem ? h("div", { class: "error-box" }, m.problem) : null),
+      h("td", { "data-label": "Role" }, roleBadges(m), " ", m.worker ? "worker" : "no bioreactor"),
+      h("td", { "data-label": "Health" }, healthBadge(m.health)),
+      h("td", { "data-label": "Local gossip" }, local[m.node_id] ? healthBadge(local[m.node_id]) : h("span", { class: "muted" }, "—")),
+      h("td", { "data-label": "Last contact" }, ago(m.last_seen)),
+      h("td", { "data-label": "Addresses", class: "mono" }, h("div", {}, "http ", m.http_addr || "—"), h("div", {}, "raft ", m.raft_addr || "—"), h("div", {}, "gossip ", m.gossip_addr || "—")),
+      h("td", { "data-label": "Version" }, m.version || "—"))))));
+  const events = h("div", { class: "scroll" }, h("table", { class: "stack", id: "events" },
+    h("thead", {}, h("tr", {}, ["Time", "Kind", "Pioreactor", "What happened"].map(t => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, S.events.length ? S.events.slice(0, 200).map(e => h("tr", {},
+      h("td", { "data-label": "Time" }, when(e.time)), h("td", { "data-label": "Kind" }, e.kind), h("td", { "data-label": "Pioreactor" }, e.pioreactor_unit || "—"), h("td", { "data-label": "What" }, e.message)))
+      : h("tr", {}, h("td", { colspan: 4, class: "empty" }, "No events yet.")))));
+  return h("div", {}, h("h1", {}, "Cluster"), h("div", { id: "page-error" }), facts, h("h2", {}, `Members (${ci.members.length})`), members, h("h2", {}, "Event log"), events);
+}
+
+// ---------- start ----------
+
+window.addEventListener("hashchange", onRoute);
+// Jobs are not in the replicated state (they run on the workers): poll them while they are shown.
+setInterval(() => { if (route().page === "pioreactors" && !document.hidden && !conn.nodeDown) refresh("jobs"); }, 3000);
+// "seen N s ago" ages; a slow redraw keeps it honest.
+setInterval(() => { if (!document.hidden && route().page !== "pioreactors") render(); }, 10000);
+connectEvents();
+onRoute();
+// For tests and the curious: the UI's state and a way to wait for quiet.
+window.pio = { state: S, refresh, render, firstRender: () => firstRender };

@@ -1,0 +1,310 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/pioreactor/pio/fsm"
+)
+
+// Server-sent events (GET /api/events) are answered by the node the browser
+// talks to, from its own view: what its state machine applies, who it thinks
+// leads, and how its gossip sees the members. The UI refetches what changed.
+
+const (
+	// eventPoll is how often the broadcaster looks at Raft and gossip, and the
+	// longest it holds applied commands before telling subscribers (coalescing).
+	eventPoll = 200 * time.Millisecond
+	// eventHeartbeat is the interval of the comment lines that keep idle streams open.
+	eventHeartbeat = 15 * time.Second
+	// eventBuffer is how many events a slow subscriber may be behind before
+	// further ones are dropped for it (each event only says "refetch").
+	eventBuffer = 32
+)
+
+// StreamEvent is one server-sent event of GET /api/events (the JSON of its data line).
+type StreamEvent struct {
+	// Type is "hello" (first event of a stream), "leader", "members", "inventory",
+	// "experiments", "event" (the cluster's event log grew) or "readings".
+	Type string `json:"type"`
+	// Node and NodeID name the node that answers the stream.
+	Node   string `json:"node,omitempty"`
+	NodeID string `json:"node_id,omitempty"`
+	// Leader and LeaderID say who this node thinks leads ("" when none), with Term.
+	Leader   string `json:"leader,omitempty"`
+	LeaderID string `json:"leader_id,omitempty"`
+	Term     uint64 `json:"term,omitempty"`
+	// Members is this node's gossip view (node ID to health) in "members" and "hello".
+	Members map[string]string `json:"members,omitempty"`
+	// Time is when the event was made (RFC 3339).
+	Time string `json:"time"`
+}
+
+// broadcaster fans events out to the subscribed streams. Its goroutine polls
+// Raft and gossip and flushes the applied-command topics every eventPoll; it
+// never blocks on a subscriber.
+type broadcaster struct {
+	s *Server
+
+	mu      sync.Mutex
+	subs    map[chan StreamEvent]struct{}
+	pending map[string]bool // topics applied since the last flush
+	closed  bool
+
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+func newBroadcaster(s *Server) *broadcaster {
+	b := &broadcaster{s: s, subs: map[chan StreamEvent]struct{}{}, pending: map[string]bool{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	s.fsm.OnApply(b.applied)
+	go b.run()
+	return b
+}
+
+// topicOf says which part of the state a command changes.
+func topicOf(t fsm.CommandType) string {
+	switch t {
+	case fsm.CmdRecordReadings:
+		return "readings"
+	case fsm.CmdRecordEvent:
+		return "event"
+	case fsm.CmdCreateExperiment, fsm.CmdUpdateExperiment, fsm.CmdDeleteExperiment, fsm.CmdSetUnitLabel:
+		return "experiments"
+	default:
+		return "inventory" // units, activeness, assignments, and anything newer
+	}
+}
+
+// applied is the FSM's OnApply hook: it only marks a topic (Raft's apply goroutine must not wait).
+func (b *broadcaster) applied(cmd fsm.Command, r fsm.Result) {
+	if r.Duplicate {
+		return
+	}
+	topic := topicOf(cmd.Type)
+	b.mu.Lock()
+	if len(b.subs) > 0 {
+		b.pending[topic] = true
+		// Assignments and deletions change both the inventory and the experiments.
+		if topic == "inventory" || topic == "experiments" {
+			b.pending["inventory"], b.pending["experiments"] = true, true
+		}
+	}
+	b.mu.Unlock()
+}
+
+// subscribe adds a stream; ok is false once the server shuts down.
+func (b *broadcaster) subscribe() (ch chan StreamEvent, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, false
+	}
+	ch = make(chan StreamEvent, eventBuffer)
+	b.subs[ch] = struct{}{}
+	return ch, true
+}
+
+// unsubscribe removes a stream (idempotent).
+func (b *broadcaster) unsubscribe(ch chan StreamEvent) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.subs[ch]; ok {
+		delete(b.subs, ch)
+		close(ch)
+	}
+}
+
+// subscribers counts the open streams.
+func (b *broadcaster) subscribers() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.subs)
+}
+
+// closeStreams ends every stream and refuses new ones (the HTTP server shuts down).
+func (b *broadcaster) closeStreams() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	for ch := range b.subs {
+		delete(b.subs, ch)
+		close(ch)
+	}
+}
+
+// publish sends ev to every stream without blocking: a full stream misses it.
+func (b *broadcaster) publish(ev StreamEvent) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for ch := range b.subs {
+		select {
+		case ch <- ev:
+		default:
+		}
+	}
+}
+
+// close stops the goroutine and ends every stream; it waits for the goroutine.
+func (b *broadcaster) close() {
+	b.once.Do(func() {
+		b.s.fsm.OnApply(nil)
+		close(b.stop)
+		<-b.done
+		b.closeStreams()
+	})
+}
+
+func (b *broadcaster) run() {
+	defer close(b.done)
+	t := time.NewTicker(eventPoll)
+	defer t.Stop()
+	var lastLeader string
+	var lastTerm uint64
+	var lastMembers map[string]string
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+		}
+		if b.subscribers() == 0 {
+			lastLeader, lastTerm, lastMembers = "", 0, nil
+			continue
+		}
+		now := time.Now().UTC().Format(time.RFC3339Nano)
+		b.mu.Lock()
+		topics := make([]string, 0, len(b.pending))
+		for k := range b.pending {
+			topics = append(topics, k)
+		}
+		clear(b.pending)
+		b.mu.Unlock()
+		sort.Strings(topics)
+		for _, k := range topics {
+			b.publish(StreamEvent{Type: k, Time: now})
+		}
+		lead := b.s.leaderEvent()
+		// The first look after a first subscriber may repeat what its hello said: harmless.
+		if lead.LeaderID != lastLeader || lead.Term != lastTerm {
+			lead.Time = now
+			b.publish(lead)
+			lastLeader, lastTerm = lead.LeaderID, lead.Term
+		}
+		members := b.s.gossipView()
+		if !sameView(members, lastMembers) {
+			b.publish(StreamEvent{Type: "members", Members: members, Time: now})
+		}
+		lastMembers = members
+	}
+}
+
+func sameView(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// leaderEvent is this node's view of the leadership.
+func (s *Server) leaderEvent() StreamEvent {
+	id, _ := s.node.Leader()
+	ev := StreamEvent{Type: "leader", LeaderID: id, Term: s.node.Status().Term}
+	if u, ok := s.fsm.UnitByID(id); ok {
+		ev.Leader = u.Name
+	}
+	return ev
+}
+
+// gossipView is this node's gossip health of every member, by node ID.
+func (s *Server) gossipView() map[string]string {
+	out := map[string]string{}
+	for id, st := range s.mem.States() {
+		out[id] = st.Health
+	}
+	return out
+}
+
+// events answers GET /api/events: a text/event-stream from this node, never forwarded.
+func (s *Server) events(c *gin.Context) {
+	// End the streams when the HTTP server shuts down: Shutdown waits for
+	// active requests, and a stream stays active until its client leaves.
+	if hs, ok := c.Request.Context().Value(http.ServerContextKey).(*http.Server); ok {
+		s.streamsOnce.Do(func() { hs.RegisterOnShutdown(s.bcast.closeStreams) })
+	}
+	ch, ok := s.bcast.subscribe()
+	if !ok {
+		c.Header("Retry-After", "1")
+		abort(c, http.StatusServiceUnavailable, "this node is shutting down", "the node's HTTP server is stopping", "reconnect in a moment, or to another node")
+		return
+	}
+	defer s.bcast.unsubscribe(ch)
+	w := c.Writer
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+
+	hello := s.leaderEvent()
+	hello.Type, hello.Node, hello.NodeID = "hello", s.cfg.Name, s.cfg.NodeID
+	hello.Members = s.gossipView()
+	hello.Time = time.Now().UTC().Format(time.RFC3339Nano)
+	// retry: how long the browser's EventSource waits before reconnecting.
+	if _, err := fmt.Fprint(w, "retry: 1000\n\n"); err != nil {
+		return
+	}
+	if !writeEvent(w, hello) {
+		return
+	}
+	hb := time.NewTicker(eventHeartbeat)
+	defer hb.Stop()
+	done := c.Request.Context().Done()
+	for {
+		select {
+		case <-done:
+			return
+		case <-hb.C:
+			if _, err := fmt.Fprint(w, ": heartbeat\n\n"); err != nil {
+				return
+			}
+			w.Flush()
+		case ev, open := <-ch:
+			if !open {
+				return
+			}
+			if !writeEvent(w, ev) {
+				return
+			}
+		}
+	}
+}
+
+// writeEvent writes one data line and flushes; false when the client is gone.
+func writeEvent(w gin.ResponseWriter, ev StreamEvent) bool {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return false
+	}
+	if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
+		return false
+	}
+	w.Flush()
+	return true
+}
+
+// EventStreams returns how many GET /api/events streams this node serves now.
+func (s *Server) EventStreams() int { return s.bcast.subscribers() }
