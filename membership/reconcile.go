@@ -3,6 +3,7 @@ package membership
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ type reconcilerState struct {
 	health       map[string]string    // node ID -> health at the last pass
 	deadSince    map[string]time.Time // node ID -> when it was first seen dead
 	lastTransfer time.Time
+	leaderTerm   uint64 // the term whose leadership is in the event log
 }
 
 func (r *reconcilerState) reset() {
@@ -57,6 +59,13 @@ func (r *reconcilerState) setProblem(id, p string) (isNew bool) {
 // left are removed, the voter set is kept healthy, and the leadership goes to
 // a node that prefers it.
 func (m *Manager) reconcile(ctx context.Context) {
+	if term := m.node.Status().Term; term != m.rec.leaderTerm {
+		name := m.cfg.Self.Name
+		if m.apply(fsm.CmdRecordEvent, fsm.RecordEvent{Kind: "leader", NodeID: m.cfg.Self.NodeID, Unit: name,
+			Message: fmt.Sprintf("%s became the leader (term %d)", name, term)}) == nil {
+			m.rec.leaderTerm = term
+		}
+	}
 	states := m.g().States()
 	servers, err := m.node.Servers()
 	if err != nil {
@@ -211,6 +220,9 @@ func (m *Manager) manageVoters(states map[string]MemberState, servers []cluster.
 			m.log.Info("promoting a healthy non-voter", "node_id", c.ID, "name", states[c.ID].Meta.Name, "voters", len(voters))
 			if err := m.node.Promote(c.ID, c.Addr); err != nil {
 				m.log.Warn("cannot promote", "node_id", c.ID, "error", err)
+			} else {
+				name := states[c.ID].Meta.Name
+				_ = m.apply(fsm.CmdRecordEvent, fsm.RecordEvent{Kind: "promoted", NodeID: c.ID, Unit: name, Message: name + " became a voter"})
 			}
 			return
 		}
@@ -245,6 +257,9 @@ func (m *Manager) manageVoters(states map[string]MemberState, servers []cluster.
 	m.log.Info("demoting a voter", "node_id", victim.ID, "name", st.Meta.Name, "health", st.Health)
 	if err := m.node.Demote(victim.ID); err != nil {
 		m.log.Warn("cannot demote", "node_id", victim.ID, "error", err)
+	} else {
+		_ = m.apply(fsm.CmdRecordEvent, fsm.RecordEvent{Kind: "demoted", NodeID: victim.ID, Unit: st.Meta.Name,
+			Message: fmt.Sprintf("%s is no longer a voter (%s)", st.Meta.Name, st.Health)})
 	}
 }
 

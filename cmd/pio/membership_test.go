@@ -97,13 +97,15 @@ func TestDeadWorkerDetectedAndBack(t *testing.T) {
 			return err
 		}
 		kinds := map[string]bool{}
+		led := false
 		for _, e := range events {
 			if e.NodeID == id {
 				kinds[e.Kind] = true
 			}
+			led = led || (e.Kind == "leader" && e.NodeID == leader.a.nodeID)
 		}
-		if !kinds["dead"] || !kinds["alive"] || !kinds["joined"] {
-			return fmt.Errorf("events: %v", kinds)
+		if !kinds["dead"] || !kinds["alive"] || !kinds["joined"] || !led {
+			return fmt.Errorf("events: %v, leader's election recorded: %v", kinds, led)
 		}
 		return nil
 	})
@@ -255,6 +257,16 @@ func TestDeadVoterReplacedByNonVoter(t *testing.T) {
 		}
 		return nil
 	})
+	// The event log says who was promoted and that the dead one was demoted.
+	kinds := map[string]bool{}
+	for _, e := range leader.a.node.FSM().Events() {
+		if e.Kind == "promoted" || (e.Kind == "demoted" && e.NodeID == victim.a.nodeID) {
+			kinds[e.Kind] = true
+		}
+	}
+	if !kinds["promoted"] || !kinds["demoted"] {
+		t.Fatalf("voter changes missing from the event log: %+v", leader.a.node.FSM().Events())
+	}
 	if code, _ := createExperiment(t, rest[0], "after-replacement"); code != http.StatusCreated {
 		t.Fatal(code)
 	}
