@@ -18,9 +18,10 @@ import (
 const maxBuffered = 50000
 
 // maxBatch bounds the readings and the log lines of one batch: after an
-// outage a worker sends what it kept in several batches, each well under the
-// API's 1 MiB body limit and small enough for one Raft entry.
-const maxBatch = 2000
+// outage a worker sends what it kept in several batches, back to back, each
+// well under the API's 1 MiB body limit and small (~50 KB) as a Raft entry,
+// since Raft keeps the last 1,024 entries in memory.
+const maxBatch = 500
 
 // reportEvery is how often a worker's job report is sent even when only its
 // measurements (od, temperature, rpm…) changed.
@@ -95,12 +96,18 @@ func (s *readingsShipper) run(ctx context.Context) {
 	var batchSig, ackedSig string
 	var lastReport time.Time
 	id := uuid.NewString()
+	backlog := false
 	for {
-		select {
-		case <-ctx.Done():
+		if !backlog {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		} else if ctx.Err() != nil {
 			return
-		case <-t.C:
 		}
+		backlog = false
 		empty := len(batch.Readings) == 0 && len(batch.Logs) == 0 && batch.Jobs == nil
 		if empty {
 			s.mu.Lock()
@@ -130,6 +137,9 @@ func (s *readingsShipper) run(ctx context.Context) {
 			ackedSig, lastReport = batchSig, time.Now()
 		}
 		batch = fsm.RecordReadings{}
+		s.mu.Lock()
+		backlog = len(s.pending) >= maxBatch || len(s.logs) >= maxBatch // more kept than one batch: send it now
+		s.mu.Unlock()
 	}
 }
 

@@ -295,8 +295,20 @@ func TestUIInventoryExperimentsJobsAndLeaderFailover(t *testing.T) {
 	if j := jobsOn(t, f, unit)["stirring"]; j == nil || j["state"] != "ready" {
 		t.Fatalf("stirring on %s: %v", unit, j)
 	}
+	b.do("OD every second", short, chromedp.SetValue(chromedp.CSS(fmt.Sprintf(`[data-key="%s-od_reading-interval"]`, unit)), "1"))
 	b.click(fmt.Sprintf(`[data-key="%s-od_reading-go"]`, unit), short)
 	b.waitText(card+` [data-job="od_reading"] [data-state]`, "ready", long)
+	// Sleep and resume a job.
+	b.click(fmt.Sprintf(`[data-key="%s-od_reading-sleep"]`, unit), short)
+	b.waitText(card+` [data-job="od_reading"] [data-state]`, "sleeping", long)
+	if j := jobsOn(t, f, unit)["od_reading"]; j["state"] != "sleeping" {
+		t.Fatalf("od_reading after Sleep: %v", j)
+	}
+	b.click(fmt.Sprintf(`[data-key="%s-od_reading-sleep"]`, unit), short)
+	b.waitText(card+` [data-job="od_reading"] [data-state]`, "ready", long)
+	// The OD chart draws the replicated readings, and the job's log shows.
+	b.waitJS("an OD line in the chart", 20*time.Second, fmt.Sprintf(`(() => { const f = [...document.querySelectorAll("figure.chart")].find(x => x.textContent.includes("Optical density")); return !!f && !!f.querySelector("polyline") && f.textContent.includes(%q); })()`, unit))
+	b.waitText("#logs-h + .logs", "ready: interval=1", long)
 	b.screenshot("pioreactors")
 
 	// Kill the leader; the page stays on the follower and keeps working without a reload.

@@ -627,7 +627,7 @@ const JOBS = {
   od_reading: { label: "OD reading", settings: { interval: { def: 5, step: 1 }, ir_led_intensity: { def: 80, step: 1 } } },
   growth_rate_calculating: { label: "Growth rate", settings: {} },
   temperature_automation: { label: "Temperature automation", settings: { target_temperature: { def: 30, step: 0.5 } } },
-  dosing_automation: { label: "Dosing automation", settings: { automation_name: { options: ["turbidostat", "chemostat"] }, target_od: { def: 1, step: 0.05 }, volume: { def: 1, step: 0.1 }, duration: { def: 5, step: 1 } } },
+  dosing_automation: { label: "Dosing automation", settings: { automation_name: { options: ["turbidostat", "chemostat"] }, target_od: { def: 1, step: 0.05 }, volume: { def: 1, step: 0.1 }, duration: { def: 0.25, step: 0.05, hint: "duration (min)" } } },
   led_automation: { label: "LED automation", settings: { light_intensity: { def: 50, step: 1 } } },
 };
 
@@ -675,7 +675,7 @@ function unitCard(exp, w, label) {
       const input = s.options
         ? h("select", { id, name: k, "data-key": id, disabled }, s.options.map(o => h("option", { value: o, selected: o === cur }, o)))
         : h("input", { id, name: k, type: "number", step: s.step, value: cur, "data-key": id, disabled, inputmode: "decimal" });
-      return h("div", { class: "field" }, h("label", { for: id, class: "hint" }, k), input);
+      return h("div", { class: "field" }, h("label", { for: id, class: "hint" }, s.hint || k), input);
     });
     const values = f => Object.fromEntries(Object.entries(spec.settings).map(([k, s]) => [k, s.options ? f[k].value : Number(f[k].value)]));
     const form = h("form", {
@@ -699,6 +699,10 @@ function unitCard(exp, w, label) {
       },
     }, inputs,
     h("button", { type: "submit", class: running ? "small" : "small primary", disabled, "data-key": `${unit}-${job}-go` }, running ? (inputs.length ? "Update" : "Restart") : "Start"),
+    running ? h("button", { type: "button", class: "small", disabled, "data-key": `${unit}-${job}-sleep`, onclick: ev => act(ev.currentTarget, `${job} on ${unit} ${state === "sleeping" ? "resumed" : "sleeping"}`, async () => {
+      await task(await api("PATCH", jobPath("update", job), { settings: { $state: state === "sleeping" ? "ready" : "sleeping" } }));
+      await refresh("jobs");
+    }) }, state === "sleeping" ? "Resume" : "Sleep") : null,
     running ? h("button", { type: "button", class: "small danger", disabled: state === "lost", "data-key": `${unit}-${job}-stop`, onclick: ev => act(ev.currentTarget, `${job} stopped on ${unit}`, async () => {
       await task(await api("POST", jobPath("stop", job)));
       await refresh("jobs");
