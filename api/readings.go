@@ -50,6 +50,32 @@ func (s *Server) storeReadings(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"stored": len(b.Readings), "logs": len(b.Logs)})
 }
 
+// thinning reads how a time series is thinned out for a chart: Pioreactor's
+// ?filter_mod_N=N keeps one point in N; our ?max_points=M keeps at most about M
+// points a unit, evenly spaced. It returns the step for a series of n points;
+// on bad input it has answered 400.
+func thinning(c *gin.Context) (func(n int) int, bool) {
+	step := func(int) int { return 1 }
+	if v := c.Query("filter_mod_N"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 1 {
+			abort(c, http.StatusBadRequest, "bad filter_mod_N", v, "filter_mod_N is a number ≥ 1: one point in N is kept")
+			return nil, false
+		}
+		step = func(int) int { return int(f) }
+	}
+	if v := c.Query("max_points"); v != "" {
+		m, err := strconv.Atoi(v)
+		if err != nil || m < 2 {
+			abort(c, http.StatusBadRequest, "bad max_points", v, "max_points is a whole number ≥ 2")
+			return nil, false
+		}
+		prev := step
+		step = func(n int) int { return max(prev(n), (n+m-1)/m) }
+	}
+	return step, true
+}
+
 type point struct {
 	X string  `json:"x"`
 	Y float64 `json:"y"`
@@ -81,6 +107,10 @@ func (s *Server) timeSeries(c *gin.Context) {
 		}
 		since = time.Now().Add(-time.Duration(h * float64(time.Hour)))
 	}
+	every, ok := thinning(c)
+	if !ok {
+		return
+	}
 	by, err := s.fsm.Readings(e.Experiment, kind, since)
 	if err != nil {
 		fail(c, err)
@@ -89,9 +119,13 @@ func (s *Server) timeSeries(c *gin.Context) {
 	units := fsm.SortedUnits(by)
 	data := make([][]point, 0, len(units))
 	for _, u := range units {
-		pts := make([]point, 0, len(by[u]))
-		for _, r := range by[u] {
-			pts = append(pts, point{X: r.Time.Format(time.RFC3339Nano), Y: r.Value})
+		rs := by[u]
+		n := every(len(rs))
+		pts := make([]point, 0, len(rs)/n+1)
+		for i, r := range rs {
+			if i%n == 0 || i == len(rs)-1 { // the newest point is always kept
+				pts = append(pts, point{X: r.Time.Format(time.RFC3339Nano), Y: r.Value})
+			}
 		}
 		data = append(data, pts)
 	}

@@ -222,6 +222,23 @@ func TestReadingsReplicatedAndServed(t *testing.T) {
 	if _, ok := ts.Data[0][0]["y"].(float64); !ok {
 		t.Fatalf("point %v", ts.Data[0][0])
 	}
+	// Thinned for a chart: at most about max_points a unit, the newest kept.
+	var thin, all struct {
+		Data [][]map[string]any `json:"data"`
+	}
+	call(t, f, http.MethodGet, "/api/experiments/readings/time_series/od_readings?max_points=3", nil, &thin)
+	call(t, f, http.MethodGet, "/api/experiments/readings/time_series/od_readings", nil, &all)
+	if n := len(thin.Data[0]); n < 2 || n > 4 || len(all.Data[0]) < 5 {
+		t.Fatalf("max_points=3 gave %d of %d points", n, len(all.Data[0]))
+	}
+	if thin.Data[0][0]["x"] != all.Data[0][0]["x"] {
+		t.Fatalf("first point %v, want %v", thin.Data[0][0], all.Data[0][0])
+	}
+	for _, q := range []string{"max_points=1", "filter_mod_N=0", "filter_mod_N=often"} {
+		if code, _ := call(t, f, http.MethodGet, "/api/experiments/readings/time_series/od_readings?"+q, nil, nil); code != http.StatusBadRequest {
+			t.Fatalf("%s: %d", q, code)
+		}
+	}
 	// The worker dies; its readings do not.
 	worker.stop()
 	for _, n := range nodes {

@@ -192,7 +192,7 @@ const fetchers = {
     if (!exp || route().page !== "pioreactors") return;
     const e = encodeURIComponent(exp);
     const [od, gr, temp] = await Promise.all(["od_readings", "growth_rates", "temperature_readings"].map(
-      s => get(`/api/experiments/${e}/time_series/${s}?lookback=12`)));
+      s => get(`/api/experiments/${e}/time_series/${s}?lookback=12&max_points=300`)));
     S.series[exp] = { od, gr, temp };
     if (!S.logsMissing) {
       try { S.logs = await get(`/api/experiments/${e}/recent_logs`); }
