@@ -54,7 +54,8 @@ type Backend interface {
 	SetLED(channel string, intensity float64) error
 	// SetPWM sets a PWM channel (1–5) to a duty cycle in percent (0–100).
 	SetPWM(channel int, duty float64) error
-	// OnButton registers fn to run (on its own goroutine) each time the HAT's button is pressed.
+	// OnButton registers fn to run each time the HAT's button is pressed (on the
+	// backend's button goroutine: fn should return within a second or so).
 	OnButton(fn func())
 	// State describes the hardware for GET /unit_api/hardware.
 	State() State
@@ -170,7 +171,8 @@ func (o *outputs) onButton(fn func()) {
 	o.mu.Unlock()
 }
 
-// press records a button press and runs the callbacks.
+// press records a button press and runs the callbacks on the caller's
+// goroutine (the backend's button poller, which Close waits for).
 func (o *outputs) press() {
 	o.mu.Lock()
 	o.presses++
@@ -178,7 +180,7 @@ func (o *outputs) press() {
 	fns := append([]func(){}, o.button...)
 	o.mu.Unlock()
 	for _, fn := range fns {
-		go fn()
+		fn()
 	}
 }
 
@@ -236,7 +238,7 @@ func (s *Sim) SetPWM(channel int, duty float64) error {
 // OnButton registers a callback for Press.
 func (s *Sim) OnButton(fn func()) { s.out.onButton(fn) }
 
-// Press simulates a press of the HAT's button.
+// Press simulates a press of the HAT's button; it returns when the callbacks have run.
 func (s *Sim) Press() { s.out.press() }
 
 // State reports what was recorded.

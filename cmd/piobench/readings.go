@@ -52,6 +52,18 @@ func (b *bench) fileMB(node, name string) float64 {
 	return float64(fi.Size()) / (1 << 20)
 }
 
+// dirMB is the size of the files under a node's directory in MiB.
+func (b *bench) dirMB(node, dir string) float64 {
+	var total int64
+	_ = filepath.Walk(filepath.Join(b.dir, node, dir), func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			total += fi.Size()
+		}
+		return nil
+	})
+	return float64(total) / (1 << 20)
+}
+
 // readingsLoad runs od_reading on units workers at 10 readings a second for
 // d: with d = 60 s, that is 10 minutes of Pioreactor's 1 Hz readings. It
 // reports readings stored per second, memory and disk per node.
@@ -100,13 +112,13 @@ func (b *bench) readingsLoad(ctx context.Context, units int, d time.Duration) (a
 		"readings_stored_per_s": rate, "expected_per_s": units * hz, "readings_total": c1,
 		"rss_anon_mb_mean": float64(anonSum) / float64(len(nodes)) / 1024, "rss_anon_mb_max": float64(anonMax) / 1024,
 		"rss_file_mb_max": float64(fileMax) / 1024, "readings_db_mb_per_node": b.fileMB("rd00", "readings.db"),
-		"raft_db_mb_per_node": b.fileMB("rd00", "raft.db")}, nil
+		"raft_db_mb_per_node": b.fileMB("rd00", "raft/raft.db")}, nil
 }
 
-// readingsWeek stores a week of 1 Hz OD readings from units workers (as the
-// workers' batches would, 200 s of the 20 units per batch) in a three-node
-// cluster, sampling each node's memory every quarter: the heap must not grow
-// with the readings, which live on disk.
+// readingsWeek stores a week of 1 Hz OD readings from units workers in a
+// three-node cluster, as the workers' batches would (each at most 500
+// readings: 25 s of the 20 units), sampling each node's memory every quarter:
+// the heap must not grow with the readings, which live on disk.
 func (b *bench) readingsWeek(ctx context.Context, units, days int) (any, error) {
 	nodes, err := b.threeNodes("wk")
 	defer func() { b.stopAll(nodes) }()
@@ -117,7 +129,7 @@ func (b *bench) readingsWeek(ctx context.Context, units, days int) (any, error) 
 	if err := leader.c.Do(ctx, http.MethodPost, "/api/experiments", map[string]any{"experiment": "week"}, nil); err != nil {
 		return nil, err
 	}
-	const perBatchSeconds = 200
+	const perBatchSeconds = 25
 	total := days * 24 * 3600
 	batches := total / perBatchSeconds
 	start := time.Now().Add(-time.Duration(total) * time.Second).UTC().Truncate(time.Second)
@@ -239,6 +251,6 @@ func (b *bench) readingsWeek(ctx context.Context, units, days int) (any, error) 
 	return map[string]any{"scenario": "readings_week", "units": units, "days": days, "readings": batches * perBatchSeconds * units,
 		"store_seconds": elapsed.Seconds(), "readings_stored_per_s": float64(batches*perBatchSeconds*units) / elapsed.Seconds(),
 		"rss_anon_mb_max_by_quarter": anonMB, "rss_file_mb_max_end": float64(fileMax) / 1024,
-		"readings_db_mb_per_node": b.fileMB("wk1", "readings.db"), "raft_db_mb_per_node": b.fileMB("wk1", "raft.db"),
+		"readings_db_mb_per_node": b.fileMB("wk1", "readings.db"), "raft_db_mb_per_node": b.fileMB("wk1", "raft/raft.db"), "snapshots_mb_per_node": b.dirMB("wk1", "raft/snapshots"),
 		"retries_after_unknown_outcome": retries.Load(), "last_hour_chart_query_ms": queryMS, "last_hour_series": len(ts.Series)}, nil
 }
