@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -354,6 +356,30 @@ func TestDeadWorkerJobsShowLost(t *testing.T) {
 		}
 		if recs := leader.a.node.FSM().JobRecords(back.a.nodeID); len(recs) != 0 {
 			return fmt.Errorf("records %+v", recs)
+		}
+		return nil
+	})
+}
+
+// GET /metrics on any node: Prometheus text from that node's own view.
+func TestMetrics(t *testing.T) {
+	nodes := startThree(t)
+	f := follower(t, nodes)
+	eventually(t, 10*time.Second, "the follower's metrics", func() error {
+		resp, err := f.c.HTTP.Get(f.c.Base + "/metrics")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		text := string(body)
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+			return fmt.Errorf("%d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		for _, want := range []string{"# TYPE pio_raft_leader gauge\npio_raft_leader 0\n", "pio_units 3\n", `pio_members{health="alive"} 3` + "\n", "pio_jobs_running 0\n", "go_goroutines "} {
+			if !strings.Contains(text, want) {
+				return fmt.Errorf("metrics lack %q:\n%s", want, text)
+			}
 		}
 		return nil
 	})
