@@ -302,23 +302,7 @@ func TestReadingsOnDiskSurviveSnapshot(t *testing.T) {
 	if err != nil || len(got["worker1"]) != 50 || got["worker1"][0].Value != 0.5 {
 		t.Fatalf("query: %v %v", len(got["worker1"]), err)
 	}
-	snap, err := f.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink := &memSink{}
-	if err := snap.Persist(sink); err != nil {
-		t.Fatal(err)
-	}
-	snap.Release()
-	g := New()
-	if err := g.OpenReadings(t.TempDir() + "/readings.db"); err != nil {
-		t.Fatal(err)
-	}
-	defer g.CloseReadings()
-	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
-		t.Fatal(err)
-	}
+	g := restoredCopy(t, f)
 	if g.Hash() != f.Hash() || g.ReadingsCount() != 100 {
 		t.Fatalf("restored: hash equal %v, %d readings", g.Hash() == f.Hash(), g.ReadingsCount())
 	}
@@ -378,6 +362,22 @@ func TestJobRecordsAndLogs(t *testing.T) {
 		t.Fatalf("skip 1, limit 1: %+v", l)
 	}
 
+	g := restoredCopy(t, f)
+	if gl, _ := g.Logs(LogQuery{}); g.Hash() != f.Hash() || len(g.JobRecords("id-1")) != 2 || len(gl) != 5 {
+		t.Fatalf("restored: hash equal %v, records %d, logs %d", g.Hash() == f.Hash(), len(g.JobRecords("id-1")), len(gl))
+	}
+
+	mustApply(t, f, cmd(t, CmdUnassign, "unassign-1", t0.Add(2*time.Minute), Assign{Unit: "worker1", Experiment: "exp1"}))
+	mustApply(t, f, cmd(t, CmdSetActive, "i2", t0.Add(2*time.Minute), SetActive{Unit: "worker2", IsActive: 0}))
+	if len(f.JobRecords("id-1")) != 0 || len(f.JobRecords("id-2")) != 0 {
+		t.Fatalf("records kept after unassign / inactive: %+v %+v", f.JobRecords("id-1"), f.JobRecords("id-2"))
+	}
+}
+
+// restoredCopy snapshots f and restores the snapshot into a new FSM with its
+// own readings store (closed when the test ends).
+func restoredCopy(t *testing.T, f *FSM) *FSM {
+	t.Helper()
 	snap, err := f.Snapshot()
 	if err != nil {
 		t.Fatal(err)
@@ -391,17 +391,9 @@ func TestJobRecordsAndLogs(t *testing.T) {
 	if err := g.OpenReadings(t.TempDir() + "/readings.db"); err != nil {
 		t.Fatal(err)
 	}
-	defer g.CloseReadings()
+	t.Cleanup(func() { _ = g.CloseReadings() })
 	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
 		t.Fatal(err)
 	}
-	if gl, _ := g.Logs(LogQuery{}); g.Hash() != f.Hash() || len(g.JobRecords("id-1")) != 2 || len(gl) != 5 {
-		t.Fatalf("restored: hash equal %v, records %d, logs %d", g.Hash() == f.Hash(), len(g.JobRecords("id-1")), len(gl))
-	}
-
-	mustApply(t, f, cmd(t, CmdUnassign, "unassign-1", t0.Add(2*time.Minute), Assign{Unit: "worker1", Experiment: "exp1"}))
-	mustApply(t, f, cmd(t, CmdSetActive, "i2", t0.Add(2*time.Minute), SetActive{Unit: "worker2", IsActive: 0}))
-	if len(f.JobRecords("id-1")) != 0 || len(f.JobRecords("id-2")) != 0 {
-		t.Fatalf("records kept after unassign / inactive: %+v %+v", f.JobRecords("id-1"), f.JobRecords("id-2"))
-	}
+	return g
 }

@@ -108,12 +108,7 @@ func TestEventsStreamFromTheLocalNode(t *testing.T) {
 
 	// The leader dies: the follower's stream says who leads now, and that the old one is dead.
 	leader.stop()
-	var rest []*testNode
-	for _, n := range nodes {
-		if n != leader {
-			rest = append(rest, n)
-		}
-	}
+	rest := without(nodes, leader)
 	newLeader := leaderOf(t, rest)
 	ev := s.waitEvent(t, 5*time.Second, "new leader", func(ev api.StreamEvent) bool {
 		return ev.Type == "leader" && ev.LeaderID == newLeader.a.nodeID

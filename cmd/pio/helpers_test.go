@@ -236,3 +236,14 @@ func (n *testNode) ip() string {
 	host, _, _ := net.SplitHostPort(n.a.httpAddr)
 	return host
 }
+
+// without returns nodes except n.
+func without(nodes []*testNode, n *testNode) []*testNode {
+	var out []*testNode
+	for _, o := range nodes {
+		if o != n {
+			out = append(out, o)
+		}
+	}
+	return out
+}

@@ -321,12 +321,7 @@ func TestUIInventoryExperimentsJobsAndLeaderFailover(t *testing.T) {
 	b.do("mark the page", short, chromedp.Evaluate[chromedp.Void](`window.__noReload = true`))
 	killed := time.Now()
 	leader.stop()
-	var rest []*testNode
-	for _, n := range nodes {
-		if n != leader {
-			rest = append(rest, n)
-		}
-	}
+	rest := without(nodes, leader)
 	newLeader := leaderOf(t, rest)
 	b.waitText("#status-text", "leader "+newLeader.cfg.Name, short)
 	b.waitText("#leader-name", newLeader.cfg.Name, short)
