@@ -76,7 +76,7 @@ func (f *FSM) ApplyCommand(cmd Command) Result {
 		err = f.applyReadings(cmd)
 	} else {
 		err = f.s.apply(cmd)
-		if err == nil && len(f.s.jobs) > 0 {
+		if err == nil && len(f.s.jobs) > 0 && changesWhoMayRun[cmd.Type] {
 			f.s.pruneJobs()
 		}
 	}

@@ -51,6 +51,13 @@ func (s *state) reportJobs(r JobsReport, now time.Time) error {
 	return nil
 }
 
+// changesWhoMayRun are the commands after which a unit may no longer run a
+// job it reported: job records are pruned after them.
+var changesWhoMayRun = map[CommandType]bool{
+	CmdRegisterUnit: true, CmdRemoveUnit: true, CmdSetActive: true, CmdAssign: true, CmdUnassign: true,
+	CmdUnassignAll: true, CmdDeleteExperiment: true,
+}
+
 // pruneJobs drops the records of jobs their unit may no longer run: the unit
 // was removed, set inactive, or unassigned from the job's experiment.
 func (s *state) pruneJobs() {
