@@ -315,7 +315,7 @@ func TestDeadWorkerJobsShowLost(t *testing.T) {
 	w.stop()
 	died := time.Now()
 	eventually(t, 10*time.Second, "the dead worker's jobs shown lost", func() error {
-		j := jobsOn(t, leader, unit)
+		j := jobsOn(t, without(without(nodes, leader), w)[0], unit)
 		if len(j) != 2 || j["stirring"]["state"] != "lost" || j["od_reading"]["state"] != "lost" {
 			return fmt.Errorf("jobs %v", j)
 		}
@@ -326,9 +326,10 @@ func TestDeadWorkerJobsShowLost(t *testing.T) {
 	})
 	t.Logf("jobs shown lost %v after the worker died", time.Since(died).Round(time.Millisecond))
 
-	// The logs of its jobs are in the cluster, not only on the dead worker.
+	// The logs of its jobs are in the cluster, not only on the dead worker (asked through a follower).
+	third := without(without(nodes, leader), w)[0]
 	var logs []map[string]any
-	if code, _ := call(t, leader, http.MethodGet, "/api/workers/"+unit+"/experiments/lost/logs", nil, &logs); code != 200 {
+	if code, _ := call(t, third, http.MethodGet, "/api/workers/"+unit+"/experiments/lost/logs", nil, &logs); code != 200 {
 		t.Fatalf("logs: %d", code)
 	}
 	found := false
@@ -341,7 +342,7 @@ func TestDeadWorkerJobsShowLost(t *testing.T) {
 		t.Fatalf("no 'ready' line of stirring in %v", logs)
 	}
 	var recent []map[string]any
-	if code, _ := call(t, leader, http.MethodGet, "/api/experiments/lost/recent_logs?min_level=WARNING", nil, &recent); code != 200 || len(recent) != 0 {
+	if code, _ := call(t, third, http.MethodGet, "/api/experiments/lost/recent_logs?min_level=WARNING", nil, &recent); code != 200 || len(recent) != 0 {
 		t.Fatalf("recent warnings: %d %v", code, recent)
 	}
 	if code, _ := call(t, leader, http.MethodGet, "/api/experiments/lost/logs?min_level=LOUD", nil, nil); code != http.StatusBadRequest {
