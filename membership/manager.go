@@ -238,7 +238,20 @@ func (m *Manager) StartStandalone() error {
 		return nil
 	}
 	m.log.Info("starting a new cluster of one", "name", m.cfg.Self.Name, "node_id", m.cfg.Self.NodeID)
-	return m.node.Bootstrap()
+	if err := m.node.Bootstrap(); err != nil {
+		return err
+	}
+	// Register at once, so the node is in its own inventory before it answers
+	// its first request (the reconciler would do it within a pass, and still
+	// retries if this fails).
+	deadline := time.Now().Add(10 * time.Second)
+	for !m.node.IsLeader() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := m.apply(fsm.CmdRegisterUnit, m.Registration()); err != nil {
+		m.log.Warn("cannot register this node yet; the reconciler will retry", "error", err)
+	}
+	return nil
 }
 
 // apply proposes a command on this node (the leader).

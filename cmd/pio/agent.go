@@ -158,13 +158,16 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
-	a.wg.Add(2)
-	go func() {
-		defer a.wg.Done()
-		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("HTTP server stopped", "error", err)
-		}
-	}()
+	serve := func() {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("HTTP server stopped", "error", err)
+			}
+		}()
+	}
+	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
 		mem.Run(ctx)
@@ -182,16 +185,21 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	}
 	switch {
 	case cfg.Join != "":
+		serve()
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
 			mem.JoinAtStart(ctx, cfg.Join)
 		}()
 	default:
+		// A new cluster of one answers once it leads and is in its own
+		// inventory (requests wait in the listen backlog until then).
 		if err := mem.StartStandalone(); err != nil {
+			ln.Close() // never served, so Close would not close it
 			a.Close()
 			return nil, err
 		}
+		serve()
 	}
 	started = true
 	log.Info("pio node started", "node_id", nodeID, "http", httpAddr, "raft", node.Addr(), "gossip", mem.GossipAddr(),

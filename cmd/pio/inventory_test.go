@@ -330,3 +330,13 @@ func TestRetriedDeleteAnsweredFromFirstApplication(t *testing.T) {
 		t.Fatalf("a new delete of a deleted experiment: %d, want 404", code)
 	}
 }
+
+// A fresh node answers its first request already leading and in its own
+// inventory: `make run`, then at once `pio workers assign`, works.
+func TestFreshNodeInItsInventoryAtFirstAnswer(t *testing.T) {
+	n := startNode(t, "fresh")
+	var ws []map[string]any
+	if code, _ := call(t, n, http.MethodGet, "/api/workers", nil, &ws); code != 200 || len(ws) != 1 || ws[0]["pioreactor_unit"] != "fresh" {
+		t.Fatalf("first answer: %d %v", code, ws)
+	}
+}
