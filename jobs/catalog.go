@@ -84,10 +84,7 @@ func every(ctx context.Context, j *job, d func() time.Duration, f func(dt time.D
 
 func runStirring(ctx context.Context, j *job, p *Plant) {
 	pid := stirringPID()
-	stir := func(duty float64) {
-		p.SetStir(duty)
-		j.pwm(gpio.PWMStirring, duty)
-	}
+	stir := j.actuator(p.SetStir, gpio.PWMStirring)
 	defer stir(0)
 	every(ctx, j, func() time.Duration { return 250 * time.Millisecond }, func(dt time.Duration) {
 		stir(pid.Update(j.get("target_rpm"), p.ReadRPM(), dt.Seconds()))
@@ -117,10 +114,7 @@ func runGrowthRate(ctx context.Context, j *job, p *Plant) {
 
 func runThermostat(ctx context.Context, j *job, p *Plant) {
 	pid := thermostatPID()
-	heat := func(duty float64) {
-		p.SetHeater(duty)
-		j.pwm(gpio.PWMHeater, duty)
-	}
+	heat := j.actuator(p.SetHeater, gpio.PWMHeater)
 	defer heat(0)
 	every(ctx, j, func() time.Duration { return time.Second }, func(dt time.Duration) {
 		t := p.ReadTemp()

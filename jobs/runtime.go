@@ -114,6 +114,14 @@ func (j *job) pwm(channel int, duty float64) {
 	j.output(fmt.Sprintf("PWM %d", channel), func(o Outputs) error { return o.SetPWM(channel, duty) })
 }
 
+// actuator returns a setter that drives the plant's input and the HAT's PWM channel together.
+func (j *job) actuator(plant func(duty float64), channel int) func(duty float64) {
+	return func(duty float64) {
+		plant(duty)
+		j.pwm(channel, duty)
+	}
+}
+
 // led sets an LED channel's intensity on the HAT.
 func (j *job) led(channel string, intensity float64) {
 	j.output("LED "+channel, func(o Outputs) error { return o.SetLED(channel, intensity) })

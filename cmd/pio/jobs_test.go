@@ -272,13 +272,7 @@ func TestReadingsReplicatedAndServed(t *testing.T) {
 func TestDeadWorkerJobsShowLost(t *testing.T) {
 	nodes := startThree(t)
 	leader := leaderOf(t, nodes)
-	var w *testNode
-	for _, n := range nodes {
-		if n != leader {
-			w = n
-			break
-		}
-	}
+	w := without(nodes, leader)[0]
 	unit := w.cfg.Name
 	createExperiment(t, leader, "lost")
 	call(t, leader, http.MethodPut, "/api/experiments/lost/workers", map[string]any{"pioreactor_unit": unit}, nil)

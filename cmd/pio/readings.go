@@ -113,7 +113,12 @@ func (s *readingsShipper) run(ctx context.Context) {
 			s.mu.Lock()
 			batch.Readings, s.pending = takeUpTo(s.pending, maxBatch)
 			batch.Logs, s.logs = takeUpTo(s.logs, maxBatch)
+			dropped := s.dropped
+			s.dropped = 0
 			s.mu.Unlock()
+			if dropped > 0 {
+				s.log.Warn("dropped the oldest readings and log lines: no leader took them and the buffer is full", "dropped", dropped, "buffer", maxBuffered)
+			}
 			if s.running != nil {
 				rep, sig := s.report()
 				if sig != ackedSig || time.Since(lastReport) >= reportEvery || lastReport.IsZero() {
