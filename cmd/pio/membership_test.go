@@ -257,16 +257,20 @@ func TestDeadVoterReplacedByNonVoter(t *testing.T) {
 		}
 		return nil
 	})
-	// The event log says who was promoted and that the dead one was demoted.
-	kinds := map[string]bool{}
-	for _, e := range leader.a.node.FSM().Events() {
-		if e.Kind == "promoted" || (e.Kind == "demoted" && e.NodeID == victim.a.nodeID) {
-			kinds[e.Kind] = true
+	// The event log says who was promoted and that the dead one was demoted
+	// (recorded just after each configuration change).
+	eventually(t, 5*time.Second, "voter changes in the event log", func() error {
+		kinds := map[string]bool{}
+		for _, e := range leader.a.node.FSM().Events() {
+			if e.Kind == "promoted" || (e.Kind == "demoted" && e.NodeID == victim.a.nodeID) {
+				kinds[e.Kind] = true
+			}
 		}
-	}
-	if !kinds["promoted"] || !kinds["demoted"] {
-		t.Fatalf("voter changes missing from the event log: %+v", leader.a.node.FSM().Events())
-	}
+		if !kinds["promoted"] || !kinds["demoted"] {
+			return fmt.Errorf("events %+v", leader.a.node.FSM().Events())
+		}
+		return nil
+	})
 	if code, _ := createExperiment(t, rest[0], "after-replacement"); code != http.StatusCreated {
 		t.Fatal(code)
 	}
