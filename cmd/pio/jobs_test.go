@@ -199,7 +199,9 @@ func TestReadingsReplicatedAndServed(t *testing.T) {
 		worker = f
 	}
 	createExperiment(t, f, "readings")
-	call(t, f, http.MethodPut, "/api/experiments/readings/workers", map[string]any{"pioreactor_unit": worker.cfg.Name}, nil)
+	if code, ae := call(t, f, http.MethodPut, "/api/experiments/readings/workers", map[string]any{"pioreactor_unit": worker.cfg.Name}, nil); code != 200 {
+		t.Fatalf("assign: %d %+v", code, ae)
+	}
 	for _, j := range []struct {
 		job  string
 		opts map[string]any
