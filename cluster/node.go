@@ -262,9 +262,9 @@ func (n *Node) Leader() (id, addr string) {
 
 // Status is a snapshot of this peer's Raft state.
 type Status struct {
-	State       string
-	Term        uint64
-	CommitIndex uint64
+	State        string
+	Term         uint64
+	CommitIndex  uint64
 	// AppliedIndex is the last index applied to the state machine.
 	AppliedIndex uint64
 	LastContact  time.Time
