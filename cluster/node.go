@@ -265,7 +265,6 @@ type Status struct {
 	State        string
 	Term         uint64
 	CommitIndex  uint64
-	// AppliedIndex is the last index applied to the state machine.
 	AppliedIndex uint64
 	LastContact  time.Time
 }
@@ -276,13 +275,7 @@ func (n *Node) Status() Status {
 	if r == nil {
 		return Status{State: "Shutdown"}
 	}
-	// Raft's applied index counts entries handed to the state machine, not yet
-	// applied: use the state machine's own when it knows it.
-	applied, ok := n.fsm.AppliedIndex()
-	if !ok {
-		applied = r.AppliedIndex()
-	}
-	return Status{State: r.State().String(), Term: r.CurrentTerm(), CommitIndex: r.CommitIndex(), AppliedIndex: applied, LastContact: r.LastContact()}
+	return Status{State: r.State().String(), Term: r.CurrentTerm(), CommitIndex: r.CommitIndex(), AppliedIndex: r.AppliedIndex(), LastContact: r.LastContact()}
 }
 
 // Servers returns the current Raft configuration.

@@ -29,9 +29,6 @@ type FSM struct {
 	mu sync.RWMutex
 	s  *state
 	rd *readings // on-disk readings; nil until OpenReadings
-	// applied is the Raft index of the last entry applied to the state (0 until
-	// the first Apply after a start or a restore).
-	applied atomic.Uint64
 	// onApply, if set, is called after each applied command (outside the lock).
 	onApply atomic.Pointer[func(Command, Result)]
 }
@@ -56,11 +53,9 @@ func (f *FSM) OnApply(fn func(Command, Result)) {
 func (f *FSM) Apply(l *raft.Log) any {
 	cmd, err := DecodeCommand(l.Data)
 	if err != nil {
-		f.applied.Store(l.Index)
 		return Result{Err: err}
 	}
 	r := f.ApplyCommand(cmd)
-	f.applied.Store(l.Index)
 	if fn := f.onApply.Load(); fn != nil {
 		(*fn)(cmd, r)
 	}
@@ -181,17 +176,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		}
 	}
 	f.s = s
-	f.applied.Store(0) // the snapshot's index is Raft's to know
 	return nil
-}
-
-// AppliedIndex returns the Raft index of the last entry this state machine
-// applied, and false when it does not know it (no entry applied since it
-// started or restored a snapshot). Raft's own applied index runs ahead of it:
-// Raft counts an entry applied once it is handed to the state machine.
-func (f *FSM) AppliedIndex() (uint64, bool) {
-	i := f.applied.Load()
-	return i, i > 0
 }
 
 // Marshal returns the canonical encoding of the whole state (the snapshot format).

@@ -386,21 +386,3 @@ func restoredCopy(t *testing.T, f *FSM) *FSM {
 	}
 	return g
 }
-
-// The state machine knows the index it applied; after a restore it says it
-// does not know (Raft does).
-func TestAppliedIndex(t *testing.T) {
-	f := New()
-	if _, ok := f.AppliedIndex(); ok {
-		t.Fatal("a fresh FSM claims an applied index")
-	}
-	l := cmd(t, CmdCreateExperiment, "x1", t0, CreateExperiment{Experiment: "x"})
-	l.Index = 42
-	mustApply(t, f, l)
-	if i, ok := f.AppliedIndex(); !ok || i != 42 {
-		t.Fatalf("applied %d %v, want 42", i, ok)
-	}
-	if _, ok := restoredCopy(t, f).AppliedIndex(); ok {
-		t.Fatal("a restored FSM claims an applied index")
-	}
-}
