@@ -93,6 +93,14 @@ func (s *Server) unitRun(c *gin.Context) {
 		return
 	}
 	info, err := s.cfg.Jobs.Start(c.Param("job"), b.Experiment, b.Options)
+	// Raft counts an entry applied once it is handed to the state machine, a
+	// moment before the state machine has applied it: a refusal right after
+	// catching up may be that moment (an assignment in flight), so look again
+	// for a little while before refusing.
+	for deadline := time.Now().Add(300 * time.Millisecond); errors.Is(err, ErrRefused) && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		info, err = s.cfg.Jobs.Start(c.Param("job"), b.Experiment, b.Options)
+	}
 	if err != nil {
 		jobProblem(c, err)
 		return
