@@ -21,7 +21,7 @@ test:
 
 # Benchmarks start real clusters of `pio serve` processes on loopback and print one JSON object per scenario.
 # BENCH=... chooses scenarios; BENCH_TRIALS sets the failover trials.
-BENCH ?= failover,writes,memory,detection,stability,scale,dispatch,readings
+BENCH ?= failover,writes,idle,memory,detection,stability,scale,dispatch,readings
 BENCH_TRIALS ?= 20
 bench: build
 	$(GO) run ./cmd/piobench -pio ./bin/pio -scenarios $(BENCH) -trials $(BENCH_TRIALS)

@@ -16,7 +16,7 @@ import (
 func main() {
 	var (
 		pio       = flag.String("pio", "./bin/pio", "the pio binary")
-		scenarios = flag.String("scenarios", "failover,writes,memory,detection,stability,scale", "comma-separated scenarios: failover, writes, memory, detection, stability, scale, dispatch, readings, readings_week")
+		scenarios = flag.String("scenarios", "failover,writes,memory,detection,stability,scale", "comma-separated scenarios: failover, writes, idle, memory, detection, stability, scale, dispatch, readings, readings_week")
 		trials    = flag.Int("trials", 20, "failover trials")
 		clients   = flag.Int("clients", 64, "concurrent HTTP clients of the writes scenario")
 		duration  = flag.Duration("duration", 10*time.Second, "how long the writes scenario writes")
@@ -78,6 +78,8 @@ func main() {
 			res, err = b.scale(ctx, *scaleN)
 		case "dispatch":
 			res, err = b.dispatch(ctx, 200, 20)
+		case "idle":
+			res, err = b.idle(ctx, 30*time.Second)
 		case "readings":
 			res, err = b.readingsLoad(ctx, 20, 60*time.Second)
 		case "readings_week":
