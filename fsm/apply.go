@@ -113,6 +113,25 @@ func (s *state) apply(cmd Command) error {
 		}
 		s.labels[p.Experiment][u.NodeID] = p.Label
 		return nil
+	case CmdReadmit:
+		var p RemoveUnit
+		if err := decode(cmd.Payload, &p); err != nil {
+			return err
+		}
+		if i := s.tombstone(p.NodeID); i >= 0 {
+			s.tombstones = append(s.tombstones[:i:i], s.tombstones[i+1:]...)
+		}
+		return nil
+	case CmdSetGossipKeys:
+		var p GossipKeys
+		if err := decode(cmd.Payload, &p); err != nil {
+			return err
+		}
+		if err := p.validate(); err != nil {
+			return err
+		}
+		s.gossip = p.clone()
+		return nil
 	case CmdRecordEvent:
 		var p RecordEvent
 		if err := decode(cmd.Payload, &p); err != nil {

@@ -36,6 +36,9 @@ const (
 	CmdUnassignAll CommandType = "unassign_all"
 	// CmdSetUnitLabel sets (or, with an empty label, clears) a unit's label in an experiment.
 	CmdSetUnitLabel CommandType = "set_unit_label"
+	// CmdReadmit lifts the tombstone of a removed node that proved the
+	// cluster's join secret: it may be added again.
+	CmdReadmit CommandType = "readmit"
 )
 
 // UpdateExperiment is the payload of CmdUpdateExperiment; nil fields are left as they are.

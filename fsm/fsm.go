@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -21,6 +22,8 @@ import (
 type Result struct {
 	Err       error
 	Duplicate bool
+	// Index is the Raft log index of the command (0 when applied outside Raft).
+	Index uint64
 }
 
 // FSM is the replicated state machine. It implements raft.FSM; its query
@@ -29,36 +32,114 @@ type FSM struct {
 	mu sync.RWMutex
 	s  *state
 	rd *readings // on-disk readings; nil until OpenReadings
-	// onApply, if set, is called after each applied command (outside the lock).
-	onApply atomic.Pointer[func(Command, Result)]
+
+	// subs are the subscribers to changes, copied on write.
+	subsMu sync.Mutex
+	subs   atomic.Pointer[[]*subscriber]
+
+	// applied is the index of the last log entry this FSM applied (a command
+	// or a snapshot); notify is closed and replaced each time it grows.
+	nmu     sync.Mutex
+	applied uint64
+	notify  chan struct{}
 }
+
+// Change is one change of the state as subscribers see it: a command applied
+// at Index, or (Cmd nil) a snapshot restored.
+type Change struct {
+	Index  uint64
+	Cmd    *Command
+	Result Result
+}
+
+type subscriber struct{ fn func(Change) }
 
 // New returns an empty FSM.
 func New() *FSM {
-	return &FSM{s: newState()}
+	return &FSM{s: newState(), notify: make(chan struct{})}
 }
 
-// OnApply registers fn to be called after every command is applied, from the
-// Raft apply goroutine; nil removes it. It must not block. It may be called at
-// any time, also while Raft applies commands.
-func (f *FSM) OnApply(fn func(Command, Result)) {
-	if fn == nil {
-		f.onApply.Store(nil)
-		return
+// Subscribe registers fn to be called after every change, from Raft's apply
+// goroutine, until cancel is called. fn must not block.
+func (f *FSM) Subscribe(fn func(Change)) (cancel func()) {
+	sub := &subscriber{fn: fn}
+	f.subsMu.Lock()
+	defer f.subsMu.Unlock()
+	var cur []*subscriber
+	if p := f.subs.Load(); p != nil {
+		cur = *p
 	}
-	f.onApply.Store(&fn)
+	next := append(append([]*subscriber{}, cur...), sub)
+	f.subs.Store(&next)
+	return func() {
+		f.subsMu.Lock()
+		defer f.subsMu.Unlock()
+		var keep []*subscriber
+		for _, s := range *f.subs.Load() {
+			if s != sub {
+				keep = append(keep, s)
+			}
+		}
+		f.subs.Store(&keep)
+	}
+}
+
+func (f *FSM) publish(c Change) {
+	if p := f.subs.Load(); p != nil {
+		for _, s := range *p {
+			s.fn(c)
+		}
+	}
+}
+
+// setApplied records that the entry at index was applied and wakes the waiters.
+func (f *FSM) setApplied(index uint64) {
+	f.nmu.Lock()
+	if index > f.applied {
+		f.applied = index
+		close(f.notify)
+		f.notify = make(chan struct{})
+	}
+	f.nmu.Unlock()
+}
+
+// AppliedIndex returns the index of the last log entry this FSM applied.
+// Raft's own applied index may be higher: Raft applies entries the FSM never
+// sees (configuration changes, no-ops, barriers).
+func (f *FSM) AppliedIndex() uint64 {
+	f.nmu.Lock()
+	defer f.nmu.Unlock()
+	return f.applied
+}
+
+// WaitApplied waits until this FSM has applied the entry at index (or ctx
+// ends) and returns the index it has applied. It waits on a notification.
+func (f *FSM) WaitApplied(ctx context.Context, index uint64) (uint64, error) {
+	for {
+		f.nmu.Lock()
+		cur, ch := f.applied, f.notify
+		f.nmu.Unlock()
+		if cur >= index {
+			return cur, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return cur, ctx.Err()
+		}
+	}
 }
 
 // Apply applies one Raft log entry. It is called by Raft only.
 func (f *FSM) Apply(l *raft.Log) any {
 	cmd, err := DecodeCommand(l.Data)
-	if err != nil {
-		return Result{Err: err}
+	r := Result{Err: err}
+	if err == nil {
+		r = f.ApplyCommand(cmd)
 	}
-	r := f.ApplyCommand(cmd)
-	if fn := f.onApply.Load(); fn != nil {
-		(*fn)(cmd, r)
-	}
+	r.Index = l.Index
+	f.setApplied(l.Index)
+	f.publish(Change{Index: l.Index, Cmd: &cmd, Result: r})
 	return r
 }
 
@@ -108,8 +189,13 @@ func (f *FSM) applyReadings(cmd Command) error {
 	return f.rd.putLogs(p.Logs)
 }
 
-// snapshotMagic starts a snapshot that carries the readings store after the state.
-const snapshotMagic = "PIOSNAP1"
+// snapshotMagic starts a snapshot: the length of the state, the FSM's
+// applied index, the state, then the readings store. Snapshots of the first
+// format (snapshotMagicV1) carry no applied index.
+const (
+	snapshotMagic   = "PIOSNAP2"
+	snapshotMagicV1 = "PIOSNAP1"
+)
 
 // Snapshot captures the state for Raft: the state is encoded at once and a
 // read transaction pins the readings, so Persist may run concurrently with
@@ -121,7 +207,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	snap := &snapshot{data: b}
+	snap := &snapshot{data: b, applied: f.AppliedIndex()}
 	if f.rd != nil {
 		tx, err := f.rd.db.Begin(false)
 		if err != nil {
@@ -138,12 +224,22 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	br := bufio.NewReader(rc)
 	var stateJSON io.Reader = br
 	var rest io.Reader
-	if magic, _ := br.Peek(len(snapshotMagic)); string(magic) == snapshotMagic {
-		var hdr [len(snapshotMagic) + 8]byte
+	var applied uint64
+	switch magic, _ := br.Peek(len(snapshotMagic)); string(magic) {
+	case snapshotMagic:
+		var hdr [len(snapshotMagic) + 16]byte
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
 			return fmt.Errorf("restore snapshot: header: %w", err)
 		}
 		n := binary.BigEndian.Uint64(hdr[len(snapshotMagic):])
+		applied = binary.BigEndian.Uint64(hdr[len(snapshotMagic)+8:])
+		stateJSON, rest = io.LimitReader(br, int64(n)), br
+	case snapshotMagicV1:
+		var hdr [len(snapshotMagicV1) + 8]byte
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			return fmt.Errorf("restore snapshot: header: %w", err)
+		}
+		n := binary.BigEndian.Uint64(hdr[len(snapshotMagicV1):])
 		stateJSON, rest = io.LimitReader(br, int64(n)), br
 	}
 	var d snapshotData
@@ -155,7 +251,20 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if d.Version != Version {
 		return fmt.Errorf("restore snapshot: %w: version %d", ErrUnknownCommand, d.Version)
 	}
-	s := importState(d)
+	if err := f.replace(importState(d), rest); err != nil {
+		return err
+	}
+	f.nmu.Lock()
+	f.applied = applied
+	close(f.notify)
+	f.notify = make(chan struct{})
+	f.nmu.Unlock()
+	f.publish(Change{Index: applied})
+	return nil
+}
+
+// replace swaps in a restored state and its readings.
+func (f *FSM) replace(s *state, rest io.Reader) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.rd != nil {
@@ -196,14 +305,16 @@ func (f *FSM) Hash() string {
 }
 
 type snapshot struct {
-	data []byte
-	tx   *bbolt.Tx // the readings as of the snapshot; nil without a store
+	data    []byte
+	applied uint64
+	tx      *bbolt.Tx // the readings as of the snapshot; nil without a store
 }
 
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	var hdr [len(snapshotMagic) + 8]byte
+	var hdr [len(snapshotMagic) + 16]byte
 	copy(hdr[:], snapshotMagic)
 	binary.BigEndian.PutUint64(hdr[len(snapshotMagic):], uint64(len(s.data)))
+	binary.BigEndian.PutUint64(hdr[len(snapshotMagic)+8:], s.applied)
 	err := func() error {
 		if _, err := sink.Write(hdr[:]); err != nil {
 			return err
@@ -239,4 +350,8 @@ func (f *FSM) Reset() {
 		_ = f.rd.clear()
 	}
 	f.mu.Unlock()
+	f.nmu.Lock()
+	f.applied = 0
+	f.nmu.Unlock()
+	f.publish(Change{})
 }

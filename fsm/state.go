@@ -91,6 +91,7 @@ type state struct {
 	events      []Event                      // oldest first, at most maxEvents
 	tombstones  []Tombstone                  // oldest first, at most maxTombstones
 	jobs        map[string][]JobRecord       // node ID -> its jobs as last reported, by name
+	gossip      *GossipKeys                  // the gossip keyring; nil until set (and in open clusters)
 	// requests remembers the outcomes of the last maxRequests request IDs:
 	// ring holds them in order of application, next is where the next one goes.
 	requests map[string]string
@@ -131,12 +132,16 @@ type snapshotData struct {
 	Events      []Event            `json:"events"`
 	Tombstones  []Tombstone        `json:"tombstones"`
 	Jobs        []JobRecord        `json:"jobs,omitempty"`
+	GossipKeys  *GossipKeys        `json:"gossip_keys,omitempty"`
 	Requests    []appliedRequest   `json:"requests"`
 }
 
 func (s *state) export() snapshotData {
 	d := snapshotData{Version: Version, History: append([]AssignmentRecord{}, s.history...),
 		Events: append([]Event{}, s.events...), Tombstones: append([]Tombstone{}, s.tombstones...)}
+	if s.gossip != nil {
+		d.GossipKeys = s.gossip.clone()
+	}
 	d.Requests = make([]appliedRequest, 0, len(s.ring))
 	for i := range s.ring {
 		id := s.ring[(s.next+i)%len(s.ring)]
@@ -215,6 +220,7 @@ func importState(d snapshotData) *state {
 	}
 	s.events = d.Events
 	s.tombstones = d.Tombstones
+	s.gossip = d.GossipKeys
 	for _, j := range d.Jobs {
 		s.jobs[j.NodeID] = append(s.jobs[j.NodeID], j)
 	}
