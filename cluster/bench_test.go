@@ -20,7 +20,11 @@ func openCluster(tb testing.TB, n int) []*Node {
 		cfg := DefaultConfig()
 		cfg.NodeID = uuid.NewString()
 		cfg.DataDir = tb.TempDir()
-		cfg.BindAddr = fmt.Sprintf("127.0.8.%d:0", i+1)
+		streams, err := listenTCP(fmt.Sprintf("127.0.8.%d:0", i+1))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		cfg.Streams = streams
 		cfg.Logger = hclog.NewNullLogger()
 		node, err := Open(cfg, fsm.New())
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 )
 
 // Config configures a Node.
@@ -16,14 +17,9 @@ type Config struct {
 	NodeID string
 	// DataDir holds the Raft log, stable store and snapshots (under raft/).
 	DataDir string
-	// BindAddr is the TCP address the Raft transport listens on ("host:port"; port 0 picks one).
-	BindAddr string
-	// AdvertiseHost is the host other peers dial; empty means the host of BindAddr.
-	AdvertiseHost string
-	// SourceIP, when set, is the source address of connections to peers. Nodes
-	// sharing one machine on loopback set it, so each node's traffic comes from
-	// its own address as on a LAN (and a firewall rule can cut one node off).
-	SourceIP string
+	// Streams gives Raft its connections to peers (package rpc: the cluster
+	// port, under mutual TLS), a new stream layer each time Raft starts.
+	Streams Streams
 
 	// HeartbeatTimeout is how long a follower waits without contact before it
 	// starts an election (randomized up to twice this). Heartbeats go out at a tenth of it.
@@ -53,6 +49,12 @@ type Config struct {
 	Logger hclog.Logger
 }
 
+// Streams gives the Raft transport its connections.
+type Streams interface {
+	// RaftLayer returns a new stream layer; Raft closes it when it stops.
+	RaftLayer() raft.StreamLayer
+}
+
 // ErrInvalidConfig is returned by Validate for a configuration that cannot work.
 var ErrInvalidConfig = errors.New("invalid cluster configuration")
 
@@ -61,7 +63,6 @@ var ErrInvalidConfig = errors.New("invalid cluster configuration")
 // elections under load. Measured with `make bench`.
 func DefaultConfig() Config {
 	return Config{
-		BindAddr:           ":8300",
 		HeartbeatTimeout:   300 * time.Millisecond,
 		ElectionTimeout:    300 * time.Millisecond,
 		LeaderLeaseTimeout: 300 * time.Millisecond,
@@ -82,8 +83,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: empty node ID", ErrInvalidConfig)
 	case c.DataDir == "":
 		return fmt.Errorf("%w: empty data dir", ErrInvalidConfig)
-	case c.BindAddr == "":
-		return fmt.Errorf("%w: empty raft address", ErrInvalidConfig)
+	case c.Streams == nil:
+		return fmt.Errorf("%w: no stream layer for Raft", ErrInvalidConfig)
 	case c.MaxVoters < 1 || c.MaxVoters%2 == 0:
 		return fmt.Errorf("%w: cluster.max_voters is %d; it must be odd and at least 1 (3 or 5 are usual)", ErrInvalidConfig, c.MaxVoters)
 	case c.HeartbeatTimeout < 20*time.Millisecond || c.ElectionTimeout < 20*time.Millisecond:

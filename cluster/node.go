@@ -32,13 +32,22 @@ type Node struct {
 	raft     *raft.Raft
 	store    *raftboltdb.BoltStore
 	trans    *raft.NetworkTransport
-	stream   *streamLayer
+	stream   raft.StreamLayer
 	hadState bool
 	closed   bool
 
 	// confMu serializes this node's Raft configuration changes, so that two
 	// concurrent joins cannot both take the last voter seat.
 	confMu sync.Mutex
+
+	// leaderSubs are told of leader changes by the observer goroutine of the
+	// current Raft instance (obsDone closes when it has stopped).
+	subMu      sync.Mutex
+	leaderSubs map[int]func(string)
+	nextSub    int
+	observer   *raft.Observer
+	obsCh      chan raft.Observation
+	obsDone    chan struct{}
 }
 
 // Open starts the Raft peer on the state in cfg.DataDir. It does not bootstrap:
@@ -61,12 +70,7 @@ func (n *Node) raftDir() string { return filepath.Join(n.cfg.DataDir, "raft") }
 
 // open starts Raft on the current raft dir; n.mu must be held or n unshared.
 func (n *Node) open() error {
-	stream, err := listen(n.cfg.BindAddr, n.cfg.AdvertiseHost, n.cfg.SourceIP)
-	if err != nil {
-		return err
-	}
-	// Keep the port we got, so a reset rebinds the same address peers know.
-	n.cfg.BindAddr = stream.Listener.Addr().String()
+	stream := n.cfg.Streams.RaftLayer()
 	if err := checkLogFile(filepath.Join(n.raftDir(), "raft.db")); err != nil {
 		stream.Close()
 		return err
@@ -129,7 +133,46 @@ func (n *Node) open() error {
 		return fmt.Errorf("start raft: %w (if the data dir is damaged, restore it from a backup or remove it and re-join the node)", err)
 	}
 	n.raft, n.store, n.trans, n.stream, n.hadState = r, store, trans, stream, had
+	n.obsCh, n.obsDone = make(chan raft.Observation, 16), make(chan struct{})
+	n.observer = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	r.RegisterObserver(n.observer)
+	go n.observe(n.obsCh, n.obsDone)
 	return nil
+}
+
+// observe tells the subscribers of leader changes; it ends when ch is closed.
+func (n *Node) observe(ch chan raft.Observation, done chan struct{}) {
+	defer close(done)
+	for o := range ch {
+		lo := o.Data.(raft.LeaderObservation)
+		n.subMu.Lock()
+		for _, fn := range n.leaderSubs {
+			fn(string(lo.LeaderID))
+		}
+		n.subMu.Unlock()
+	}
+}
+
+// OnLeaderChange calls fn with the new leader's ID ("" for none) each time
+// this node sees the leadership change, until stop is called. fn runs on the
+// node's observer goroutine and must not block.
+func (n *Node) OnLeaderChange(fn func(leaderID string)) (stop func()) {
+	n.subMu.Lock()
+	defer n.subMu.Unlock()
+	if n.leaderSubs == nil {
+		n.leaderSubs = map[int]func(string){}
+	}
+	id := n.nextSub
+	n.nextSub++
+	n.leaderSubs[id] = fn
+	return func() {
+		n.subMu.Lock()
+		delete(n.leaderSubs, id)
+		n.subMu.Unlock()
+	}
 }
 
 // shutdown stops Raft and releases its files and port; n.mu must be held.
@@ -138,6 +181,9 @@ func (n *Node) shutdown() error {
 		return nil
 	}
 	err := n.raft.Shutdown().Error()
+	n.raft.DeregisterObserver(n.observer)
+	close(n.obsCh)
+	<-n.obsDone
 	if cerr := n.trans.Close(); err == nil {
 		err = cerr
 	}

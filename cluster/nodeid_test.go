@@ -24,7 +24,7 @@ func TestNodeIDIsStable(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	c := DefaultConfig()
-	c.NodeID, c.DataDir = "x", t.TempDir()
+	c.NodeID, c.DataDir, c.Streams = "x", t.TempDir(), &tcpStreams{}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,134 @@
+package rpc
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/pioreactor/pio/fsm"
+)
+
+// Per worker, the leader stores at most readingsRate readings (and log lines)
+// a second on average, in bursts of up to readingsBurst: a worker at
+// Pioreactor's rates makes a few a second, and one catching up after an
+// outage sends its buffer (50,000 at most) back to back. Past the bound the
+// batch is answered 429 and the worker keeps it and retries.
+const (
+	readingsRate  = 5000
+	readingsBurst = 60000
+)
+
+// StoreReadings sends a worker's batch to the leader, through the member at addr.
+func (c *Client) StoreReadings(ctx context.Context, addr, requestID string, b fsm.RecordReadings) error {
+	return c.Do(ctx, addr, http.MethodPost, "/rpc/readings", http.Header{RequestIDHeader: {requestID}}, b, nil)
+}
+
+// bucket is a token bucket of one worker's readings.
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// readingsLimiter bounds each worker's readings; it remembers one bucket per
+// member that shipped readings to this leader.
+type readingsLimiter struct {
+	mu      sync.Mutex
+	buckets map[string]*bucket
+}
+
+// take reports whether n readings of node may be stored now.
+func (l *readingsLimiter) take(node string, n int, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.buckets == nil || len(l.buckets) > 4096 {
+		l.buckets = map[string]*bucket{}
+	}
+	b, ok := l.buckets[node]
+	if !ok {
+		b = &bucket{tokens: readingsBurst, at: now}
+		l.buckets[node] = b
+	}
+	b.tokens = min(readingsBurst, b.tokens+now.Sub(b.at).Seconds()*readingsRate)
+	b.at = now
+	if float64(n) > b.tokens {
+		return false
+	}
+	b.tokens -= float64(n)
+	return true
+}
+
+// readings answers POST /rpc/readings on the leader: a worker's batch of
+// readings, log lines and job report, stored once per request ID. A member
+// may only ship its own.
+func (s *Server) readings(w http.ResponseWriter, r *http.Request, c Caller) {
+	s.viaLeader(w, r, c, func(body []byte) {
+		var b fsm.RecordReadings
+		if !s.decode(w, body, &b) {
+			return
+		}
+		rid := r.Header.Get(RequestIDHeader)
+		if err := fsm.ValidRequestID(rid); err != nil {
+			s.writeError(w, &Error{Status: http.StatusBadRequest, Message: "bad request ID", Cause: err.Error()})
+			return
+		}
+		if err := b.Validate(); err != nil {
+			s.writeError(w, &Error{Status: http.StatusBadRequest, Message: "bad readings batch", Cause: err.Error(),
+				Remediation: "send batches as the worker runtime makes them"})
+			return
+		}
+		if c.NodeID != "" {
+			if err := s.ownBatch(c.NodeID, b); err != nil {
+				s.writeError(w, &Error{Status: http.StatusForbidden, Message: "not this node's readings", Cause: err.Error()})
+				return
+			}
+			if !s.limiter.take(c.NodeID, len(b.Readings)+len(b.Logs), time.Now()) {
+				w.Header().Set("Retry-After", "1")
+				s.writeError(w, &Error{Status: http.StatusTooManyRequests, Message: "too many readings from this worker",
+					Cause:       fmt.Sprintf("more than %d readings a second on average", readingsRate),
+					Remediation: "the worker keeps the batch and retries"})
+				return
+			}
+		}
+		cmd, err := fsm.NewCommand(fsm.CmdRecordReadings, rid, time.Now(), b)
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		res, err := s.cfg.Raft.Apply(cmd)
+		if err == nil {
+			err = res.Err
+		}
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int{"stored": len(b.Readings), "logs": len(b.Logs)})
+	})
+}
+
+// ownBatch checks that every reading and log line of b names no unit held by
+// another node, and that its job report is node's own.
+func (s *Server) ownBatch(node string, b fsm.RecordReadings) error {
+	check := func(unit string) error {
+		if u, ok := s.cfg.FSM.UnitByName(unit); ok && u.NodeID != node {
+			return fmt.Errorf("unit %s is node %s, not the caller %s", unit, u.NodeID, node)
+		}
+		return nil
+	}
+	for _, rd := range b.Readings {
+		if err := check(rd.Unit); err != nil {
+			return err
+		}
+	}
+	for _, l := range b.Logs {
+		if err := check(l.Unit); err != nil {
+			return err
+		}
+	}
+	if b.Jobs != nil && b.Jobs.NodeID != node {
+		return fmt.Errorf("a job report of node %s sent by %s", b.Jobs.NodeID, node)
+	}
+	return nil
+}
