@@ -17,6 +17,7 @@ func (s *Server) health(c *gin.Context) {
 	c.JSON(http.StatusOK, client.Health{
 		Name: s.cfg.Name, NodeID: s.cfg.NodeID, Leader: s.node.IsLeader(), ClusterSize: len(servers),
 		HTTPAddr: s.cfg.HTTPAddr, RaftAddr: s.node.Addr(), Version: s.cfg.Version,
+		Secure: s.cfg.Trust.Current() != nil, Auth: s.authMode(), ReadAuth: s.cfg.ReadAuth,
 	})
 }
 
@@ -122,15 +123,6 @@ func (s *Server) clusterInfo() client.ClusterInfo {
 	return ci
 }
 
-// memberStatus answers GET /api/cluster/members/{node_id}: is it a member, or was it removed.
-func (s *Server) memberStatus(c *gin.Context) {
-	if !s.readable(c) {
-		return
-	}
-	member, removed := s.mem.MemberStatus(c.Param("node_id"))
-	c.JSON(http.StatusOK, gin.H{"node_id": c.Param("node_id"), "member": member, "removed": removed})
-}
-
 // getEvents answers GET /api/cluster/events: the cluster's event log, newest first.
 func (s *Server) getEvents(c *gin.Context) {
 	if !s.readable(c) {
@@ -158,21 +150,59 @@ func (s *Server) joinCluster(c *gin.Context) {
 		abort(c, http.StatusBadRequest, "bad address", "no host in "+req.Address, "give HOST[:PORT]")
 		return
 	}
-	resp, err := s.mem.Join(c.Request.Context(), req.Address, req.Force)
+	res, err := s.mem.Join(c.Request.Context(), req.Address, req.Token, req.Force)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, resp)
+	c.JSON(http.StatusOK, client.JoinResponse{Joined: true, Leader: res.Leader, Voter: res.Voter, Discarded: res.Discarded})
+}
+
+type invitationBody struct {
+	Address string `json:"address"`
+	Token   string `json:"token"`
+}
+
+// invitation answers POST /unit_api/invitation: the leader of a cluster
+// invites this node (the UI's "Add new Pioreactor"). A fresh node accepts it
+// and joins; any other refuses. It needs no API token: a fresh node trusts
+// the first cluster that invites it (see the README for the window this
+// leaves and how to close it).
+func (s *Server) invitation(c *gin.Context) {
+	var b invitationBody
+	if !decodeBody(c, &b) {
+		return
+	}
+	if b.Address == "" || len(b.Address) > 255 || len(b.Token) > 256 {
+		abort(c, http.StatusBadRequest, "bad invitation", `the body needs "address" (HOST[:PORT] of the inviting node) and "token"`, "invite with PUT /api/workers on the cluster")
+		return
+	}
+	res, err := s.mem.AcceptInvitation(c.Request.Context(), b.Address, b.Token)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, client.JoinResponse{Joined: true, Leader: res.Leader, Voter: res.Voter, Discarded: res.Discarded})
+}
+
+// rotateKeys answers POST /api/cluster/keys/rotate on the leader: a new gossip
+// key replaces the old one on every member.
+func (s *Server) rotateKeys(c *gin.Context) {
+	if !readOptionalEmptyBody(c) {
+		return
+	}
+	res, err := s.mem.RotateGossipKey(c.Request.Context(), nil)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, res)
 }
 
 // leaveCluster answers POST /api/cluster/leave: this node leaves its cluster.
 func (s *Server) leaveCluster(c *gin.Context) {
-	if c.Request.ContentLength > 0 {
-		var empty struct{}
-		if !decodeBody(c, &empty) {
-			return
-		}
+	if !readOptionalEmptyBody(c) {
+		return
 	}
 	if err := s.mem.Leave(c.Request.Context()); err != nil {
 		fail(c, err)
@@ -181,33 +211,3 @@ func (s *Server) leaveCluster(c *gin.Context) {
 	c.JSON(http.StatusOK, client.LeaveResponse{Left: true})
 }
 
-// addMember answers POST /api/cluster/members on the leader: a node asks to be added.
-func (s *Server) addMember(c *gin.Context) {
-	var req client.MemberRequest
-	if !decodeBody(c, &req) {
-		return
-	}
-	if why := ValidUnitName(req.Name); why != "" {
-		abort(c, http.StatusBadRequest, "invalid unit name", why, "start the node with a valid --name")
-		return
-	}
-	if req.NodeID == "" || req.RaftAddr == "" || req.HTTPAddr == "" {
-		abort(c, http.StatusBadRequest, "incomplete member", "node_id, raft_addr and http_addr are required", "use `pio join`, which fills them in")
-		return
-	}
-	resp, err := s.mem.AddMember(c.Request.Context(), req)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, resp)
-}
-
-// removeMember answers DELETE /api/cluster/members/{node_id} on the leader.
-func (s *Server) removeMember(c *gin.Context) {
-	if err := s.mem.RemoveMember(c.Request.Context(), c.Param("node_id")); err != nil {
-		fail(c, err)
-		return
-	}
-	c.Status(http.StatusNoContent)
-}

@@ -11,6 +11,7 @@ import (
 	"github.com/pioreactor/pio/cluster"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/membership"
+	"github.com/pioreactor/pio/rpc"
 )
 
 // problem is an error answer: what went wrong, the HTTP status, why, and what to do.
@@ -44,6 +45,14 @@ var problems = []struct {
 	{membership.ErrNoLeader, problem{http.StatusServiceUnavailable, "the cluster has no leader", "check that a majority of voters runs (`pio status`), then retry"}},
 	{membership.ErrQuorum, problem{http.StatusConflict, "removing this node would stop the cluster", "bring the dead voters back first (or wait until they are replaced by healthy non-voters), then retry"}},
 	{membership.ErrRemoveSelf, problem{http.StatusConflict, "the leader cannot remove itself", "run `pio leave` on it: it transfers leadership first"}},
+	{membership.ErrTokenRequired, problem{http.StatusBadRequest, "a join token is needed", "print it with `sudo pio token` on a member of that cluster, then `pio join HOST --token TOKEN` (or PIO_TOKEN)"}},
+	{membership.ErrBadToken, problem{http.StatusBadRequest, "that is not a pio join token", "copy the whole token that `sudo pio token` prints on a member of the cluster"}},
+	{membership.ErrWrongSecret, problem{http.StatusForbidden, "the cluster refused the join token", "the token is old or mistyped: print it again with `sudo pio token` on a member of the cluster"}},
+	{membership.ErrOtherCluster, problem{http.StatusForbidden, "the token is of another cluster", "use the token of the cluster that node belongs to (`sudo pio token` on it), or give the address of a node of the token's cluster"}},
+	{membership.ErrOpenCluster, problem{http.StatusConflict, "that cluster runs without secrets (made by an older pio)", "run `pio security enable` on a member of that cluster, then join with its token"}},
+	{membership.ErrNotFresh, problem{http.StatusConflict, "this node accepts no invitation", "run `pio leave` on it first (or join it with `pio join HOST --token TOKEN --force` to discard its data)"}},
+	{membership.ErrPinned, problem{http.StatusForbidden, "this node is pinned to another cluster by its join_token", "invite it from the cluster of its join_token, or change join_token in its config"}},
+	{membership.ErrRotation, problem{http.StatusServiceUnavailable, "the gossip key rotation did not finish", "the cluster works with the keys it has; bring the members named back and run `pio keys rotate` again"}},
 }
 
 // abort answers with a problem and stops the handler chain.
@@ -56,26 +65,36 @@ func abort(c *gin.Context, status int, message, cause, remediation string) {
 
 // fail answers for err, mapping known errors to their status and remedy.
 func fail(c *gin.Context, err error) {
+	e := Explain(err)
+	if errors.Is(err, cluster.ErrNotLeader) {
+		// Not applied: a forwarding follower may retry it with the new leader.
+		c.Header(rpc.NotLeaderHeader, "1")
+	}
+	abort(c, e.Status, e.Message, e.Cause, e.Remediation)
+}
+
+// Explain turns an error of the packages below the API into the answer a
+// client gets: its status, what went wrong, why and what to do. Node-to-node
+// calls answer with it too, so an error keeps its meaning across a hop.
+func Explain(err error) client.Error {
 	var ce *client.Error
 	if errors.As(err, &ce) && ce.Status != 0 {
-		abort(c, ce.Status, ce.Message, ce.Cause, ce.Remediation)
-		return
+		return *ce
+	}
+	var re *rpc.Error
+	if errors.As(err, &re) && re.Status != 0 {
+		return client.Error{Status: re.Status, Message: re.Message, Cause: re.Cause, Remediation: re.Remediation}
 	}
 	// Raft reports a full disk as text ("unable to store logs ... no space left on device").
 	if errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), syscall.ENOSPC.Error()) {
-		abort(c, http.StatusInsufficientStorage, "the node's disk is full", err.Error(),
-			"free space on the leader's data disk (SD card): remove old files, or move --data-dir to a bigger disk; nothing was written")
-		return
-	}
-	if errors.Is(err, cluster.ErrNotLeader) {
-		// Not applied: a forwarding follower may retry it with the new leader.
-		c.Header("X-Pio-Not-Leader", "1")
+		return client.Error{Status: http.StatusInsufficientStorage, Message: "the node's disk is full", Cause: err.Error(),
+			Remediation: "free space on the leader's data disk (SD card): remove old files, or move --data-dir to a bigger disk; nothing was written"}
 	}
 	for _, p := range problems {
 		if errors.Is(err, p.err) {
-			abort(c, p.p.status, p.p.message, err.Error(), p.p.remediation)
-			return
+			return client.Error{Status: p.p.status, Message: p.p.message, Cause: err.Error(), Remediation: p.p.remediation}
 		}
 	}
-	abort(c, http.StatusInternalServerError, "internal error", err.Error(), "retry; if it persists, look at this node's log (journalctl -u pio)")
+	return client.Error{Status: http.StatusInternalServerError, Message: "internal error", Cause: err.Error(),
+		Remediation: "retry; if it persists, look at this node's log (journalctl -u pio)"}
 }

@@ -56,15 +56,16 @@ type broadcaster struct {
 	pending map[string]bool // topics applied since the last flush
 	closed  bool
 
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+	cancel func() // ends the FSM subscription
 }
 
 func newBroadcaster(s *Server) *broadcaster {
 	b := &broadcaster{s: s, subs: map[chan StreamEvent]struct{}{}, pending: map[string]bool{},
 		stop: make(chan struct{}), done: make(chan struct{})}
-	s.fsm.OnApply(b.applied)
+	b.cancel = s.fsm.Subscribe(b.applied)
 	go b.run()
 	return b
 }
@@ -83,12 +84,23 @@ func topicOf(t fsm.CommandType) string {
 	}
 }
 
-// applied is the FSM's OnApply hook: it only marks a topic (Raft's apply goroutine must not wait).
-func (b *broadcaster) applied(cmd fsm.Command, r fsm.Result) {
-	if r.Duplicate {
+// applied is the broadcaster's FSM subscription: it only marks a topic
+// (Raft's apply goroutine must not wait). A restored snapshot changes everything.
+func (b *broadcaster) applied(c fsm.Change) {
+	if c.Result.Duplicate {
 		return
 	}
-	topic := topicOf(cmd.Type)
+	if c.Cmd == nil {
+		b.mu.Lock()
+		if len(b.subs) > 0 {
+			for _, t := range []string{"inventory", "experiments", "event", "readings"} {
+				b.pending[t] = true
+			}
+		}
+		b.mu.Unlock()
+		return
+	}
+	topic := topicOf(c.Cmd.Type)
 	b.mu.Lock()
 	if len(b.subs) > 0 {
 		b.pending[topic] = true
@@ -155,7 +167,7 @@ func (b *broadcaster) publish(ev StreamEvent) {
 // close stops the goroutine and ends every stream; it waits for the goroutine.
 func (b *broadcaster) close() {
 	b.once.Do(func() {
-		b.s.fsm.OnApply(nil)
+		b.cancel()
 		close(b.stop)
 		<-b.done
 		b.closeStreams()

@@ -12,11 +12,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 	"github.com/pioreactor/pio/api/client"
+	"github.com/pioreactor/pio/rpc"
 )
-
-// hopsHeader counts how many times a request was forwarded, to stop loops
-// while the leadership moves.
-const hopsHeader = "X-Pio-Hops"
 
 // maxHops is how many forwards a request may take.
 const maxHops = 3
@@ -43,7 +40,7 @@ func (s *Server) leaderOrForward(c *gin.Context) {
 	if c.GetHeader(client.RequestIDHeader) == "" {
 		c.Request.Header.Set(client.RequestIDHeader, uuid.NewString())
 	}
-	hops, _ := strconv.Atoi(c.GetHeader(hopsHeader))
+	hops, _ := strconv.Atoi(c.GetHeader(rpc.HopsHeader))
 	deadline := time.Now().Add(s.cfg.HoldTimeout)
 	var lastErr error
 	for {
@@ -52,14 +49,12 @@ func (s *Server) leaderOrForward(c *gin.Context) {
 			c.Next()
 			return
 		}
-		if id, _ := s.node.Leader(); id != "" && id != s.cfg.NodeID && hops < maxHops {
-			if u, ok := s.fsm.UnitByID(id); ok && u.HTTPAddr != "" {
-				err := s.forward(c, id, u.HTTPAddr, body, hops+1)
-				if err == nil {
-					return
-				}
-				lastErr = err
+		if id, addr := s.node.Leader(); id != "" && id != s.cfg.NodeID && addr != "" && hops < maxHops {
+			err := s.forward(c, id, addr, body, hops+1)
+			if err == nil {
+				return
 			}
+			lastErr = err
 		}
 		if time.Now().After(deadline) || c.Request.Context().Err() != nil {
 			cause := fmt.Sprintf("no leader was elected within %s", s.cfg.HoldTimeout)
@@ -74,52 +69,40 @@ func (s *Server) leaderOrForward(c *gin.Context) {
 	}
 }
 
-// forward sends the request to the leader leaderID at addr and copies its
-// answer back. An error means nothing was answered yet and the request may be
-// retried (writes carry their request ID, so a retry is applied once). The
-// attempt is abandoned when this node learns of another leader: a leader cut
-// off by a partition never answers.
+// forward sends the request to the leader leaderID at addr (its cluster
+// address, node-to-node under mutual TLS) and copies its answer back. An
+// error means nothing was answered yet and the request may be retried
+// (writes carry their request ID, so a retry is applied once). The attempt is
+// abandoned when this node learns of another leader: a leader cut off by a
+// partition never answers.
 func (s *Server) forward(c *gin.Context, leaderID, addr string, body []byte, hops int) error {
 	ctx, cancel := context.WithCancel(c.Request.Context())
 	defer cancel()
-	watchDone := make(chan struct{})
-	defer close(watchDone)
-	go func() {
-		if leaderID == "" { // not a request for the leader: nothing to watch
-			return
-		}
-		t := time.NewTicker(25 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-watchDone:
-				return
-			case <-t.C:
-				if id, _ := s.node.Leader(); id != leaderID {
-					cancel()
-					return
-				}
+	if leaderID != "" {
+		stop := s.node.OnLeaderChange(func(id string) {
+			if id != leaderID {
+				cancel()
 			}
+		})
+		defer stop()
+		if id, _ := s.node.Leader(); id != leaderID {
+			cancel()
 		}
-	}()
-	url := "http://" + addr + c.Request.URL.RequestURI()
-	req, err := http.NewRequestWithContext(ctx, c.Request.Method, url, bytes.NewReader(body))
-	if err != nil {
-		return err
 	}
+	hdr := http.Header{}
 	for _, h := range []string{"Content-Type", "Accept", client.RequestIDHeader} {
 		if v := c.GetHeader(h); v != "" {
-			req.Header.Set(h, v)
+			hdr.Set(h, v)
 		}
 	}
-	req.Header.Set(hopsHeader, strconv.Itoa(hops))
-	req.Header.Set("X-Forwarded-For", c.ClientIP())
-	resp, err := s.fwd.Do(req)
+	hdr.Set(rpc.HopsHeader, strconv.Itoa(hops))
+	hdr.Set("X-Forwarded-For", c.ClientIP())
+	resp, err := s.rpc.Forward(ctx, addr, c.Request.Method, c.Request.URL.RequestURI(), hdr, body)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("X-Pio-Not-Leader") != "" {
+	if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get(rpc.NotLeaderHeader) != "" {
 		io.Copy(io.Discard, resp.Body)
 		return fmt.Errorf("%s is no longer the leader", addr)
 	}
@@ -128,7 +111,9 @@ func (s *Server) forward(c *gin.Context, leaderID, addr string, body []byte, hop
 			c.Header(h, v)
 		}
 	}
-	c.Header("X-Pio-Leader", addr)
+	if u, ok := s.fsm.UnitByID(leaderID); ok {
+		c.Header("X-Pio-Leader", u.HTTPAddr)
+	}
 	c.Status(resp.StatusCode)
 	_, _ = io.Copy(c.Writer, resp.Body)
 	c.Abort()

@@ -27,7 +27,7 @@ func FuzzDecodeBody(f *testing.F) {
 		func() any { return &unitLabelBody{} },
 		func() any { return &patchExperimentBody{} },
 		func() any { return &client.JoinRequest{} },
-		func() any { return &client.MemberRequest{} },
+		func() any { return &invitationBody{} },
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, mk := range targets {

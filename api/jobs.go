@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/pioreactor/pio/api/client"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/jobs"
 	"github.com/pioreactor/pio/membership"
@@ -71,16 +70,17 @@ func (s *Server) unitRunning(c *gin.Context) {
 // checks whether it may run the job.
 const indexHeader = "X-Pio-Index"
 
-// catchUp waits (up to 2 s) until this node has applied the index the leader sent.
+// catchUp waits (up to 2 s) until this node's state machine has applied the
+// index the leader sent: the leader's own last applied command, which this
+// node's state machine applies too (a wait on a notification).
 func (s *Server) catchUp(c *gin.Context) {
 	want, err := strconv.ParseUint(c.GetHeader(indexHeader), 10, 64)
 	if err != nil {
 		return
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for s.node.Status().AppliedIndex < want && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	_, _ = s.fsm.WaitApplied(ctx, want)
 }
 
 func (s *Server) unitRun(c *gin.Context) {
@@ -93,14 +93,6 @@ func (s *Server) unitRun(c *gin.Context) {
 		return
 	}
 	info, err := s.cfg.Jobs.Start(c.Param("job"), b.Experiment, b.Options)
-	// Raft counts an entry applied once it is handed to the state machine, a
-	// moment before the state machine has applied it: a refusal right after
-	// catching up may be that moment (an assignment in flight), so look again
-	// for a little while before refusing.
-	for deadline := time.Now().Add(300 * time.Millisecond); errors.Is(err, ErrRefused) && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
-		info, err = s.cfg.Jobs.Start(c.Param("job"), b.Experiment, b.Options)
-	}
 	if err != nil {
 		jobProblem(c, err)
 		return
@@ -186,7 +178,7 @@ func (s *Server) targets(c *gin.Context, exp string) ([]fsm.Unit, bool) {
 // fanOut runs a task that sends the same request to every target's /unit_api and collects results by unit.
 func (s *Server) fanOut(c *gin.Context, units []fsm.Unit, method, path string, body any) {
 	name := c.Param("unit")
-	index := s.node.Status().CommitIndex
+	index := s.fsm.AppliedIndex()
 	c.JSON(http.StatusAccepted, s.tasks.run(name, func(ctx context.Context) (any, error) {
 		results := map[string]any{}
 		var mu sync.Mutex
@@ -197,7 +189,7 @@ func (s *Server) fanOut(c *gin.Context, units []fsm.Unit, method, path string, b
 			go func(u fsm.Unit) {
 				defer wg.Done()
 				var out any
-				err := s.callUnit(ctx, u.HTTPAddr, method, path, body, &out, index)
+				err := s.callUnit(ctx, u.RaftAddr, method, path, body, &out, index)
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
@@ -309,15 +301,10 @@ func (s *Server) askRunning(ctx context.Context, u fsm.Unit, health string) ([]j
 	if health == membership.HealthDead || health == membership.HealthLeft {
 		return nil, errUnitDead
 	}
-	pc, err := client.New(u.HTTPAddr, 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	pc.HTTP = s.fwd
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	out := []jobs.Info{}
-	err = pc.Do(ctx, http.MethodGet, "/unit_api/jobs/running", nil, &out)
+	err := s.rpc.Do(ctx, u.RaftAddr, http.MethodGet, "/unit_api/jobs/running", nil, nil, &out)
 	return out, err
 }
 
@@ -336,12 +323,8 @@ func (s *Server) jobDescriptors(c *gin.Context) {
 	c.JSON(http.StatusOK, jobs.Catalog())
 }
 
-// callUnit sends a request to a unit's /unit_api with the leader's commit index.
+// callUnit sends a request to a unit's /unit_api (node-to-node, at its
+// cluster address) with the leader's applied index.
 func (s *Server) callUnit(ctx context.Context, addr, method, path string, in, out any, index uint64) error {
-	base, err := client.BaseURL(addr)
-	if err != nil {
-		return err
-	}
-	pc := &client.Client{Base: base, HTTP: s.fwd, Header: http.Header{indexHeader: {strconv.FormatUint(index, 10)}}}
-	return pc.Do(ctx, method, path, in, out)
+	return s.rpc.Do(ctx, addr, method, path, http.Header{indexHeader: {strconv.FormatUint(index, 10)}}, in, out)
 }

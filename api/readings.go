@@ -18,38 +18,6 @@ var readingKinds = map[string]string{
 	"dosing_events":        "dosing",
 }
 
-// storeReadings answers POST /api/cluster/readings on the leader: a worker's batch of readings.
-func (s *Server) storeReadings(c *gin.Context) {
-	var b fsm.RecordReadings
-	if !decodeBody(c, &b) {
-		return
-	}
-	for _, r := range b.Readings {
-		if why := ValidUnitName(r.Unit); why != "" || r.Experiment == "" || r.Kind == "" || r.Time.IsZero() {
-			abort(c, http.StatusBadRequest, "bad reading", "every reading needs pioreactor_unit, experiment, kind, time and value", "send readings as the worker runtime makes them")
-			return
-		}
-	}
-	for _, l := range b.Logs {
-		if _, ok := fsm.LogLevels[l.Level]; !ok || ValidUnitName(l.Unit) != "" || l.Time.IsZero() || l.Experiment == "" {
-			abort(c, http.StatusBadRequest, "bad log line", "every log line needs timestamp, level (DEBUG, INFO, NOTICE, WARNING or ERROR), pioreactor_unit and experiment", "send logs as the worker runtime makes them")
-			return
-		}
-	}
-	if b.Jobs != nil {
-		for _, j := range b.Jobs.Jobs {
-			if b.Jobs.NodeID == "" || j.Name == "" {
-				abort(c, http.StatusBadRequest, "bad job report", "a job report needs node_id and a job_name for every job", "send job reports as the worker runtime makes them")
-				return
-			}
-		}
-	}
-	if !s.apply(c, fsm.CmdRecordReadings, b) {
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"stored": len(b.Readings), "logs": len(b.Logs)})
-}
-
 // thinning reads how a time series is thinned out for a chart: Pioreactor's
 // ?filter_mod_N=N keeps one point in N; our ?max_points=M keeps at most about M
 // points a unit, evenly spaced. It returns the step for a series of n points;

@@ -10,23 +10,22 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/pioreactor/pio/api/client"
 	"github.com/pioreactor/pio/cluster"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/gpio"
 	"github.com/pioreactor/pio/jobs"
 	"github.com/pioreactor/pio/membership"
+	"github.com/pioreactor/pio/rpc"
+	"github.com/pioreactor/pio/trust"
 	"github.com/pioreactor/pio/web"
 )
 
 // Membership is what the API needs of the membership manager.
 type Membership interface {
-	Join(ctx context.Context, addr string, force bool) (client.JoinResponse, error)
+	// Join makes this node join the cluster of the node at addr with a join token.
+	Join(ctx context.Context, addr, token string, force bool) (membership.JoinResult, error)
 	Leave(ctx context.Context) error
-	AddMember(ctx context.Context, req client.MemberRequest) (client.MemberResponse, error)
 	RemoveMember(ctx context.Context, nodeID string) error
-	// MemberStatus says whether a node ID is in the cluster or was removed from it.
-	MemberStatus(nodeID string) (member, removed bool)
 	// States is this node's gossip view of every member, by node ID.
 	States() map[string]membership.MemberState
 	// Problems says, on the leader, why members cannot be reconciled, by node ID.
@@ -35,6 +34,12 @@ type Membership interface {
 	RemovalBreaksQuorum(nodeID string) string
 	// ConfirmRemoved asks the cluster whether this node was removed and, if so, goes standalone.
 	ConfirmRemoved(ctx context.Context)
+	// Invite makes a one-time join token for the node called name.
+	Invite(name string) (string, error)
+	// AcceptInvitation makes a fresh node join the inviting node's cluster.
+	AcceptInvitation(ctx context.Context, addr, token string) (membership.JoinResult, error)
+	// RotateGossipKey replaces the gossip key on every member (on the leader).
+	RotateGossipKey(ctx context.Context, progress func(step string)) (membership.RotationResult, error)
 }
 
 // Config configures a Server.
@@ -45,8 +50,14 @@ type Config struct {
 	HTTPAddr string
 	// Version is the software version reported by /unit_api/health.
 	Version string
-	// SourceIP is the source address of forwarded requests (see cluster.Config.SourceIP).
-	SourceIP string
+	// Trust holds this node's secrets (the API token among them).
+	Trust *trust.Store
+	// RPC makes the node-to-node calls: forwarding to the leader, dispatching to workers.
+	RPC *rpc.Client
+	// Auth is "on" (writes need the API token; the default) or "off" (an open API, as before pio had secrets).
+	Auth string
+	// ReadAuth makes reads need the API token too.
+	ReadAuth bool
 	// Hardware is this node's HAT (or its simulation); nil when it has none.
 	Hardware gpio.Backend
 	// Jobs runs this node's activities; nil on a node that runs none.
@@ -61,7 +72,7 @@ type Config struct {
 
 // DefaultConfig returns the API defaults.
 func DefaultConfig() Config {
-	return Config{HoldTimeout: 5 * time.Second}
+	return Config{HoldTimeout: 5 * time.Second, Auth: "on"}
 }
 
 // Server is a node's HTTP API. net/http runs its handlers; it owns one
@@ -71,8 +82,10 @@ type Server struct {
 	node   *cluster.Node
 	fsm    *fsm.FSM
 	mem    Membership
-	fwd    *http.Client
+	rpc    *rpc.Client
 	engine *gin.Engine
+	// refused logs requests refused for a missing or wrong API token, rate-limited.
+	refused *trust.Refusals
 	log    *slog.Logger
 	tasks  *taskRunner
 	// bcast fans server-sent events out to the streams of GET /api/events.
@@ -92,10 +105,17 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 		cfg.Logger = slog.Default()
 	}
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{cfg: cfg, node: node, fsm: node.FSM(), mem: mem, fwd: client.NewNodeHTTPClient(0, cfg.SourceIP), log: cfg.Logger,
-		tasks: newTaskRunner(cfg.NodeID)}
+	if cfg.Auth == "" {
+		cfg.Auth = "on"
+	}
+	s := &Server{cfg: cfg, node: node, fsm: node.FSM(), mem: mem, rpc: cfg.RPC, log: cfg.Logger,
+		tasks: newTaskRunner(cfg.NodeID), refused: trust.NewRefusals(cfg.Logger, time.Minute)}
+	if cfg.Auth == "off" {
+		s.log.Warn("api.auth is off: anyone who reaches this node's HTTP port can change the cluster",
+			"remediation", "remove `api.auth: off` from the config (or PIO_API_AUTH) to require the API token for writes")
+	}
 	e := gin.New()
-	e.Use(gin.Recovery())
+	e.Use(gin.Recovery(), s.authorize)
 	e.HandleMethodNotAllowed = true
 	ui := web.Handler()
 	e.NoRoute(func(c *gin.Context) {
@@ -120,6 +140,7 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 	e.POST("/unit_api/blink", s.unitBlink)
 	e.POST("/unit_api/system/reboot", s.unitReboot)
 	e.POST("/unit_api/removed", s.unitRemoved)
+	e.POST("/unit_api/invitation", s.invitation)
 	e.GET("/unit_api/task_results/:id", s.taskResult)
 	e.GET("/unit_api/jobs/running", s.unitRunning)
 	e.POST("/unit_api/jobs/run/job_name/:job", s.unitRun)
@@ -130,11 +151,8 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 	// The cluster's API: answered by the leader, forwarded by followers.
 	g := e.Group("/api", s.leaderOrForward)
 	g.GET("/cluster", s.getCluster)
-	g.POST("/cluster/members", s.addMember)
-	g.DELETE("/cluster/members/:node_id", s.removeMember)
-	g.GET("/cluster/members/:node_id", s.memberStatus)
 	g.GET("/cluster/events", s.getEvents)
-	g.POST("/cluster/readings", s.storeReadings)
+	g.POST("/cluster/keys/rotate", s.rotateKeys)
 	g.GET("/experiments/:exp/time_series/:series", s.timeSeries)
 	g.GET("/logs", s.logs)
 	g.GET("/experiments/:exp/logs", s.logs)

@@ -11,6 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 	"github.com/pioreactor/pio/api/client"
+	"github.com/pioreactor/pio/rpc"
 )
 
 // maxTasks bounds how many finished tasks a node remembers.
@@ -68,8 +69,10 @@ func (r *taskRunner) run(unit string, fn func(ctx context.Context) (any, error))
 			}
 			t.Status = "failed"
 			var ce *client.Error
-			if errors.As(err, &ce) {
-				t.Error, t.Cause, t.Remediation = ce.Message, ce.Cause, ce.Remediation
+			var re *rpc.Error
+			if errors.As(err, &ce) || errors.As(err, &re) {
+				e := Explain(err)
+				t.Error, t.Cause, t.Remediation = e.Message, e.Cause, e.Remediation
 			} else {
 				t.Error, t.Cause, t.Remediation = "task failed", err.Error(), "retry; if it fails again, look at the unit's log"
 			}
@@ -115,8 +118,8 @@ func (s *Server) taskResult(c *gin.Context) {
 		return
 	}
 	owner, _, _ := strings.Cut(id, ".")
-	if u, ok := s.fsm.UnitByID(owner); ok && owner != s.cfg.NodeID && c.GetHeader(hopsHeader) == "" {
-		if err := s.forward(c, "", u.HTTPAddr, nil, 1); err == nil {
+	if u, ok := s.fsm.UnitByID(owner); ok && owner != s.cfg.NodeID && c.GetHeader(rpc.HopsHeader) == "" {
+		if err := s.forward(c, "", u.RaftAddr, nil, 1); err == nil {
 			return
 		}
 	}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -82,4 +83,27 @@ func decodeBody(c *gin.Context, v any) bool {
 	}
 	abort(c, http.StatusBadRequest, "bad request body", cause, "send one JSON object with only the documented fields (see DESIGN §4 / README)")
 	return false
+}
+
+// readOptionalEmptyBody accepts a request without a body or with the empty
+// JSON object {}, and nothing else: a null, another value, bad JSON or a
+// malformed chunked body is 400 (it has answered) and nothing happens.
+func readOptionalEmptyBody(c *gin.Context) bool {
+	if c.Request.Body == nil {
+		return true
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, 1024))
+	if err != nil {
+		abort(c, http.StatusBadRequest, "bad request body", "the body cannot be read: "+err.Error(), "send no body, or {}")
+		return false
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return true
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil || m == nil || len(m) > 0 {
+		abort(c, http.StatusBadRequest, "bad request body", "this request takes no body, or the empty object {}", "send no body, or {}")
+		return false
+	}
+	return true
 }

@@ -100,12 +100,11 @@ func (s *Server) addWorker(c *gin.Context) {
 	var tried []string
 	var target *client.Client
 	for _, addr := range candidates {
-		pc, err := client.New(addr, 3*time.Second)
+		pc, err := client.New(addr, 90*time.Second)
 		if err != nil {
 			tried = append(tried, fmt.Sprintf("%s (%v)", addr, err))
 			continue
 		}
-		pc.HTTP = s.fwd
 		hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		h, err := pc.Health(hctx)
 		cancel()
@@ -125,7 +124,13 @@ func (s *Server) addWorker(c *gin.Context) {
 			"check that the worker is powered on, runs `pio serve` and is on this network; give its IP with \"address\" (pio workers add NAME --address IP)")
 		return
 	}
-	if _, err := target.Join(ctx, s.cfg.HTTPAddr, false); err != nil {
+	token, err := s.mem.Invite(name)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	var jr client.JoinResponse
+	if err := target.Do(ctx, http.MethodPost, "/unit_api/invitation", invitationBody{Address: s.cfg.HTTPAddr, Token: token}, &jr); err != nil {
 		fail(c, err)
 		return
 	}
@@ -191,12 +196,8 @@ func (s *Server) removeWorker(c *gin.Context) {
 	go func(addr string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		pc, err := client.New(addr, 5*time.Second)
-		if err == nil {
-			pc.HTTP = s.fwd
-			_ = pc.Do(ctx, http.MethodPost, "/unit_api/removed", struct{}{}, nil)
-		}
-	}(u.HTTPAddr)
+		_ = s.rpc.Do(ctx, addr, http.MethodPost, "/unit_api/removed", nil, struct{}{}, nil)
+	}(u.RaftAddr)
 	c.JSON(http.StatusAccepted, gin.H{"unit": u.Name, "status": "removed"})
 }
 
@@ -269,15 +270,10 @@ func (s *Server) workerExperiment(c *gin.Context) {
 
 // dispatch runs a task that calls the unit's /unit_api path; 202 with the task.
 func (s *Server) dispatch(c *gin.Context, u fsm.Unit, method, path string) {
-	addr := u.HTTPAddr
+	addr := u.RaftAddr
 	c.JSON(http.StatusAccepted, s.tasks.run(u.Name, func(ctx context.Context) (any, error) {
-		pc, err := client.New(addr, time.Minute)
-		if err != nil {
-			return nil, err
-		}
-		pc.HTTP = s.fwd
 		var out any
-		if err := pc.Do(ctx, method, path, struct{}{}, &out); err != nil {
+		if err := s.rpc.Do(ctx, addr, method, path, nil, struct{}{}, &out); err != nil {
 			return nil, err
 		}
 		return out, nil

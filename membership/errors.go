@@ -1,6 +1,10 @@
 package membership
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/pioreactor/pio/trust"
+)
 
 // ErrUnreachable is returned when the node named in a join cannot be reached.
 var ErrUnreachable = errors.New("cannot reach that node")
@@ -33,3 +37,26 @@ var ErrRemoveSelf = errors.New("the leader cannot remove itself")
 // quorum of alive voters: the change itself could not commit, and the leader
 // would step down.
 var ErrQuorum = errors.New("removing this node would leave no quorum")
+
+// ErrTokenRequired is returned when a node would join a cluster with secrets without its join token.
+var ErrTokenRequired = errors.New("joining this cluster needs its join token")
+
+// ErrBadToken is returned for a join token that is not of the form `pio token` prints.
+var ErrBadToken = trust.ErrBadToken
+
+// ErrWrongSecret is returned when the cluster refused the join token's secret.
+var ErrWrongSecret = errors.New("the cluster refused the join token: its secret is wrong")
+
+// ErrOtherCluster is returned when the node given belongs to another cluster than the token's.
+var ErrOtherCluster = trust.ErrOtherCluster
+
+// ErrOpenCluster is returned when a node with secrets would join a cluster without any.
+var ErrOpenCluster = errors.New("that cluster runs without secrets")
+
+// ErrNotFresh is returned when a node that is not fresh (it belongs to a
+// cluster of several nodes, or holds data) is invited into a cluster.
+var ErrNotFresh = errors.New("this node is not fresh: it accepts no invitation")
+
+// ErrPinned is returned when a node pinned to one cluster (join_token) is
+// invited into another.
+var ErrPinned = errors.New("this node may only join the cluster of its configured join token")

@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/pioreactor/pio/trust"
 )
 
 // Meta is what every node tells the others about itself through gossip.
@@ -62,8 +64,17 @@ type GossipConfig struct {
 	SuspicionMult int
 	// GossipInterval is how often gossip messages are sent to a few peers.
 	GossipInterval time.Duration
-	// SourceIP is the source address of gossip's TCP connections (see cluster.Config.SourceIP).
+	// SourceIP is the source address of gossip's TCP connections (see rpc.Config.SourceIP).
 	SourceIP string
+	// Keyring encrypts and authenticates gossip; nil gossips in the clear (a
+	// cluster without secrets). Packets that no key of it opens are dropped.
+	// The manager keeps one keyring across restarts of gossip.
+	Keyring *memberlist.Keyring
+	// Label is stamped on every packet and stream (the cluster's ID): gossip
+	// of another cluster is dropped even if it had the key.
+	Label string
+	// Refusals logs dropped packets of strangers, rate-limited; nil logs them as warnings.
+	Refusals *trust.Refusals
 	// Logger receives memberlist's warnings.
 	Logger *slog.Logger
 }
@@ -119,8 +130,9 @@ func StartGossip(cfg GossipConfig, meta Meta) (*Gossip, error) {
 	} else if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
 		mc.AdvertiseAddr = host
 	}
+	lw := &levelWriter{log: cfg.Logger, refused: cfg.Refusals}
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port,
-		Logger: log.New(&levelWriter{log: cfg.Logger}, "", 0)})
+		Logger: log.New(lw, "", 0)})
 	if err != nil {
 		return nil, fmt.Errorf("start gossip on %s: %w", cfg.BindAddr, err)
 	}
@@ -139,7 +151,12 @@ func StartGossip(cfg GossipConfig, meta Meta) (*Gossip, error) {
 	mc.DeadNodeReclaimTime = time.Second
 	mc.Delegate = (*metaDelegate)(g)
 	mc.Events = (*eventDelegate)(g)
-	mc.Logger = log.New(&levelWriter{log: cfg.Logger}, "", 0)
+	mc.Logger = log.New(lw, "", 0)
+	if cfg.Keyring != nil && len(cfg.Keyring.GetKeys()) > 0 {
+		mc.Keyring = cfg.Keyring
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
+	mc.Label = cfg.Label
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		nt.Shutdown()
@@ -269,12 +286,35 @@ func (d *metaDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil 
 func (d *metaDelegate) LocalState(join bool) []byte                { return nil }
 func (d *metaDelegate) MergeRemoteState(buf []byte, join bool)     {}
 
-// levelWriter turns memberlist's "[WARN] memberlist: ..." lines into slog records;
-// debug and info lines are dropped.
-type levelWriter struct{ log *slog.Logger }
+// levelWriter turns memberlist's "[WARN] memberlist: ..." lines into slog
+// records; debug and info lines are dropped. Packets and streams dropped for
+// a wrong key or label (a stranger, or another cluster) go to the refusal
+// log, which logs each source at most once a minute.
+type levelWriter struct {
+	log     *slog.Logger
+	refused *trust.Refusals
+}
+
+// strangerLines are the memberlist errors of gossip without this cluster's key or label.
+var strangerLines = []string{"ecrypt", "label", "encrypt", "No installed keys"}
 
 func (w *levelWriter) Write(p []byte) (int, error) {
 	line := string(bytes.TrimSpace(p))
+	if w.refused != nil && (bytes.Contains(p, []byte("[ERR]")) || bytes.Contains(p, []byte("[WARN]"))) {
+		for _, s := range strangerLines {
+			if strings.Contains(line, s) {
+				from := "gossip"
+				if i := strings.Index(line, "from="); i >= 0 {
+					from = strings.Fields(line[i+len("from="):] + " ")[0]
+					if h, _, err := net.SplitHostPort(from); err == nil {
+						from = h
+					}
+				}
+				w.refused.Refused(from, "gossip without this cluster's key or label", "detail", line)
+				return len(p), nil
+			}
+		}
+	}
 	switch {
 	case bytes.Contains(p, []byte("[ERR]")):
 		w.log.Error(line)
@@ -282,6 +322,36 @@ func (w *levelWriter) Write(p []byte) (int, error) {
 		w.log.Warn(line)
 	}
 	return len(p), nil
+}
+
+// syncKeyring makes kr hold exactly the keys of want, encrypting with its
+// primary key: new keys first, then the switch, then the removals, so that
+// kr never lacks a key the cluster may be using.
+func syncKeyring(kr *memberlist.Keyring, want trust.Keyring) error {
+	if err := want.Validate(); err != nil {
+		return err
+	}
+	for _, k := range want.Keys {
+		if err := kr.AddKey(k); err != nil {
+			return err
+		}
+	}
+	if err := kr.UseKey(want.Primary); err != nil {
+		return err
+	}
+	have := append([][]byte(nil), kr.GetKeys()...)
+	for _, k := range have {
+		keep := false
+		for _, w := range want.Keys {
+			keep = keep || bytes.Equal(k, w)
+		}
+		if !keep {
+			if err := kr.RemoveKey(k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 var _ io.Writer = (*levelWriter)(nil)

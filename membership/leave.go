@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/pioreactor/pio/api/client"
+	"github.com/pioreactor/pio/rpc"
 )
 
 // Leave takes this node out of its cluster gracefully: a leader first hands
@@ -50,8 +50,8 @@ func (m *Manager) Leave(ctx context.Context) error {
 	}
 	var leader string
 	for {
-		if u, ok := m.leaderUnit(); ok && u.NodeID != self {
-			leader = u.HTTPAddr
+		if id, addr := m.node.Leader(); id != "" && id != self {
+			leader = addr
 			break
 		}
 		select {
@@ -60,17 +60,13 @@ func (m *Manager) Leave(ctx context.Context) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	c, err := m.peer(leader)
-	if err != nil {
-		return err
-	}
 	for {
-		err := c.RemoveMember(ctx, self)
+		err := m.rpc.RemoveMember(ctx, leader, self)
 		if err == nil {
 			break
 		}
-		var ae *client.Error
-		if !errors.As(err, &ae) || (ae.Status != http.StatusServiceUnavailable && ae.Status != 0) {
+		var re *rpc.Error
+		if !errors.As(err, &re) || (re.Status != http.StatusServiceUnavailable && re.Status != 0) {
 			return fmt.Errorf("the leader did not remove this node: %w", err)
 		}
 		select {
@@ -78,9 +74,12 @@ func (m *Manager) Leave(ctx context.Context) error {
 			return fmt.Errorf("the leader did not remove this node: %w", err)
 		case <-time.After(200 * time.Millisecond):
 		}
+		if _, addr := m.node.Leader(); addr != "" {
+			leader = addr
+		}
 	}
 	m.log.Info("left the cluster; going back to standalone")
-	if err := m.restartGossip(true); err != nil {
+	if err := m.g().Leave(2 * time.Second); err != nil {
 		m.log.Warn("leaving gossip", "error", err)
 	}
 	return m.backToStandalone(ctx)

@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/pioreactor/pio/api/client"
+	"github.com/hashicorp/memberlist"
 	"github.com/pioreactor/pio/cluster"
 	"github.com/pioreactor/pio/fsm"
+	"github.com/pioreactor/pio/rpc"
+	"github.com/pioreactor/pio/trust"
 )
 
 // Self describes this node as it registers itself in the inventory.
@@ -43,8 +45,20 @@ type Config struct {
 	Stabilization time.Duration
 	// JoinTimeout bounds one join: reaching the cluster, being added, catching up.
 	JoinTimeout time.Duration
-	// SourceIP is the source address of this node's connections to others (see cluster.Config.SourceIP).
+	// SourceIP is the source address of this node's connections to others (see rpc.Config.SourceIP).
 	SourceIP string
+	// Trust holds this node's secrets; Transport is its cluster port and RPC
+	// the client of node-to-node calls through it.
+	Trust     *trust.Store
+	Transport *rpc.Transport
+	RPC       *rpc.Client
+	// JoinToken, when set, pins the cluster this node may join: a fresh node
+	// then accepts only invitations of the cluster whose CA the token names
+	// (config join_token, env PIO_TOKEN).
+	JoinToken string
+	// Open makes a new cluster without secrets, as pio did before it had
+	// them; tests of `pio security enable` use it to make an open cluster.
+	Open bool
 	// Logger receives what the manager does; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -60,11 +74,21 @@ func DefaultConfig(self Self) Config {
 // Run owns its background goroutine, which stops with Run's context; Close
 // stops gossip.
 type Manager struct {
-	cfg  Config
-	node *cluster.Node
-	fsm  *fsm.FSM
-	http *client.Client // template; Base is set per call
-	log  *slog.Logger
+	cfg   Config
+	node  *cluster.Node
+	fsm   *fsm.FSM
+	rpc   *rpc.Client
+	trust *trust.Store
+	log   *slog.Logger
+	// keyring encrypts gossip; one object across restarts of gossip, kept in
+	// step with the cluster's replicated keyring (see keys.go).
+	keyring *memberlist.Keyring
+	// keysSaved is signalled when the keyring changed and trust.json must follow.
+	keysSaved chan struct{}
+	// unsubscribe ends the FSM subscription of the keyring.
+	unsubscribe func()
+	// tickets are the one-time invitations this node handed out (see invite.go).
+	tickets tickets
 
 	mu sync.Mutex // one join, leave or reconciliation at a time
 
@@ -82,6 +106,9 @@ type Manager struct {
 func New(cfg Config, node *cluster.Node) (*Manager, error) {
 	if cfg.Self.NodeID == "" || cfg.Self.Name == "" || cfg.Self.HTTPAddr == "" {
 		return nil, errors.New("membership: self needs a node ID, a name and an HTTP address")
+	}
+	if cfg.Trust == nil || cfg.Transport == nil || cfg.RPC == nil {
+		return nil, errors.New("membership: no trust store, transport or node-to-node client")
 	}
 	d := DefaultConfig(cfg.Self)
 	if cfg.ReconcileInterval <= 0 {
@@ -101,10 +128,14 @@ func New(cfg Config, node *cluster.Node) (*Manager, error) {
 	}
 	cfg.Gossip.Logger = cfg.Logger
 	cfg.Gossip.SourceIP = cfg.SourceIP
-	m := &Manager{cfg: cfg, node: node, fsm: node.FSM(), log: cfg.Logger,
-		http: &client.Client{HTTP: client.NewNodeHTTPClient(10*time.Second, cfg.SourceIP)}}
+	m := &Manager{cfg: cfg, node: node, fsm: node.FSM(), log: cfg.Logger, rpc: cfg.RPC, trust: cfg.Trust,
+		keysSaved: make(chan struct{}, 1)}
+	m.cfg.Gossip.Refusals = cfg.Transport.Refusals()
 	m.rec.reset()
-	g, err := StartGossip(cfg.Gossip, m.meta())
+	if err := m.openKeyring(); err != nil {
+		return nil, err
+	}
+	g, err := StartGossip(m.gossipConfig(), m.meta())
 	if err != nil {
 		return nil, err
 	}
@@ -137,30 +168,22 @@ func (m *Manager) States() map[string]MemberState { return m.g().States() }
 // (a rename to a name another node holds), by node ID.
 func (m *Manager) Problems() map[string]string { return m.rec.problemsCopy() }
 
-// peer returns a client of the node at addr.
-func (m *Manager) peer(addr string) (*client.Client, error) {
-	base, err := client.BaseURL(addr)
-	if err != nil {
-		return nil, err
-	}
-	return &client.Client{Base: base, HTTP: m.http.HTTP}, nil
-}
-
 // Registration returns this node's inventory registration.
 func (m *Manager) Registration() fsm.RegisterUnit {
 	s := m.cfg.Self
 	return fsm.RegisterUnit{NodeID: s.NodeID, Name: s.Name, Worker: s.Worker, RaftAddr: m.node.Addr(), HTTPAddr: s.HTTPAddr, GossipAddr: m.GossipAddr()}
 }
 
-func (m *Manager) memberRequest() client.MemberRequest {
+func (m *Manager) memberRequest() rpc.MemberRequest {
 	r := m.Registration()
-	return client.MemberRequest{NodeID: r.NodeID, Name: r.Name, RaftAddr: r.RaftAddr, HTTPAddr: r.HTTPAddr, GossipAddr: r.GossipAddr, Worker: r.Worker, Version: m.cfg.Self.Version}
+	return rpc.MemberRequest{NodeID: r.NodeID, Name: r.Name, RaftAddr: r.RaftAddr, HTTPAddr: r.HTTPAddr, GossipAddr: r.GossipAddr, Worker: r.Worker, Version: m.cfg.Self.Version}
 }
 
 // Run works until ctx ends: on the leader it reconciles gossip into the
 // cluster (per gossip event and every ReconcileInterval); on every node it
 // rejoins unseen members, keeps peers.json, and notices its own removal.
 func (m *Manager) Run(ctx context.Context) {
+	defer m.unsubscribe()
 	m.rejoin()
 	tick := time.NewTicker(m.cfg.ReconcileInterval)
 	defer tick.Stop()
@@ -183,6 +206,8 @@ func (m *Manager) Run(ctx context.Context) {
 		case <-rejoin.C:
 			m.rejoin()
 			m.checkRemoved(ctx)
+		case <-m.keysSaved:
+			m.saveKeyring()
 		}
 	}
 }
@@ -204,18 +229,18 @@ func (m *Manager) step(ctx context.Context) {
 
 // Close stops gossip without leaving: the others see this node die, as on a
 // reboot; it stays a member of the cluster.
-func (m *Manager) Close() error { return m.g().Shutdown() }
+func (m *Manager) Close() error {
+	m.unsubscribe()
+	return m.g().Shutdown()
+}
 
-// restartGossip leaves the gossip pool (when leave is true) and starts a new one, alone.
-func (m *Manager) restartGossip(leave bool) error {
+// restartGossip stops gossip and starts it again, alone, with the current
+// secrets (their label and keys).
+func (m *Manager) restartGossip() error {
 	m.gmu.Lock()
 	defer m.gmu.Unlock()
-	if leave {
-		_ = m.gossip.Leave(2 * time.Second)
-	} else {
-		_ = m.gossip.Shutdown()
-	}
-	g, err := StartGossip(m.cfg.Gossip, m.meta())
+	_ = m.gossip.Shutdown()
+	g, err := StartGossip(m.gossipConfig(), m.meta())
 	if err != nil {
 		return fmt.Errorf("restart gossip: %w", err)
 	}
@@ -232,21 +257,102 @@ func (m *Manager) leaderUnit() (fsm.Unit, bool) {
 	return m.fsm.UnitByID(id)
 }
 
-// StartStandalone bootstraps this node as a cluster of one, unless it has state.
+// StartStandalone bootstraps this node as a cluster of one, unless it has
+// state: it makes the new cluster's secrets (unless Open), starts Raft alone,
+// and registers itself.
 func (m *Manager) StartStandalone() error {
 	if m.node.HadState() {
 		return nil
 	}
 	m.log.Info("starting a new cluster of one", "name", m.cfg.Self.Name, "node_id", m.cfg.Self.NodeID)
+	if err := m.newSecrets(); err != nil {
+		return err
+	}
 	if err := m.node.Bootstrap(); err != nil {
 		return err
 	}
-	// Register at once, so the node is in its own inventory before it answers
-	// its first request (the reconciler would do it within a pass, and still
-	// retries if this fails).
-	deadline := time.Now().Add(10 * time.Second)
-	for !m.node.IsLeader() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	return m.registerStandalone(context.Background())
+}
+
+// newSecrets makes the secrets of a new cluster of one and starts using them.
+func (m *Manager) newSecrets() error {
+	b, err := m.freshSecrets()
+	if err != nil {
+		return err
+	}
+	return m.useSecrets(b)
+}
+
+// freshSecrets makes the secrets of a new cluster of one (none when Open).
+func (m *Manager) freshSecrets() (*trust.Bundle, error) {
+	if m.cfg.Open {
+		return nil, nil
+	}
+	b, err := trust.NewCluster(m.cfg.Self.NodeID)
+	if err != nil {
+		return nil, fmt.Errorf("make the cluster's secrets: %w", err)
+	}
+	return b, nil
+}
+
+// useSecrets makes b (nil: none, an open cluster) this node's secrets: on
+// disk, on the cluster port (whose connections checked against the old ones
+// are dropped), and in gossip (restarted with the cluster's label and keys).
+func (m *Manager) useSecrets(b *trust.Bundle) error {
+	if err := m.trust.Set(b); err != nil {
+		return err
+	}
+	if b != nil {
+		m.cfg.Transport.SetMode(rpc.ModeSecure)
+		if err := syncKeyring(m.keyring, b.Gossip); err != nil {
+			return fmt.Errorf("gossip keyring: %w", err)
+		}
+	} else {
+		m.cfg.Transport.SetMode(rpc.ModeOpen)
+	}
+	m.cfg.Transport.DropConns()
+	m.rpc.Reset()
+	return m.restartGossip()
+}
+
+// resetInto leaves this node's cluster for the one of the secrets next (nil:
+// an open cluster): it switches secrets first, so that nothing of the old
+// cluster reaches the new Raft state, then throws the Raft state away (kept
+// aside with the old secrets when keep). It returns where it was kept.
+func (m *Manager) resetInto(next *trust.Bundle, keep bool) (string, error) {
+	old := m.trust.Current()
+	if err := m.useSecrets(next); err != nil {
+		return "", err
+	}
+	backup, err := m.node.Reset(keep)
+	if err != nil {
+		return "", fmt.Errorf("reset raft state: %w", err)
+	}
+	if backup != "" && old != nil {
+		if err := trust.Save(backup, old); err != nil {
+			m.log.Warn("cannot keep the old secrets with the discarded state", "error", err)
+		}
+	}
+	return backup, nil
+}
+
+// registerStandalone waits until this new cluster of one elects itself, then
+// records its keyring and registers this node, so that it is in its own
+// inventory before it answers its first request.
+func (m *Manager) registerStandalone(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for !m.node.IsLeader() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("standalone node did not elect itself: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if b := m.trust.Current(); b != nil {
+		if err := m.apply(fsm.CmdSetGossipKeys, fsm.GossipKeys{Keys: b.Gossip.Keys, Primary: b.Gossip.Primary}); err != nil {
+			return fmt.Errorf("record the gossip keyring: %w", err)
+		}
 	}
 	if err := m.apply(fsm.CmdRegisterUnit, m.Registration()); err != nil {
 		m.log.Warn("cannot register this node yet; the reconciler will retry", "error", err)
@@ -254,9 +360,12 @@ func (m *Manager) StartStandalone() error {
 	return nil
 }
 
+// newRequestID returns the request ID of a command the manager proposes.
+func newRequestID() string { return uuid.NewString() }
+
 // apply proposes a command on this node (the leader).
 func (m *Manager) apply(t fsm.CommandType, payload any) error {
-	cmd, err := fsm.NewCommand(t, uuid.NewString(), time.Now(), payload)
+	cmd, err := fsm.NewCommand(t, newRequestID(), time.Now(), payload)
 	if err != nil {
 		return err
 	}
@@ -270,28 +379,35 @@ func (m *Manager) apply(t fsm.CommandType, payload any) error {
 // AddMember adds a node on the leader: into the Raft configuration (a voter
 // while there are fewer than max_voters) and into the inventory. It is an
 // explicit add, so it lifts the tombstone of a node removed before.
-func (m *Manager) AddMember(ctx context.Context, req client.MemberRequest) (client.MemberResponse, error) {
+func (m *Manager) AddMember(ctx context.Context, req rpc.MemberRequest) (rpc.MemberResponse, error) {
 	if !m.node.IsLeader() {
-		return client.MemberResponse{}, cluster.ErrNotLeader
+		return rpc.MemberResponse{}, cluster.ErrNotLeader
+	}
+	if why := fsm.ValidUnitName(req.Name); why != "" {
+		return rpc.MemberResponse{}, &rpc.Error{Status: 400, Message: "invalid unit name", Cause: why, Remediation: "start the node with a valid --name"}
+	}
+	if req.NodeID == "" || req.RaftAddr == "" || req.HTTPAddr == "" {
+		return rpc.MemberResponse{}, &rpc.Error{Status: 400, Message: "incomplete member", Cause: "node_id, raft_addr and http_addr are required"}
 	}
 	if u, ok := m.fsm.UnitByName(req.Name); ok && u.NodeID != req.NodeID {
-		return client.MemberResponse{}, fmt.Errorf("%w: %q is node %s at %s", ErrNameTaken, req.Name, u.NodeID, u.HTTPAddr)
+		return rpc.MemberResponse{}, &rpc.Error{Status: 409, Message: "unit name already taken in that cluster",
+			Cause: fmt.Sprintf("%q is node %s at %s", req.Name, u.NodeID, u.HTTPAddr), Remediation: "give this node another name (--name), or remove the other node from the cluster first"}
 	}
 	voter, err := m.node.AddPeer(req.NodeID, req.RaftAddr)
 	if err != nil {
-		return client.MemberResponse{}, err
+		return rpc.MemberResponse{}, err
 	}
 	if err := m.apply(fsm.CmdRegisterUnit, fsm.RegisterUnit{
 		NodeID: req.NodeID, Name: req.Name, Worker: req.Worker, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr, GossipAddr: req.GossipAddr, Readd: true,
 	}); err != nil {
-		return client.MemberResponse{}, err
+		return rpc.MemberResponse{}, err
 	}
 	if req.GossipAddr != "" {
 		_, _ = m.g().Join([]string{req.GossipAddr})
 	}
 	m.log.Info("added node", "name", req.Name, "node_id", req.NodeID, "voter", voter)
 	self := m.cfg.Self
-	return client.MemberResponse{Voter: voter, Leader: client.LeaderInfo{Name: self.Name, NodeID: self.NodeID, HTTPAddr: self.HTTPAddr}}, nil
+	return rpc.MemberResponse{Voter: voter, Leader: rpc.LeaderInfo{Name: self.Name, NodeID: self.NodeID, HTTPAddr: self.HTTPAddr}}, nil
 }
 
 // RemoveMember removes a node on the leader: out of the inventory (leaving a

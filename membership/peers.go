@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -20,6 +19,7 @@ type peerAddrs struct {
 	NodeID string `json:"node_id"`
 	Gossip string `json:"gossip_addr"`
 	HTTP   string `json:"http_addr"`
+	Raft   string `json:"raft_addr,omitempty"`
 }
 
 // knownPeers returns the other nodes' addresses: from the database, else peers.json.
@@ -27,7 +27,7 @@ func (m *Manager) knownPeers() []peerAddrs {
 	var out []peerAddrs
 	for _, u := range m.fsm.Units() {
 		if u.NodeID != m.cfg.Self.NodeID {
-			out = append(out, peerAddrs{NodeID: u.NodeID, Gossip: u.GossipAddr, HTTP: u.HTTPAddr})
+			out = append(out, peerAddrs{NodeID: u.NodeID, Gossip: u.GossipAddr, HTTP: u.HTTPAddr, Raft: u.RaftAddr})
 		}
 	}
 	if len(out) > 0 || m.cfg.DataDir == "" {
@@ -48,7 +48,7 @@ func (m *Manager) savePeers() {
 	var peers []peerAddrs
 	for _, u := range m.fsm.Units() {
 		if u.NodeID != m.cfg.Self.NodeID {
-			peers = append(peers, peerAddrs{NodeID: u.NodeID, Gossip: u.GossipAddr, HTTP: u.HTTPAddr})
+			peers = append(peers, peerAddrs{NodeID: u.NodeID, Gossip: u.GossipAddr, HTTP: u.HTTPAddr, Raft: u.RaftAddr})
 		}
 	}
 	if len(peers) == 0 {
@@ -61,7 +61,7 @@ func (m *Manager) savePeers() {
 	}
 	p := filepath.Join(m.cfg.DataDir, peersFile)
 	tmp := p + ".tmp"
-	if os.WriteFile(tmp, b, 0o644) == nil && os.Rename(tmp, p) == nil {
+	if os.WriteFile(tmp, b, 0o600) == nil && os.Rename(tmp, p) == nil {
 		m.savedPeers = string(b)
 	}
 }
@@ -110,19 +110,19 @@ func (m *Manager) askRemoved(ctx context.Context) bool {
 		return false
 	}
 	for _, p := range m.knownPeers() {
-		if p.HTTP == "" {
-			continue
+		addr := p.Raft
+		if addr == "" {
+			for _, s := range servers {
+				if s.ID == p.NodeID {
+					addr = s.Addr
+				}
+			}
 		}
-		c, err := m.peer(p.HTTP)
-		if err != nil {
+		if addr == "" {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		var st struct {
-			Member  bool `json:"member"`
-			Removed bool `json:"removed"`
-		}
-		err = c.Do(cctx, http.MethodGet, "/api/cluster/members/"+m.cfg.Self.NodeID, nil, &st)
+		st, err := m.rpc.MemberStatus(cctx, addr, m.cfg.Self.NodeID)
 		cancel()
 		if err != nil {
 			continue
@@ -135,15 +135,11 @@ func (m *Manager) askRemoved(ctx context.Context) bool {
 		}
 		defer m.mu.Unlock()
 		m.log.Error("this node was removed from its cluster; it runs standalone until it is added again",
-			"asked", p.HTTP, "remediation", "add it again with `pio join` (its old data is kept aside in the data dir)")
-		if _, err := m.node.Reset(true); err != nil {
-			m.log.Error("cannot reset to standalone", "error", err)
-			return false
+			"asked", addr, "remediation", "add it again with `pio join HOST --token TOKEN` (its old data is kept aside in the data dir)")
+		_ = m.g().Leave(2 * time.Second)
+		if err := m.restartStandalone(ctx, true); err != nil {
+			m.log.Error("cannot start standalone", "error", err)
 		}
-		if err := m.node.Bootstrap(); err != nil {
-			m.log.Error("cannot bootstrap standalone", "error", err)
-		}
-		_ = m.restartGossip(true)
 		return true
 	}
 	return false

@@ -1,7 +1,6 @@
-// Package client is the Go client of a pio node's HTTP API and the wire types
-// it shares with the server. The CLI, the membership package (node to node)
-// and the benchmarks use it; it is also the one place HTTP clients between
-// nodes are built, so moving them to mutual TLS stays local.
+// Package client is the Go client of a pio node's public HTTP API and the wire
+// types it shares with the server, for users' programs, the CLI and the
+// benchmarks. Nodes talk to each other through package rpc, not this.
 package client
 
 import (
@@ -156,22 +155,10 @@ func (c *Client) Cluster(ctx context.Context, stale bool) (ClusterInfo, error) {
 	return ci, err
 }
 
-// AddMember asks the cluster's leader (through this node) to add a node.
-func (c *Client) AddMember(ctx context.Context, m MemberRequest) (MemberResponse, error) {
-	var r MemberResponse
-	err := c.Do(ctx, http.MethodPost, "/api/cluster/members", m, &r)
-	return r, err
-}
-
-// RemoveMember asks the cluster's leader (through this node) to remove a node by ID.
-func (c *Client) RemoveMember(ctx context.Context, nodeID string) error {
-	return c.Do(ctx, http.MethodDelete, "/api/cluster/members/"+url.PathEscape(nodeID), nil, nil)
-}
-
 // Join makes the node join the cluster of the node at address.
-func (c *Client) Join(ctx context.Context, address string, force bool) (JoinResponse, error) {
+func (c *Client) Join(ctx context.Context, address, token string, force bool) (JoinResponse, error) {
 	var r JoinResponse
-	err := c.Do(ctx, http.MethodPost, "/api/cluster/join", JoinRequest{Address: address, Force: force}, &r)
+	err := c.Do(ctx, http.MethodPost, "/api/cluster/join", JoinRequest{Address: address, Token: token, Force: force}, &r)
 	return r, err
 }
 

@@ -42,6 +42,14 @@ type Health struct {
 	HTTPAddr    string `json:"http_addr"`
 	RaftAddr    string `json:"raft_addr"`
 	Version     string `json:"version"`
+	// Secure says whether the node's cluster has secrets (mutual TLS, encrypted
+	// gossip, an API token); false for a cluster made before pio had them.
+	Secure bool `json:"secure"`
+	// Auth is how this node's API takes writes: "token" (Authorization: Bearer
+	// API-TOKEN), "off" (api.auth off) or "open" (a cluster without secrets).
+	Auth string `json:"auth"`
+	// ReadAuth says whether reads need the API token too (api.read_auth).
+	ReadAuth bool `json:"read_auth"`
 }
 
 // LeaderInfo names the leader in GET /api/cluster.
@@ -78,27 +86,12 @@ type ClusterInfo struct {
 	Members     []Member    `json:"members"`
 }
 
-// MemberRequest asks the leader to add a node (POST /api/cluster/members).
-type MemberRequest struct {
-	NodeID     string `json:"node_id"`
-	Name       string `json:"name"`
-	RaftAddr   string `json:"raft_addr"`
-	HTTPAddr   string `json:"http_addr"`
-	GossipAddr string `json:"gossip_addr,omitempty"`
-	Worker     bool   `json:"worker"`
-	Version    string `json:"version,omitempty"`
-}
-
-// MemberResponse tells a joining node how it was added.
-type MemberResponse struct {
-	Voter  bool       `json:"voter"`
-	Leader LeaderInfo `json:"leader"`
-}
-
 // JoinRequest is the body of POST /api/cluster/join.
 type JoinRequest struct {
 	Address string `json:"address"`
-	Force   bool   `json:"force,omitempty"`
+	// Token is the cluster's join token (`pio token` on a member).
+	Token string `json:"token,omitempty"`
+	Force bool   `json:"force,omitempty"`
 }
 
 // JoinResponse is the answer of POST /api/cluster/join.

@@ -18,12 +18,13 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/pioreactor/pio/api"
-	"github.com/pioreactor/pio/api/client"
 	"github.com/pioreactor/pio/cluster"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/gpio"
 	"github.com/pioreactor/pio/jobs"
 	"github.com/pioreactor/pio/membership"
+	"github.com/pioreactor/pio/rpc"
+	"github.com/pioreactor/pio/trust"
 	"go.etcd.io/bbolt"
 )
 
@@ -36,6 +37,10 @@ type agent struct {
 	nodeID   string
 	httpAddr string   // advertised host:port of the HTTP API
 	lock     *os.File // holds the data dir's lock while the node runs
+	trust    *trust.Store
+	port     *rpc.Transport // the cluster port: Raft and node-to-node calls
+	rpc      *rpc.Server
+	peers    *rpc.Client // this node's client of node-to-node calls
 	node     *cluster.Node
 	mem      *membership.Manager
 	api      *api.Server
@@ -83,13 +88,28 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	}
 	httpAddr := net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
 
-	ccfg := cluster.DefaultConfig()
 	// Nodes sharing a machine on loopback send from their own address, as on a LAN.
 	sourceIP := ""
 	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 		sourceIP = host
 	}
-	ccfg.NodeID, ccfg.DataDir, ccfg.BindAddr, ccfg.AdvertiseHost, ccfg.SourceIP = nodeID, cfg.DataDir, cfg.RaftAddr, host, sourceIP
+	store, err := trust.OpenStore(cfg.DataDir)
+	if err != nil {
+		ln.Close()
+		hw.Close()
+		return nil, err
+	}
+	port, err := rpc.Listen(rpc.Config{BindAddr: cfg.RaftAddr, AdvertiseHost: host, SourceIP: sourceIP, Trust: store,
+		Mode: rpc.ModeSecure, HandshakeTimeout: rpc.DefaultConfig().HandshakeTimeout, Logger: log})
+	if err != nil {
+		ln.Close()
+		hw.Close()
+		return nil, err
+	}
+	rc := rpc.NewClient(port)
+
+	ccfg := cluster.DefaultConfig()
+	ccfg.NodeID, ccfg.DataDir, ccfg.Streams = nodeID, cfg.DataDir, port
 	ccfg.MaxVoters = cfg.MaxVoters
 	ccfg.SnapshotThreshold, ccfg.SnapshotInterval, ccfg.TrailingLogs = cfg.SnapshotThreshold, cfg.SnapshotInterval, cfg.TrailingLogs
 	ccfg.HeartbeatTimeout, ccfg.ElectionTimeout = cfg.Heartbeat, cfg.Election
@@ -100,11 +120,13 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	// from the Raft snapshot and log, so a power cut can never leave it damaged.
 	readingsPath := filepath.Join(cfg.DataDir, "readings.db")
 	if err := os.Remove(readingsPath); err != nil && !os.IsNotExist(err) {
+		port.Close()
 		ln.Close()
 		hw.Close()
 		return nil, fmt.Errorf("reset the readings store: %w", err)
 	}
 	if err := f.OpenReadings(readingsPath); err != nil {
+		port.Close()
 		ln.Close()
 		hw.Close()
 		if errors.Is(err, bbolt.ErrTimeout) {
@@ -114,14 +136,26 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	}
 	node, err := cluster.Open(ccfg, f)
 	if err != nil {
+		port.Close()
 		ln.Close()
 		hw.Close()
 		f.CloseReadings()
 		return nil, err
 	}
+	if store.Current() == nil && (node.HadState() || cfg.open) {
+		// A cluster made before pio had secrets: it runs open until `pio security enable`.
+		port.SetMode(rpc.ModeOpen)
+		if node.HadState() {
+			log.Warn("this node's cluster has no secrets (it was made by an older pio): anyone on the network can join it and write to it",
+				"remediation", "run `pio security enable` on any member")
+		}
+	}
+	// A node removed from the cluster keeps its certificate: Raft refuses it.
+	port.SetRaftFilter(func(id string) bool { return !f.Removed(id) })
 	mcfg := membership.DefaultConfig(membership.Self{NodeID: nodeID, Name: cfg.Name, HTTPAddr: httpAddr, Worker: cfg.Worker,
 		PreferLeader: cfg.PreferLeader, Version: version})
 	mcfg.Logger, mcfg.DataDir, mcfg.SourceIP = log, cfg.DataDir, sourceIP
+	mcfg.Trust, mcfg.Transport, mcfg.RPC, mcfg.JoinToken, mcfg.Open = store, port, rc, cfg.JoinToken, cfg.open
 	mcfg.Gossip.BindAddr, mcfg.Gossip.AdvertiseHost = cfg.GossipAddr, host
 	if cfg.Stabilization > 0 {
 		mcfg.Stabilization = cfg.Stabilization
@@ -129,19 +163,28 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	mem, err := membership.New(mcfg, node)
 	if err != nil {
 		node.Close()
+		port.Close()
 		ln.Close()
 		hw.Close()
+		f.CloseReadings()
 		return nil, err
 	}
 	acfg := api.DefaultConfig()
 	acfg.Name, acfg.NodeID, acfg.HTTPAddr, acfg.Version, acfg.HoldTimeout, acfg.Logger = cfg.Name, nodeID, httpAddr, version, cfg.HoldTimeout, log
-	acfg.SourceIP, acfg.Hardware, acfg.Reboot = sourceIP, hw, rebootFunc(cfg, hw)
+	acfg.Trust, acfg.RPC, acfg.Auth, acfg.ReadAuth = store, rc, cfg.APIAuth, cfg.ReadAuth
+	acfg.Hardware, acfg.Reboot = hw, rebootFunc(cfg, hw)
 	var rt *jobs.Runtime
 	if cfg.Worker {
 		rt = jobs.NewRuntime(jobs.NewPlant(seedOf(nodeID)), api.JobGuard(node.FSM(), nodeID), log)
 		acfg.Jobs = rt
 	}
-	shipper := &readingsShipper{unit: cfg.Name, nodeID: nodeID, log: log, c: &client.Client{Base: "http://" + httpAddr, HTTP: client.NewNodeHTTPClient(15*time.Second, sourceIP)}}
+	shipper := &readingsShipper{unit: cfg.Name, nodeID: nodeID, log: log, send: func(ctx context.Context, id string, b fsm.RecordReadings) error {
+		_, addr := node.Leader()
+		if addr == "" {
+			return cluster.ErrNotLeader
+		}
+		return rc.StoreReadings(ctx, addr, id, b)
+	}}
 	if rt != nil {
 		rt.SetSink(shipper.add)
 		rt.SetLogSink(shipper.addLog)
@@ -153,8 +196,10 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 		})
 	}
 	srv := api.New(acfg, node, mem)
-	a := &agent{cfg: cfg, log: log, nodeID: nodeID, lock: lock, httpAddr: httpAddr, node: node, mem: mem, api: srv, hw: hw, jobs: rt,
-		srv: &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}}
+	rpcSrv := rpc.NewServer(rpc.ServerConfig{Transport: port, Client: rc, Raft: node, FSM: f, Members: mem, Public: srv.Handler(), Logger: log,
+		Explain: func(err error) rpc.Error { e := api.Explain(err); return rpc.Error(e) }})
+	a := &agent{cfg: cfg, log: log, nodeID: nodeID, lock: lock, httpAddr: httpAddr, trust: store, port: port, rpc: rpcSrv, peers: rc, node: node, mem: mem,
+		api: srv, hw: hw, jobs: rt, srv: &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
@@ -189,7 +234,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			mem.JoinAtStart(ctx, cfg.Join)
+			mem.JoinAtStart(ctx, cfg.Join, cfg.JoinToken)
 		}()
 	default:
 		// A new cluster of one answers once it leads and is in its own
@@ -204,6 +249,10 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	started = true
 	log.Info("pio node started", "node_id", nodeID, "http", httpAddr, "raft", node.Addr(), "gossip", mem.GossipAddr(),
 		"data_dir", cfg.DataDir, "worker", cfg.Worker, "prefer_leader", cfg.PreferLeader, "version", version)
+	if store.Current() != nil && cfg.APIAuth != "off" {
+		log.Info("writes to the API need the API token: print it with `pio token --api --data-dir "+cfg.DataDir+"` "+
+			"and sign in to the UI with it (the CLI finds it in the data dir, or in PIO_API_TOKEN)", "ui", "http://"+httpAddr)
+	}
 	return a, nil
 }
 
@@ -220,8 +269,10 @@ func (a *agent) Close() error {
 		a.api.Close()
 		a.cancel()
 		a.wg.Wait()
+		_ = a.rpc.Close()
 		_ = a.mem.Close()
 		err = a.node.Close()
+		_ = a.port.Close()
 		_ = a.node.FSM().CloseReadings()
 		_ = a.hw.Close()
 		_ = a.lock.Close()

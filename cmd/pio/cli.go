@@ -16,33 +16,28 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// nodeFlag adds --node (env PIO_NODE) to a command talking to a node's API.
-func nodeFlag(cmd *cobra.Command) *string {
-	def := os.Getenv("PIO_NODE")
-	if def == "" {
-		def = "http://localhost:8080"
-	}
-	return cmd.Flags().String("node", def, "HTTP address of the node to talk to (env PIO_NODE)")
-}
-
 func newJoinCmd() *cobra.Command {
 	var force bool
+	var token string
 	cmd := &cobra.Command{
-		Use:   "join HOST[:PORT]",
+		Use:   "join HOST[:PORT] --token TOKEN",
 		Short: "Make the local node join the cluster that the node at HOST belongs to",
-		Args:  cobra.ExactArgs(1),
+		Long: `Make the local node (--node) join the cluster that the node at HOST belongs to.
+TOKEN is that cluster's join token: run sudo pio token on one of its members.`,
+		Args: cobra.ExactArgs(1),
 	}
-	node := nodeFlag(cmd)
+	f := addAPIFlags(cmd)
 	cmd.Flags().BoolVar(&force, "force", false, "discard this node's standalone data (kept aside in its data dir) and join")
+	cmd.Flags().StringVar(&token, "token", os.Getenv("PIO_TOKEN"), "the cluster's join token (`sudo pio token` on a member; env PIO_TOKEN)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := client.New(*node, 90*time.Second)
+		c, err := f.client(90 * time.Second)
 		if err != nil {
 			return err
 		}
 		out := cmd.OutOrStdout()
 		fmt.Fprintf(out, "Asking %s to join the cluster of %s ...\n", c.Base, args[0])
 		stop := progress(out)
-		r, err := c.Join(context.Background(), args[0], force)
+		r, err := c.Join(context.Background(), args[0], token, force)
 		stop()
 		if err != nil {
 			return err
@@ -66,9 +61,9 @@ func newLeaveCmd() *cobra.Command {
 		Short: "Make the local node leave its cluster gracefully and go back to standalone",
 		Args:  cobra.NoArgs,
 	}
-	node := nodeFlag(cmd)
+	f := addAPIFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, err := client.New(*node, 90*time.Second)
+		c, err := f.client(90 * time.Second)
 		if err != nil {
 			return err
 		}
@@ -121,10 +116,10 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show the leader, the term and every member of the cluster",
 		Args:  cobra.NoArgs,
 	}
-	node := nodeFlag(cmd)
+	f := addAPIFlags(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, err := client.New(*node, 10*time.Second)
+		c, err := f.client(10 * time.Second)
 		if err != nil {
 			return err
 		}

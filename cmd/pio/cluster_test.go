@@ -60,8 +60,8 @@ func startThree(t *testing.T, opts ...nodeOpt) []*testNode {
 	t.Helper()
 	a := startNode(t, "alpha", opts...)
 	waitCluster(t, []*testNode{a}, 1, 1)
-	b := startNode(t, "beta", append(opts, withJoin(a.addr()))...)
-	c := startNode(t, "gamma", append(opts, withJoin(a.addr()))...)
+	b := startNode(t, "beta", append(opts, withJoin(a))...)
+	c := startNode(t, "gamma", append(opts, withJoin(a))...)
 	nodes := []*testNode{a, b, c}
 	waitCluster(t, nodes, 3, 3)
 	return nodes
@@ -116,24 +116,24 @@ func TestJoinThroughAPIAndIdempotent(t *testing.T) {
 	b := startNode(t, "newcomer")
 	waitCluster(t, []*testNode{a}, 1, 1)
 	waitCluster(t, []*testNode{b}, 1, 1)
-	r, err := b.c.Join(ctx, a.addr(), false)
+	r, err := b.c.Join(ctx, a.addr(), a.joinToken(), false)
 	if err != nil || !r.Joined || r.Leader != "anchor" || !r.Voter {
 		t.Fatalf("join: %+v %v", r, err)
 	}
 	waitCluster(t, []*testNode{a, b}, 2, 2)
 	// Joining again the same cluster is a no-op that says so.
-	r, err = b.c.Join(ctx, a.addr(), false)
+	r, err = b.c.Join(ctx, a.addr(), a.joinToken(), false)
 	if err != nil || !r.Joined || !r.Voter {
 		t.Fatalf("second join: %+v %v", r, err)
 	}
 	// Joining itself is refused.
-	_, err = b.c.Join(ctx, b.addr(), false)
+	_, err = b.c.Join(ctx, b.addr(), b.joinToken(), false)
 	var ae *client.Error
 	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || ae.Remediation == "" {
 		t.Fatalf("join self: %v", err)
 	}
 	// Joining an unreachable node is a 404 naming the address.
-	_, err = b.c.Join(ctx, "127.0.0.1:1", false)
+	_, err = b.c.Join(ctx, "127.0.0.1:1", "", false)
 	if !errors.As(err, &ae) || ae.Status != http.StatusNotFound || !strings.Contains(ae.Cause, "127.0.0.1:1") {
 		t.Fatalf("join unreachable: %v", err)
 	}
@@ -150,7 +150,7 @@ func TestJoinRefusedForStandaloneWithData(t *testing.T) {
 	if code, _ := createExperiment(t, b, "precious"); code != http.StatusCreated {
 		t.Fatal(code)
 	}
-	_, err := b.c.Join(ctx, a.addr(), false)
+	_, err := b.c.Join(ctx, a.addr(), a.joinToken(), false)
 	var ae *client.Error
 	if !errors.As(err, &ae) || ae.Status != http.StatusConflict || !strings.Contains(ae.Cause, "1 experiment") || !strings.Contains(ae.Remediation, "--force") {
 		t.Fatalf("join with data: %v", err)
@@ -162,7 +162,7 @@ func TestJoinRefusedForStandaloneWithData(t *testing.T) {
 	}
 	waitCluster(t, []*testNode{a}, 1, 1)
 
-	r, err := b.c.Join(ctx, a.addr(), true)
+	r, err := b.c.Join(ctx, a.addr(), a.joinToken(), true)
 	if err != nil || !r.Joined || r.Discarded == "" {
 		t.Fatalf("forced join: %+v %v", r, err)
 	}
@@ -263,20 +263,27 @@ func TestVotersCapped(t *testing.T) {
 	waitCluster(t, []*testNode{a}, 1, 1)
 	nodes := []*testNode{a}
 	for i := 2; i <= 4; i++ {
-		nodes = append(nodes, startNode(t, fmt.Sprintf("v%d", i), withMaxVoters(3), withJoin(a.addr())))
+		nodes = append(nodes, startNode(t, fmt.Sprintf("v%d", i), withMaxVoters(3), withJoin(a)))
 	}
+	// The three join at once: whichever came last is the non-voter.
 	ci := waitCluster(t, nodes, 4, 3)
+	var nonVoter *testNode
 	for _, m := range ci.Members {
-		if m.Name == "v4" && m.Voter {
-			t.Fatalf("fourth node votes: %+v", m)
+		for _, n := range nodes {
+			if !m.Voter && n.a.nodeID == m.NodeID {
+				nonVoter = n
+			}
 		}
+	}
+	if nonVoter == nil || nonVoter == a {
+		t.Fatalf("no joining node is a non-voter: %+v", ci.Members)
 	}
 	// The non-voter has the full data.
 	if code, _ := createExperiment(t, a, "replicated"); code != http.StatusCreated {
 		t.Fatal(code)
 	}
 	eventually(t, 5*time.Second, "non-voter has the data", func() error {
-		if exps, _ := experimentsOf(nodes[3]); !exps["replicated"] {
+		if exps, _ := experimentsOf(nonVoter); !exps["replicated"] {
 			return fmt.Errorf("not yet")
 		}
 		return nil
@@ -323,7 +330,7 @@ func TestSnapshotInstallAndRestore(t *testing.T) {
 		}
 		return nil
 	})
-	b := startNode(t, "snap-b", small, withJoin(a.addr()))
+	b := startNode(t, "snap-b", small, withJoin(a))
 	waitCluster(t, []*testNode{a, b}, 2, 2)
 	eventually(t, 10*time.Second, "joiner restored from the snapshot", func() error {
 		if a.a.node.FSM().Hash() != b.a.node.FSM().Hash() {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pioreactor/pio/api"
+	"github.com/pioreactor/pio/trust"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 )
@@ -32,6 +33,13 @@ type serveConfig struct {
 	Election      time.Duration
 	HoldTimeout   time.Duration
 	LogLevel      string
+	// JoinToken is the cluster's join token (config join_token, env PIO_TOKEN, flag --token):
+	// it lets --join in, and pins which cluster may invite this node.
+	JoinToken string
+	// APIAuth is "on" (writes need the API token) or "off" (an open API).
+	APIAuth string
+	// ReadAuth makes reads of the API need the API token too.
+	ReadAuth bool
 	// SnapshotThreshold, SnapshotInterval and TrailingLogs tune Raft snapshots (config file or env only).
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
@@ -42,6 +50,9 @@ type serveConfig struct {
 	logOut io.Writer
 	// onReboot, set by the runtime, restarts this node in-process (simulated hardware).
 	onReboot func()
+	// open makes a new cluster without secrets, as pio did before it had
+	// them; only tests set it, to make an open cluster to secure.
+	open bool
 }
 
 // defaultServeConfig is what `pio serve` runs with when nothing is set.
@@ -49,7 +60,7 @@ func defaultServeConfig() serveConfig {
 	return serveConfig{
 		DataDir: "/var/lib/pio", HTTPAddr: ":8080", RaftAddr: ":8300", GossipAddr: ":8301",
 		Worker: true, Hardware: "auto", MaxVoters: 5, Stabilization: 10 * time.Second,
-		Heartbeat: 300 * time.Millisecond, Election: 300 * time.Millisecond, HoldTimeout: 5 * time.Second, LogLevel: "info",
+		Heartbeat: 300 * time.Millisecond, Election: 300 * time.Millisecond, HoldTimeout: 5 * time.Second, LogLevel: "info", APIAuth: "on",
 		SnapshotThreshold: 8192, SnapshotInterval: 30 * time.Second, TrailingLogs: 10240,
 		RebootCommand: "systemctl reboot",
 	}
@@ -64,6 +75,7 @@ var serveKeys = []struct{ key, flag, usage string }{
 	{"gossip_addr", "gossip-addr", "address of gossip (UDP and TCP)"},
 	{"advertise_addr", "advertise-addr", "the IP other nodes reach this one at (required when a bind address is unspecified and this host has several)"},
 	{"join", "join", "HOST[:PORT] of any node of a cluster to join at start"},
+	{"join_token", "token", "the cluster's join token (`sudo pio token` on a member; env PIO_TOKEN): needed to join, and it pins which cluster may invite this node"},
 	{"worker", "worker", "this node has a bioreactor and runs activities"},
 	{"prefer_leader", "prefer-leader", "this node should lead when healthy (default: true when --worker=false)"},
 	{"hardware", "hardware", "auto, sim or rpi (auto: rpi only on a confirmed Raspberry Pi)"},
@@ -72,6 +84,8 @@ var serveKeys = []struct{ key, flag, usage string }{
 	{"raft.heartbeat_timeout", "raft-heartbeat-timeout", "time without a leader's heartbeat before a follower starts an election"},
 	{"raft.election_timeout", "raft-election-timeout", "time a candidate waits for votes"},
 	{"api.hold_timeout", "hold-timeout", "how long a request waits for a leader before 503"},
+	{"api.auth", "api-auth", "on: writes to the API need the API token; off: anyone on the network may write (not recommended)"},
+	{"api.read_auth", "api-read-auth", "reads of the API need the API token too"},
 	{"log_level", "log-level", "debug, info, warn or error"},
 }
 
@@ -84,6 +98,8 @@ func addServeFlags(cmd *cobra.Command) {
 		switch k.key {
 		case "worker":
 			f.Bool(k.flag, d.Worker, k.usage)
+		case "api.read_auth":
+			f.Bool(k.flag, d.ReadAuth, k.usage)
 		case "prefer_leader":
 			f.Bool(k.flag, false, k.usage)
 		case "cluster.max_voters":
@@ -98,7 +114,7 @@ func addServeFlags(cmd *cobra.Command) {
 			f.Duration(k.flag, d.HoldTimeout, k.usage)
 		default:
 			def := map[string]string{"data_dir": d.DataDir, "http_addr": d.HTTPAddr, "raft_addr": d.RaftAddr,
-				"gossip_addr": d.GossipAddr, "hardware": d.Hardware, "log_level": d.LogLevel}[k.key]
+				"gossip_addr": d.GossipAddr, "hardware": d.Hardware, "log_level": d.LogLevel, "api.auth": d.APIAuth}[k.key]
 			f.String(k.flag, def, k.usage)
 		}
 	}
@@ -121,6 +137,8 @@ func loadServeConfig(cmd *cobra.Command) (serveConfig, error) {
 		}
 	}
 	_ = v.BindPFlag("config", cmd.Flags().Lookup("config"))
+	// The join token's variable is PIO_TOKEN, as `pio join` takes it.
+	_ = v.BindEnv("join_token", "PIO_TOKEN", "PIO_JOIN_TOKEN")
 	if file := v.GetString("config"); file != "" {
 		v.SetConfigFile(file)
 		if err := v.ReadInConfig(); err != nil {
@@ -135,6 +153,7 @@ func loadServeConfig(cmd *cobra.Command) (serveConfig, error) {
 		Election: v.GetDuration("raft.election_timeout"), HoldTimeout: v.GetDuration("api.hold_timeout"), LogLevel: v.GetString("log_level"),
 		SnapshotThreshold: v.GetUint64("raft.snapshot_threshold"), SnapshotInterval: v.GetDuration("raft.snapshot_interval"),
 		TrailingLogs: v.GetUint64("raft.trailing_logs"), RebootCommand: v.GetString("reboot_command"),
+		JoinToken: v.GetString("join_token"), APIAuth: v.GetString("api.auth"), ReadAuth: v.GetBool("api.read_auth"),
 	}
 	// prefer_leader defaults to true for a node that is not a worker.
 	if v.IsSet("prefer_leader") && (cmd.Flags().Changed("prefer-leader") || os.Getenv("PIO_PREFER_LEADER") != "" || v.InConfig("prefer_leader")) {
@@ -161,6 +180,16 @@ func (c *serveConfig) validate() error {
 	case "auto", "sim", "rpi":
 	default:
 		return fmt.Errorf("--hardware is %q; it must be auto, sim or rpi", c.Hardware)
+	}
+	switch c.APIAuth {
+	case "on", "off":
+	default:
+		return fmt.Errorf("api.auth is %q; it must be on or off", c.APIAuth)
+	}
+	if c.JoinToken != "" {
+		if _, err := trust.ParseToken(c.JoinToken); err != nil {
+			return fmt.Errorf("join_token (--token, PIO_TOKEN): %w", err)
+		}
 	}
 	if c.DataDir == "" {
 		return fmt.Errorf("--data-dir is empty; give a directory this node may write to")

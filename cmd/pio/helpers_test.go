@@ -57,7 +57,11 @@ type testNode struct {
 // nodeOpt changes a test node's configuration before it starts.
 type nodeOpt func(*serveConfig)
 
-func withJoin(addr string) nodeOpt     { return func(c *serveConfig) { c.Join = addr } }
+// withJoin makes the node join the cluster of n at start, with its join token.
+func withJoin(n *testNode) nodeOpt {
+	addr, token := n.addr(), n.joinToken()
+	return func(c *serveConfig) { c.Join, c.JoinToken = addr, token }
+}
 func withMaxVoters(n int) nodeOpt      { return func(c *serveConfig) { c.MaxVoters = n } }
 func withHold(d time.Duration) nodeOpt { return func(c *serveConfig) { c.HoldTimeout = d } }
 func withName(name string) nodeOpt     { return func(c *serveConfig) { c.Name = name } }
@@ -99,7 +103,8 @@ func startConfigured(t *testing.T, cfg serveConfig) *testNode {
 		t.Fatalf("start %s: %v", cfg.Name, err)
 	}
 	a := rt.current()
-	n := &testNode{t: t, cfg: cfg, rt: rt, a: a, logs: logs, c: &client.Client{Base: "http://" + a.httpAddr, HTTP: client.NewHTTPClient(15 * time.Second)}}
+	n := &testNode{t: t, cfg: cfg, rt: rt, a: a, logs: logs}
+	n.c = &client.Client{Base: "http://" + a.httpAddr, HTTP: signedIn(15*time.Second, n.apiToken)}
 	t.Cleanup(func() {
 		n.stop()
 		if t.Failed() {
@@ -125,6 +130,51 @@ func (n *testNode) restartConfig() serveConfig {
 }
 
 func (n *testNode) addr() string { return n.a.httpAddr }
+
+// joinToken is the join token of the node's cluster now ("" for an open cluster).
+func (n *testNode) joinToken() string {
+	if b := n.rt.current().trust.Current(); b != nil {
+		return b.JoinToken()
+	}
+	return ""
+}
+
+// apiToken is the API token of the node's cluster now ("" for an open cluster).
+func (n *testNode) apiToken() string {
+	if b := n.rt.current().trust.Current(); b != nil {
+		return b.APIToken
+	}
+	return ""
+}
+
+// signedIn returns an HTTP client that sends the API token token() returns
+// with every request that has no Authorization header, as a signed-in user
+// does. token is asked each time: a node's token changes when it joins.
+func signedIn(timeout time.Duration, token func() string) *http.Client {
+	hc := client.NewHTTPClient(timeout)
+	hc.Transport = &tokenTransport{base: hc.Transport, token: token}
+	return hc
+}
+
+type tokenTransport struct {
+	base  http.RoundTripper
+	token func() string
+}
+
+func (t *tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("Authorization") == "" {
+		if tok := t.token(); tok != "" {
+			r = r.Clone(r.Context())
+			r.Header.Set("Authorization", "Bearer "+tok)
+		}
+	}
+	return t.base.RoundTrip(r)
+}
+
+// anonymous returns a client of the node that sends no API token: a stranger.
+func (n *testNode) anonymous() *client.Client {
+	return &client.Client{Base: n.c.Base, HTTP: client.NewHTTPClient(15 * time.Second)}
+}
 
 // eventually retries f until it returns nil or the deadline passes.
 func eventually(t *testing.T, within time.Duration, what string, f func() error) {

@@ -18,9 +18,9 @@ import (
 // apiCmd builds a command that talks to a node: it gets --node, and run gets a client.
 func apiCmd(use, short string, args cobra.PositionalArgs, run func(cmd *cobra.Command, c *client.Client, args []string) error) *cobra.Command {
 	cmd := &cobra.Command{Use: use, Short: short, Args: args}
-	node := nodeFlag(cmd)
+	f := addAPIFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, a []string) error {
-		c, err := client.New(*node, 2*time.Minute)
+		c, err := f.client(2 * time.Minute)
 		if err != nil {
 			return err
 		}

@@ -264,8 +264,8 @@ func TestActiveIdentifyReboot(t *testing.T) {
 func TestTopologyLeaderIsNotAWorker(t *testing.T) {
 	lead := startNode(t, "leader", withWorker(false), func(c *serveConfig) { c.PreferLeader = true })
 	waitCluster(t, []*testNode{lead}, 1, 1)
-	w1 := startNode(t, "w1", withJoin(lead.addr()))
-	w2 := startNode(t, "w2", withJoin(lead.addr()))
+	w1 := startNode(t, "w1", withJoin(lead))
+	w2 := startNode(t, "w2", withJoin(lead))
 	waitCluster(t, []*testNode{lead, w1, w2}, 3, 3)
 	var units, workers []map[string]any
 	call(t, w1, http.MethodGet, "/api/units", nil, &units)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -83,7 +82,7 @@ func unitsOrBroadcast(units []string) []string {
 
 func newRunCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "run JOB [--units U ...] [--experiment E] [--node URL] [--SETTING VALUE ...]",
+		Use:   "run JOB [--units U ...] [--experiment E] [--node URL] [--api-token T] [--SETTING VALUE ...]",
 		Short: "Start an activity on units (default: every active unit of the experiment)",
 		Long: `Start an activity, e.g. pio run stirring --target-rpm 400 --units worker2.
 Settings are the job's (DESIGN §5), with - or _; --units may repeat or hold a comma list.`,
@@ -93,10 +92,7 @@ Settings are the job's (DESIGN §5), with - or _; --units may repeat or hold a c
 				return fmt.Errorf("usage: pio run JOB [--units U ...] [--experiment E] [--SETTING VALUE ...]")
 			}
 			job, rest := args[0], args[1:]
-			node := os.Getenv("PIO_NODE")
-			if node == "" {
-				node = "http://localhost:8080"
-			}
+			f := &apiFlags{node: envOr("PIO_NODE", "http://localhost:8080"), dataDir: envOr("PIO_DATA_DIR", defaultDataDir)}
 			var units, settingArgs []string
 			var exp string
 			for i := 0; i < len(rest); i++ {
@@ -109,7 +105,11 @@ Settings are the job's (DESIGN §5), with - or _; --units may repeat or hold a c
 				case "--experiment":
 					exp = rest[i+1]
 				case "--node":
-					node = rest[i+1]
+					f.node = rest[i+1]
+				case "--api-token":
+					f.token = rest[i+1]
+				case "--data-dir":
+					f.dataDir = rest[i+1]
 				default:
 					settingArgs = append(settingArgs, rest[i], rest[i+1])
 				}
@@ -119,7 +119,7 @@ Settings are the job's (DESIGN §5), with - or _; --units may repeat or hold a c
 			if err != nil {
 				return err
 			}
-			c, err := client.New(node, 2*time.Minute)
+			c, err := f.client(2 * time.Minute)
 			if err != nil {
 				return err
 			}

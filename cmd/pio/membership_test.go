@@ -213,7 +213,7 @@ func TestDeadVoterReplacedByNonVoter(t *testing.T) {
 	waitCluster(t, []*testNode{a}, 1, 1)
 	nodes := []*testNode{a}
 	for i := 2; i <= 7; i++ {
-		nodes = append(nodes, startNode(t, fmt.Sprintf("seven%d", i), stab, withJoin(a.addr())))
+		nodes = append(nodes, startNode(t, fmt.Sprintf("seven%d", i), stab, withJoin(a)))
 	}
 	ci := waitCluster(t, nodes, 7, 5)
 	leader := leaderOf(t, nodes)
@@ -280,7 +280,7 @@ func TestNonWorkerTakesLeadership(t *testing.T) {
 	nodes := startThree(t)
 	// prefer_leader defaults to true for worker=false in loadServeConfig (config_test).
 	prefer := func(c *serveConfig) { c.PreferLeader = true }
-	spare := startNode(t, "spare", withWorker(false), prefer, withJoin(nodes[0].addr()))
+	spare := startNode(t, "spare", withWorker(false), prefer, withJoin(nodes[0]))
 	all := append(nodes, spare)
 	eventually(t, 15*time.Second, "the non-worker leads, by transfer", func() error {
 		ci, err := nodes[0].c.Cluster(ctx, false)
@@ -321,9 +321,8 @@ func TestRemovedNodeComesBackRefused(t *testing.T) {
 		}
 	}
 	cfg := gone.restartConfig()
-	id := gone.a.nodeID
 	gone.stop()
-	if err := leader.c.RemoveMember(ctx, id); err != nil {
+	if err := leader.c.Do(ctx, http.MethodDelete, "/api/workers/"+gone.cfg.Name, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	ci, _ := leader.c.Cluster(ctx, false)
@@ -347,7 +346,7 @@ func TestRemovedNodeComesBackRefused(t *testing.T) {
 		t.Fatal("the node does not say why it runs standalone")
 	}
 	// It can be added again explicitly.
-	if _, err := back.c.Join(ctx, leader.addr(), true); err != nil {
+	if _, err := back.c.Join(ctx, leader.addr(), leader.joinToken(), true); err != nil {
 		t.Fatalf("re-add: %v", err)
 	}
 }

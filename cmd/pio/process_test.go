@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pioreactor/pio/api/client"
+	"github.com/pioreactor/pio/trust"
 )
 
 // pioBinary is the pio binary built once for the tests that kill processes.
@@ -56,17 +57,46 @@ type proc struct {
 	cmd      *exec.Cmd
 	log      *os.File
 	httpAddr string
+	dataDir  string
 	c        *client.Client
+}
+
+// joinToken is the join token of the process's cluster, from its data dir.
+func (p *proc) joinToken() string {
+	b, err := trust.Load(p.dataDir)
+	if err != nil {
+		p.t.Fatalf("%s's join token: %v", p.name, err)
+	}
+	return b.JoinToken()
+}
+
+// apiToken is the API token of the process's cluster now ("" before it made one).
+func (p *proc) apiToken() string {
+	if b, err := trust.Load(p.dataDir); err == nil {
+		return b.APIToken
+	}
+	return ""
+}
+
+// pio runs the pio CLI as a user of this node would (sudo pio ...): the API
+// token comes from the node's data dir. It returns stdout and stderr.
+func (p *proc) pio(args ...string) (string, string, error) {
+	cmd := exec.Command(pioBinary, args...)
+	cmd.Env = append(os.Environ(), "PIO_NODE="+p.httpAddr, "PIO_DATA_DIR="+p.dataDir)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	return out.String(), errOut.String(), err
 }
 
 // startProc starts `pio serve` on a fresh loopback address.
 func startProc(t *testing.T, name string, extra ...string) *proc {
 	t.Helper()
 	ip := freshIP()
-	p := &proc{t: t, name: name, httpAddr: freePort(t, ip)}
-	p.args = append([]string{"serve", "--name", name, "--data-dir", filepath.Join(t.TempDir(), name),
+	p := &proc{t: t, name: name, httpAddr: freePort(t, ip), dataDir: filepath.Join(t.TempDir(), name)}
+	p.args = append([]string{"serve", "--name", name, "--data-dir", p.dataDir,
 		"--http-addr", p.httpAddr, "--raft-addr", freePort(t, ip), "--gossip-addr", freePort(t, ip), "--hardware", "sim"}, extra...)
-	p.c = &client.Client{Base: "http://" + p.httpAddr, HTTP: client.NewHTTPClient(10 * time.Second)}
+	p.c = &client.Client{Base: "http://" + p.httpAddr, HTTP: signedIn(10*time.Second, p.apiToken)}
 	var err error
 	p.log, err = os.Create(filepath.Join(t.TempDir(), name+".log"))
 	if err != nil {
@@ -125,8 +155,8 @@ func startThreeProcs(t *testing.T) []*proc {
 		}
 		return nil
 	})
-	b := startProc(t, "p2", "--join", a.httpAddr)
-	c := startProc(t, "p3", "--join", a.httpAddr)
+	b := startProc(t, "p2", "--join", a.httpAddr, "--token", a.joinToken())
+	c := startProc(t, "p3", "--join", a.httpAddr, "--token", a.joinToken())
 	procs := []*proc{a, b, c}
 	eventually(t, 15*time.Second, "three voters", func() error {
 		ci, err := c.c.Cluster(ctx, false)
@@ -220,20 +250,23 @@ func holdsAll(p *proc, acked map[string]bool) error {
 func TestCLIStatusJoinLeave(t *testing.T) {
 	a := startProc(t, "cli-a")
 	b := startProc(t, "cli-b")
-	pio := func(args ...string) (string, string, error) {
-		cmd := exec.Command(pioBinary, args...)
-		var out, errOut bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errOut
-		err := cmd.Run()
-		return out.String(), errOut.String(), err
-	}
+	pio := b.pio
 	eventually(t, 10*time.Second, "both standalone leaders", func() error {
 		if !a.isLeader() || !b.isLeader() {
 			return fmt.Errorf("not yet")
 		}
 		return nil
 	})
-	out, errOut, err := pio("join", a.httpAddr, "--node", b.httpAddr)
+	// pio token prints what pio join takes; without it, the join is refused
+	// with what to do, and nothing changes.
+	token, errOut, err := a.pio("token")
+	if err != nil || !strings.HasPrefix(token, "PIO1.") {
+		t.Fatalf("pio token: %v %q %s", err, token, errOut)
+	}
+	if _, errOut, err := pio("join", a.httpAddr); err == nil || !strings.Contains(errOut, "pio token") {
+		t.Fatalf("pio join without a token: %v\n%s", err, errOut)
+	}
+	out, errOut, err := pio("join", a.httpAddr, "--token", strings.TrimSpace(token))
 	if err != nil || !strings.Contains(out, "Joined: leader is cli-a") {
 		t.Fatalf("pio join: %v\n%s\n%s", err, out, errOut)
 	}
@@ -249,12 +282,12 @@ func TestCLIStatusJoinLeave(t *testing.T) {
 	if err != nil || json.Unmarshal(js, &ci) != nil || len(ci.Members) != 2 || ci.Leader.Name != "cli-a" {
 		t.Fatalf("pio status --json: %v %s", err, js)
 	}
-	out, errOut, err = pio("leave", "--node", b.httpAddr)
+	out, errOut, err = pio("leave")
 	if err != nil || !strings.Contains(out, "Left the cluster") {
 		t.Fatalf("pio leave: %v\n%s\n%s", err, out, errOut)
 	}
 	// Errors go to stderr with cause and remediation, and exit non-zero.
-	_, errOut, err = pio("leave", "--node", b.httpAddr)
+	_, errOut, err = pio("leave")
 	if err == nil || !strings.Contains(errOut, "Cause:") || !strings.Contains(errOut, "What to do:") {
 		t.Fatalf("pio leave on standalone: %v\n%s", err, errOut)
 	}
@@ -274,13 +307,7 @@ func TestCLIWorkersAndExperiments(t *testing.T) {
 		}
 		return nil
 	})
-	pio := func(args ...string) (string, string, error) {
-		cmd := exec.Command(pioBinary, append(args, "--node", a.httpAddr)...)
-		var out, errOut bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errOut
-		err := cmd.Run()
-		return out.String(), errOut.String(), err
-	}
+	pio := a.pio
 	if out, errOut, err := pio("workers", "add", "inv-b", "--address", b.httpAddr); err != nil || !strings.Contains(out, "inv-b is in the cluster") {
 		t.Fatalf("workers add: %v\n%s\n%s", err, out, errOut)
 	}
@@ -340,14 +367,7 @@ func TestCLIJobs(t *testing.T) {
 		}
 		return nil
 	})
-	pio := func(args ...string) (string, string, error) {
-		cmd := exec.Command(pioBinary, args...)
-		cmd.Env = append(os.Environ(), "PIO_NODE="+a.httpAddr)
-		var out, errOut bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errOut
-		err := cmd.Run()
-		return out.String(), errOut.String(), err
-	}
+	pio := a.pio
 	pio("experiments", "create", "cli-jobs")
 	eventually(t, 10*time.Second, "assigned", func() error {
 		_, errOut, err := pio("workers", "assign", "jobs-a", "cli-jobs")

@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/pioreactor/pio/api/client"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/jobs"
 )
@@ -31,14 +29,15 @@ const reportEvery = 10 * time.Second
 const universalExperiment = "$experiment"
 
 // readingsShipper collects this worker's readings, job logs and running jobs
-// and sends them, once a second, as one replicated batch through its own API
-// (which forwards to the leader). A batch keeps its request ID until it is
+// and sends them, once a second, as one replicated batch to the leader
+// (node-to-node, over the cluster port). A batch keeps its request ID until it is
 // acknowledged, so a retry after a lost answer is stored once. The job report
 // is what the cluster shows of this worker's jobs when it cannot ask it.
 type readingsShipper struct {
-	unit    string
-	nodeID  string
-	c       *client.Client
+	unit   string
+	nodeID string
+	// send stores a batch with its request ID on the leader (node-to-node).
+	send    func(ctx context.Context, requestID string, b fsm.RecordReadings) error
 	log     interface{ Warn(string, ...any) }
 	running func() []jobs.Info // nil: no job reports
 
@@ -131,8 +130,7 @@ func (s *readingsShipper) run(ctx context.Context) {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		c := &client.Client{Base: s.c.Base, HTTP: s.c.HTTP, Header: http.Header{client.RequestIDHeader: {id}}}
-		err := c.Do(cctx, http.MethodPost, "/api/cluster/readings", batch, nil)
+		err := s.send(cctx, id, batch)
 		cancel()
 		if err != nil {
 			s.log.Warn("cannot store readings yet; keeping them", "readings", len(batch.Readings), "logs", len(batch.Logs), "error", err)

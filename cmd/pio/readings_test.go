@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pioreactor/pio/api/client"
+	"github.com/pioreactor/pio/fsm"
 )
 
 // A worker that kept more readings than one request may carry (after an
@@ -16,7 +16,12 @@ import (
 func TestShipperSendsABacklogInBatches(t *testing.T) {
 	n := startNode(t, "solo")
 	s := &readingsShipper{unit: "solo", nodeID: n.a.nodeID, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		c: &client.Client{Base: "http://" + n.addr(), HTTP: client.NewHTTPClient(15 * time.Second)}}
+		send: func(ctx context.Context, id string, b fsm.RecordReadings) error {
+			if len(b.Readings) > maxBatch || len(b.Logs) > maxBatch {
+				return fmt.Errorf("a batch of %d readings and %d logs is over the limit", len(b.Readings), len(b.Logs))
+			}
+			return n.a.peers.StoreReadings(ctx, n.a.port.Addr().String(), id, b)
+		}}
 	const backlog = 3*maxBatch + 17
 	for i := 0; i < backlog; i++ {
 		s.add("backlog", "od", float64(i))

@@ -1,0 +1,69 @@
+package api
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	"github.com/pioreactor/pio/rpc"
+)
+
+// Writes to the API need the cluster's API token (Authorization: Bearer
+// API-TOKEN); reads need it too when api.read_auth is on. Requests that come
+// from a member over the cluster port (forwarded to the leader, or dispatched
+// to a worker) were checked by the node that received them. A cluster made
+// before pio had secrets has no token: its API stays open until
+// `pio security enable`, and `api.auth: off` opens it on purpose.
+
+// authMode says how this node's API takes writes: "token", "off" or "open".
+func (s *Server) authMode() string {
+	switch {
+	case s.cfg.Trust.Current() == nil:
+		return "open"
+	case s.cfg.Auth == "off":
+		return "off"
+	}
+	return "token"
+}
+
+// isWrite reports whether a method changes something.
+func isWrite(method string) bool {
+	return method != http.MethodGet && method != http.MethodHead && method != http.MethodOptions
+}
+
+// authorize lets a request through, or answers 401 for a missing or wrong API token.
+func (s *Server) authorize(c *gin.Context) {
+	r := c.Request
+	path := r.URL.Path
+	api := strings.HasPrefix(path, "/api/") || strings.HasPrefix(path, "/unit_api/") || path == "/metrics"
+	switch {
+	case rpc.FromMember(r.Context()), s.authMode() != "token":
+		c.Next()
+		return
+	case !isWrite(r.Method) && (!s.cfg.ReadAuth || !api || path == "/unit_api/health"):
+		c.Next() // the UI's files and the health answer stay readable for the sign-in
+		return
+	case r.Method == http.MethodPost && path == "/unit_api/invitation":
+		c.Next() // trust on first use: only a fresh node accepts (see membership)
+		return
+	}
+	b := s.cfg.Trust.Current()
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok && r.Method == http.MethodGet && path == "/api/events" {
+		// A browser's EventSource cannot send headers (only with api.read_auth on).
+		token = r.URL.Query().Get("access_token")
+	}
+	if b.CheckAPIToken(strings.TrimSpace(token)) {
+		c.Next()
+		return
+	}
+	cause := "the request has no Authorization: Bearer API-TOKEN header"
+	if token != "" {
+		cause = "the API token is not this cluster's"
+	}
+	s.refused.Refused(c.ClientIP(), "an API request without a valid API token", "request", r.Method+" "+path)
+	c.Header("WWW-Authenticate", `Bearer realm="pio"`)
+	abort(c, http.StatusUnauthorized, "missing or wrong API token", cause,
+		"send Authorization: Bearer API-TOKEN; print the token with `sudo pio token --api` on a Pioreactor of the cluster "+
+			"(the CLI reads it from --api-token, PIO_API_TOKEN or the data dir); in the UI, sign in")
+}
