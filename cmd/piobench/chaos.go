@@ -290,7 +290,7 @@ func (cc *chaosCluster) inject(r *rand.Rand) (string, error) {
 			return kind, fmt.Errorf("leave %s: %w", n.name, err)
 		}
 		if err := waitFor(30*time.Second, n.name+" rejoins", func() error {
-			_, err := n.c.Join(ctx, other.http, false)
+			_, err := n.c.Join(ctx, other.http, other.joinToken(), false)
 			return err
 		}); err != nil {
 			return kind, err
@@ -357,7 +357,7 @@ func (cl *chaosClient) do(r *rand.Rand, keys []string, units []string) {
 // run sends one operation through node n and records it; it reports whether
 // the operation was recorded (a failed read is not).
 func (cl *chaosClient) run(n *node, in chaosInput) bool {
-	c := &client.Client{Base: n.c.Base, HTTP: cl.hc}
+	c := n.authed(cl.hc)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	call := time.Since(cl.start).Nanoseconds()
@@ -648,7 +648,7 @@ func (b *bench) chaos(schedules, faults int, seed uint64, outDir string) (any, e
 	}
 	cc.nodes = []*node{first}
 	for i := 2; i <= 5; i++ {
-		n, err := b.start(fmt.Sprintf("c%d", i), "--join", first.http, "--stabilization-time", "2s")
+		n, err := b.start(fmt.Sprintf("c%d", i), append(first.joinArgs(), "--stabilization-time", "2s")...)
 		if err != nil {
 			return nil, err
 		}

@@ -61,6 +61,8 @@ type node struct {
 	exited     chan struct{} // closed when the current process has been waited for
 	c          *client.Client
 	logPath    string
+	dataDir    string
+	tokens     *tokenSource
 }
 
 func freePort(ip string) (string, error) {
@@ -95,9 +97,12 @@ func (b *bench) startConcurrent(name string, extra ...string) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &node{name: name, http: httpAddr, bin: b.pio, logPath: filepath.Join(b.dir, name+".log"),
-		c: &client.Client{Base: "http://" + httpAddr, HTTP: client.NewHTTPClient(30 * time.Second)}}
-	n.args = append([]string{"serve", "--name", name, "--data-dir", filepath.Join(b.dir, name), "--http-addr", httpAddr,
+	dataDir := filepath.Join(b.dir, name)
+	n := &node{name: name, http: httpAddr, bin: b.pio, logPath: filepath.Join(b.dir, name+".log"), dataDir: dataDir, tokens: &tokenSource{dir: dataDir}}
+	hc := client.NewHTTPClient(30 * time.Second)
+	hc.Transport = &authTransport{base: hc.Transport, token: n.tokens.get}
+	n.c = &client.Client{Base: "http://" + httpAddr, HTTP: hc}
+	n.args = append([]string{"serve", "--name", name, "--data-dir", dataDir, "--http-addr", httpAddr,
 		"--raft-addr", raftAddr, "--gossip-addr", gossipAddr, "--hardware", "sim"}, extra...)
 	b.mu.Lock()
 	b.procs = append(b.procs, n)
@@ -172,7 +177,7 @@ func (b *bench) threeNodes(prefix string) ([]*node, error) {
 	}
 	nodes := []*node{a}
 	for i := 2; i <= 3; i++ {
-		n, err := b.start(fmt.Sprintf("%s%d", prefix, i), "--join", a.http)
+		n, err := b.start(fmt.Sprintf("%s%d", prefix, i), a.joinArgs()...)
 		if err != nil {
 			return nil, err
 		}

@@ -42,7 +42,7 @@ func (b *bench) workersIn(ctx context.Context, prefix string, units int, exp str
 		return nodes, err
 	}
 	for i := 1; i < units; i++ {
-		n, err := b.start(fmt.Sprintf("%s%02d", prefix, i), "--join", first.http)
+		n, err := b.start(fmt.Sprintf("%s%02d", prefix, i), first.joinArgs()...)
 		if err != nil {
 			return nodes, err
 		}

@@ -99,7 +99,7 @@ func (b *bench) stability(ctx context.Context, clients int, d time.Duration) (an
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			c := &client.Client{Base: nodes[i%len(nodes)].c.Base, HTTP: hc}
+			c := nodes[i%len(nodes)].authed(hc)
 			for time.Now().Before(deadline) {
 				if code, err := post(c, "st-"+uuid.NewString()); err == nil && code == http.StatusCreated {
 					ok.Add(1)
@@ -159,7 +159,7 @@ func (b *bench) scale(ctx context.Context, n int) (any, error) {
 		go func(i int) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			nd, err := b.startConcurrent(fmt.Sprintf("sc%03d", i), "--join", first.http, "--stabilization-time", "2s")
+			nd, err := b.startConcurrent(fmt.Sprintf("sc%03d", i), append(first.joinArgs(), "--stabilization-time", "2s")...)
 			if err != nil {
 				startErr.Store(err)
 				return

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/pioreactor/pio/api/client"
 	"github.com/pioreactor/pio/fsm"
 )
 
@@ -144,6 +143,24 @@ func (b *bench) readingsWeek(ctx context.Context, units, days int) (any, error) 
 		}
 		return out, nil
 	}
+	// The batches go node-to-node to the leader, as workers ship them, from
+	// four members (each with its own certificate of the cluster's CA).
+	raftAddr, err := leaderRaftAddr(ctx, nodes)
+	if err != nil {
+		return nil, err
+	}
+	var members []*member
+	for w := 0; w < 4; w++ {
+		m, err := b.member(leader, fmt.Sprintf("127.0.10.%d", 240+w))
+		if err != nil {
+			return nil, err
+		}
+		defer m.close()
+		if err := m.as(uuid.NewString()); err != nil {
+			return nil, err
+		}
+		members = append(members, m)
+	}
 	var samples [][]memKB
 	s0, err := sample()
 	if err != nil {
@@ -161,7 +178,7 @@ func (b *bench) readingsWeek(ctx context.Context, units, days int) (any, error) 
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			c := nodes[w%len(nodes)].c
+			m := members[w]
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= batches {
@@ -176,10 +193,10 @@ func (b *bench) readingsWeek(ctx context.Context, units, days int) (any, error) 
 				}
 				// As the workers do: a batch keeps its request ID across retries
 				// (a leader change under this load leaves its outcome unknown).
-				rc := &client.Client{Base: c.Base, HTTP: c.HTTP, Header: http.Header{client.RequestIDHeader: {uuid.NewString()}}}
+				id := uuid.NewString()
 				var err error
 				for try := 0; try < 20; try++ {
-					if err = rc.Do(ctx, http.MethodPost, "/api/cluster/readings", fsm.RecordReadings{Readings: rs}, nil); err == nil {
+					if err = m.rc.StoreReadings(ctx, raftAddr, id, fsm.RecordReadings{Readings: rs}); err == nil {
 						break
 					}
 					retries.Add(1)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/pioreactor/pio/api/client"
+	"github.com/pioreactor/pio/rpc"
 )
 
 // stats summarises durations in milliseconds.
@@ -110,7 +111,7 @@ func (b *bench) writes(ctx context.Context, clients int, d time.Duration) (any, 
 			if os.Getenv("BENCH_LEADER_ONLY") != "" {
 				target = nodes[0]
 			}
-			c := &client.Client{Base: target.c.Base, HTTP: hc}
+			c := target.authed(hc)
 			var mine []time.Duration
 			for time.Now().Before(deadline) {
 				t := time.Now()
@@ -163,10 +164,25 @@ func (b *bench) memory(ctx context.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// 99 more units, added as they would join (node-to-node, each with its
+	// own certificate); they do not run.
+	m, err := b.member(n, "127.0.10.250")
+	if err != nil {
+		return nil, err
+	}
+	defer m.close()
+	addr, err := leaderRaftAddr(ctx, []*node{n})
+	if err != nil {
+		return nil, err
+	}
 	for i := 0; i < 99; i++ {
-		req := client.MemberRequest{NodeID: uuid.NewString(), Name: fmt.Sprintf("worker%03d", i), RaftAddr: fmt.Sprintf("127.0.10.%d:8300", i+1),
+		id := uuid.NewString()
+		if err := m.as(id); err != nil {
+			return nil, err
+		}
+		req := rpc.MemberRequest{NodeID: id, Name: fmt.Sprintf("worker%03d", i), RaftAddr: fmt.Sprintf("127.0.10.%d:8300", i+1),
 			HTTPAddr: fmt.Sprintf("127.0.10.%d:8080", i+1), Worker: true}
-		if _, err := n.c.AddMember(ctx, req); err != nil {
+		if _, err := m.rc.AddMember(ctx, addr, req); err != nil {
 			return nil, fmt.Errorf("add unit %d: %w", i, err)
 		}
 	}
