@@ -66,6 +66,11 @@ func (f *FSM) Apply(l *raft.Log) any {
 func (f *FSM) ApplyCommand(cmd Command) Result {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// A request ID that breaks the rule is refused before it is remembered:
+	// the ring of request IDs must stay small whoever proposes commands.
+	if why := ValidRequestID(cmd.RequestID); why != "" {
+		return Result{Err: badPayload(why)}
+	}
 	if cmd.RequestID != "" {
 		if prev, ok := f.s.requests[cmd.RequestID]; ok {
 			return Result{Err: errorFromString(prev), Duplicate: true}
@@ -93,6 +98,9 @@ func (f *FSM) applyReadings(cmd Command) error {
 	var p RecordReadings
 	if err := decode(cmd.Payload, &p); err != nil {
 		return err
+	}
+	if why := ValidReadings(p); why != "" {
+		return badPayload(why)
 	}
 	if p.Jobs != nil {
 		if err := f.s.reportJobs(*p.Jobs, cmd.Time); err != nil {
