@@ -150,6 +150,8 @@ func (s *Server) joinCluster(c *gin.Context) {
 	if !decodeBody(c, &req) {
 		return
 	}
+	// A join waits up to a minute for the cluster: past the server's timeouts.
+	longRequest(c, longRequestTime)
 	if req.Address == "" {
 		abort(c, http.StatusBadRequest, "missing address", `the body needs "address": "HOST[:PORT]"`, "give the HTTP address of any node of the cluster to join")
 		return
@@ -167,10 +169,17 @@ func (s *Server) joinCluster(c *gin.Context) {
 }
 
 // leaveCluster answers POST /api/cluster/leave: this node leaves its cluster.
+// The body is empty (no bytes at all) or the JSON object {}; anything else
+// (null, other JSON, a malformed chunked body) is 400 and the node stays. The
+// body is read whatever Content-Length says: a chunked body has none.
 func (s *Server) leaveCluster(c *gin.Context) {
-	if c.Request.ContentLength > 0 {
+	body, ok := readBody(c)
+	if !ok {
+		return
+	}
+	if len(body) > 0 {
 		var empty struct{}
-		if !decodeBody(c, &empty) {
+		if !decodeJSON(c, body, &empty) {
 			return
 		}
 	}
@@ -187,12 +196,16 @@ func (s *Server) addMember(c *gin.Context) {
 	if !decodeBody(c, &req) {
 		return
 	}
-	if why := ValidUnitName(req.Name); why != "" {
+	if why := fsm.ValidUnitName(req.Name); why != "" {
 		abort(c, http.StatusBadRequest, "invalid unit name", why, "start the node with a valid --name")
 		return
 	}
 	if req.NodeID == "" || req.RaftAddr == "" || req.HTTPAddr == "" {
 		abort(c, http.StatusBadRequest, "incomplete member", "node_id, raft_addr and http_addr are required", "use `pio join`, which fills them in")
+		return
+	}
+	if why := fsm.ValidNodeID(req.NodeID) + fsm.ValidAddrs(req.RaftAddr, req.HTTPAddr, req.GossipAddr); why != "" {
+		abort(c, http.StatusBadRequest, "invalid member", why, "use `pio join`, which fills them in")
 		return
 	}
 	resp, err := s.mem.AddMember(c.Request.Context(), req)

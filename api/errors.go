@@ -34,6 +34,8 @@ var problems = []struct {
 	{fsm.ErrUnitNotFound, problem{http.StatusBadRequest, "unit not found", "list units with GET /api/units (or `pio status`)"}},
 	{fsm.ErrNameTaken, problem{http.StatusConflict, "unit name already taken", "give this node another name (--name) or remove the other node first"}},
 	{membership.ErrNameTaken, problem{http.StatusConflict, "unit name already taken in that cluster", "give this node another name (--name), or remove the other node from the cluster first"}},
+	{fsm.ErrInvalidName, problem{http.StatusBadRequest, "invalid name", "unit names are 1 to 63 letters, digits, '-' or '_'; experiment names 1 to 199 characters without # $ % + / \\, control characters or '..' (README, HTTP API)"}},
+	{fsm.ErrBadPayload, problem{http.StatusBadRequest, "bad request", "send the fields within their limits (README, HTTP API)"}},
 	{fsm.ErrNotWorker, problem{http.StatusBadRequest, "not a worker", "assign a worker (GET /api/workers)"}},
 	{fsm.ErrNotAssigned, problem{http.StatusNotFound, "unit not assigned to that experiment", "see assignments with GET /api/workers/assignments"}},
 	{membership.ErrUnreachable, problem{http.StatusNotFound, "cannot reach that node", "check the address and port (HOST[:PORT] of its HTTP API, default port 8080) and that `pio serve` runs there"}},

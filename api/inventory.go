@@ -1,9 +1,11 @@
 package api
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -11,8 +13,13 @@ import (
 	"github.com/pioreactor/pio/fsm"
 )
 
-// apply proposes a command with the request's ID and answers the error if it fails.
+// apply proposes a command with the request's ID and answers the error if it
+// fails. A request ID that breaks the rule is refused here too (400), before
+// anything is proposed: leaderOrForward checks it first, this is the second line.
 func (s *Server) apply(c *gin.Context, t fsm.CommandType, payload any) bool {
+	if !checkRequestID(c) {
+		return false
+	}
 	rid := c.GetHeader(client.RequestIDHeader)
 	if rid == "" {
 		rid = uuid.NewString()
@@ -144,13 +151,16 @@ func (s *Server) createExperiment(c *gin.Context) {
 		abort(c, http.StatusBadRequest, "missing experiment name", `the body needs "experiment": "NAME"`, `send {"experiment": "NAME", "description": "..."}`)
 		return
 	}
-	if why := ValidExperimentName(*b.Experiment); why != "" {
+	if why := fsm.ValidExperimentName(*b.Experiment); why != "" {
 		abort(c, http.StatusBadRequest, "invalid experiment name", why, "choose another name")
 		return
 	}
-	for _, t := range b.Tags {
-		if t == "" || len(t) > 100 {
-			abort(c, http.StatusBadRequest, "invalid tag", "tags must be 1 to 100 characters", "fix the tags")
+	if !checkExperimentText(c, &b.Description, &b.Tags) {
+		return
+	}
+	for _, f := range []struct{ field, v string }{{"mediaUsed", b.MediaUsed}, {"organismUsed", b.OrganismUsed}} {
+		if n := utf8.RuneCountInString(f.v); n > fsm.MaxMaterialLen {
+			badField(c, "invalid "+f.field, fmt.Sprintf("%s is %d characters long; at most %d are allowed", f.field, n, fsm.MaxMaterialLen))
 			return
 		}
 	}

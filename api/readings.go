@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,31 +19,18 @@ var readingKinds = map[string]string{
 	"dosing_events":        "dosing",
 }
 
-// storeReadings answers POST /api/cluster/readings on the leader: a worker's batch of readings.
+// storeReadings answers POST /api/cluster/readings on the leader: a worker's
+// batch of readings, log lines and job report, within the limits of
+// fsm.ValidReadings (400 otherwise, and nothing is stored).
 func (s *Server) storeReadings(c *gin.Context) {
 	var b fsm.RecordReadings
 	if !decodeBody(c, &b) {
 		return
 	}
-	for _, r := range b.Readings {
-		if why := ValidUnitName(r.Unit); why != "" || r.Experiment == "" || r.Kind == "" || r.Time.IsZero() {
-			abort(c, http.StatusBadRequest, "bad reading", "every reading needs pioreactor_unit, experiment, kind, time and value", "send readings as the worker runtime makes them")
-			return
-		}
-	}
-	for _, l := range b.Logs {
-		if _, ok := fsm.LogLevels[l.Level]; !ok || ValidUnitName(l.Unit) != "" || l.Time.IsZero() || l.Experiment == "" {
-			abort(c, http.StatusBadRequest, "bad log line", "every log line needs timestamp, level (DEBUG, INFO, NOTICE, WARNING or ERROR), pioreactor_unit and experiment", "send logs as the worker runtime makes them")
-			return
-		}
-	}
-	if b.Jobs != nil {
-		for _, j := range b.Jobs.Jobs {
-			if b.Jobs.NodeID == "" || j.Name == "" {
-				abort(c, http.StatusBadRequest, "bad job report", "a job report needs node_id and a job_name for every job", "send job reports as the worker runtime makes them")
-				return
-			}
-		}
+	if why := fsm.ValidReadings(b); why != "" {
+		abort(c, http.StatusBadRequest, "bad readings batch", why,
+			fmt.Sprintf("send at most %d readings, %d log lines and %d jobs a batch, as the worker runtime makes them", fsm.MaxBatchReadings, fsm.MaxBatchLogs, fsm.MaxBatchJobs))
+		return
 	}
 	if !s.apply(c, fsm.CmdRecordReadings, b) {
 		return

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pioreactor/pio/api"
+	"github.com/pioreactor/pio/fsm"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 )
@@ -154,7 +154,7 @@ func (c *serveConfig) validate() error {
 		}
 		c.Name, _, _ = strings.Cut(h, ".")
 	}
-	if why := api.ValidUnitName(c.Name); why != "" {
+	if why := fsm.ValidUnitName(c.Name); why != "" {
 		return fmt.Errorf("%s; set a valid name with --name, PIO_NAME or name in the config file", why)
 	}
 	switch c.Hardware {
