@@ -55,13 +55,19 @@ type Config struct {
 	Reboot func() error
 	// HoldTimeout is how long a request waits for a leader before 503.
 	HoldTimeout time.Duration
+	// MaxEventStreams is how many GET /api/events streams this node serves at
+	// once; past it the stream is refused with 503. 0 means DefaultMaxEventStreams.
+	MaxEventStreams int
 	// Logger receives request errors; nil means slog.Default().
 	Logger *slog.Logger
 }
 
+// DefaultMaxEventStreams is how many GET /api/events streams a node serves at once by default.
+const DefaultMaxEventStreams = 64
+
 // DefaultConfig returns the API defaults.
 func DefaultConfig() Config {
-	return Config{HoldTimeout: 5 * time.Second}
+	return Config{HoldTimeout: 5 * time.Second, MaxEventStreams: DefaultMaxEventStreams}
 }
 
 // Server is a node's HTTP API. net/http runs its handlers; it owns one
@@ -87,6 +93,9 @@ type Server struct {
 func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 	if cfg.HoldTimeout <= 0 {
 		cfg.HoldTimeout = 5 * time.Second
+	}
+	if cfg.MaxEventStreams <= 0 {
+		cfg.MaxEventStreams = DefaultMaxEventStreams
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -172,7 +181,7 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 	g.GET("/experiments/:exp/unit_labels", s.getUnitLabels)
 	g.PUT("/experiments/:exp/unit_labels", s.putUnitLabel)
 	s.engine = e
-	s.bcast = newBroadcaster(s)
+	s.bcast = newBroadcaster(s, cfg.MaxEventStreams)
 	return s
 }
 

@@ -136,6 +136,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	acfg := api.DefaultConfig()
 	acfg.Name, acfg.NodeID, acfg.HTTPAddr, acfg.Version, acfg.HoldTimeout, acfg.Logger = cfg.Name, nodeID, httpAddr, version, cfg.HoldTimeout, log
 	acfg.SourceIP, acfg.Hardware, acfg.Reboot = sourceIP, hw, rebootFunc(cfg, hw)
+	acfg.MaxEventStreams = cfg.MaxEventStreams
 	var rt *jobs.Runtime
 	if cfg.Worker {
 		rt = jobs.NewRuntime(jobs.NewPlant(seedOf(nodeID)), api.JobGuard(node.FSM(), nodeID), log)
@@ -154,7 +155,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	}
 	srv := api.New(acfg, node, mem)
 	a := &agent{cfg: cfg, log: log, nodeID: nodeID, lock: lock, httpAddr: httpAddr, node: node, mem: mem, api: srv, hw: hw, jobs: rt,
-		srv: &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}}
+		srv: cfg.HTTPLimits.server(srv.Handler())}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
