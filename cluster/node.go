@@ -48,7 +48,7 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, fsm: f}
-	if err := os.MkdirAll(n.raftDir(), 0o755); err != nil {
+	if err := os.MkdirAll(n.raftDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("create raft dir: %w", err)
 	}
 	if err := n.open(); err != nil {
@@ -410,7 +410,7 @@ func (n *Node) Reset(keepBackup bool) (backup string, err error) {
 	} else if err := os.RemoveAll(dir); err != nil {
 		return "", fmt.Errorf("remove raft state: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
 	n.fsm.Reset()

@@ -61,7 +61,7 @@ func (m *Manager) savePeers() {
 	}
 	p := filepath.Join(m.cfg.DataDir, peersFile)
 	tmp := p + ".tmp"
-	if os.WriteFile(tmp, b, 0o644) == nil && os.Rename(tmp, p) == nil {
+	if os.WriteFile(tmp, b, 0o600) == nil && os.Rename(tmp, p) == nil {
 		m.savedPeers = string(b)
 	}
 }

@@ -57,11 +57,11 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	nodeID, err := cluster.LoadOrCreateNodeID(cfg.DataDir)
-	if err != nil {
-		return nil, fmt.Errorf("%w; choose a directory this user may write with --data-dir (or PIO_DATA_DIR)", err)
+	// The data dir and everything in it are private to this user (the umask
+	// is set here too: tests and in-process reboots do not go through serve).
+	if err := privateDataDir(cfg.DataDir); err != nil {
+		return nil, err
 	}
-	log = log.With("node", cfg.Name)
 	lock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -72,6 +72,15 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 			lock.Close() // every failed start releases the data dir
 		}
 	}()
+	// A data dir made by an older version may be readable by others.
+	if err := tightenDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	nodeID, err := cluster.LoadOrCreateNodeID(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("%w; choose a directory this user may write with --data-dir (or PIO_DATA_DIR)", err)
+	}
+	log = log.With("node", cfg.Name)
 	hw, err := gpio.Open(cfg.Hardware)
 	if err != nil {
 		return nil, err
@@ -233,7 +242,7 @@ func (a *agent) Close() error {
 // lockDataDir takes an exclusive lock on the data dir, so that two pio serve
 // never share one (the second would corrupt what the first writes).
 func lockDataDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock data dir: %w", err)
 	}
