@@ -204,9 +204,11 @@ func (s *Server) addMember(c *gin.Context) {
 		abort(c, http.StatusBadRequest, "incomplete member", "node_id, raft_addr and http_addr are required", "use `pio join`, which fills them in")
 		return
 	}
-	if why := fsm.ValidNodeID(req.NodeID) + fsm.ValidAddrs(req.RaftAddr, req.HTTPAddr, req.GossipAddr); why != "" {
-		abort(c, http.StatusBadRequest, "invalid member", why, "use `pio join`, which fills them in")
-		return
+	for _, why := range []string{fsm.ValidNodeID(req.NodeID), fsm.ValidAddrs(req.RaftAddr, req.HTTPAddr, req.GossipAddr)} {
+		if why != "" {
+			abort(c, http.StatusBadRequest, "invalid member", why, "use `pio join`, which fills them in")
+			return
+		}
 	}
 	resp, err := s.mem.AddMember(c.Request.Context(), req)
 	if err != nil {

@@ -1,11 +1,9 @@
 package api
 
 import (
-	"fmt"
 	"net"
 	"net/http"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -158,11 +156,9 @@ func (s *Server) createExperiment(c *gin.Context) {
 	if !checkExperimentText(c, &b.Description, &b.Tags) {
 		return
 	}
-	for _, f := range []struct{ field, v string }{{"mediaUsed", b.MediaUsed}, {"organismUsed", b.OrganismUsed}} {
-		if n := utf8.RuneCountInString(f.v); n > fsm.MaxMaterialLen {
-			badField(c, "invalid "+f.field, fmt.Sprintf("%s is %d characters long; at most %d are allowed", f.field, n, fsm.MaxMaterialLen))
-			return
-		}
+	if why := fsm.ValidMaterials(b.MediaUsed, b.OrganismUsed); why != "" {
+		badField(c, "media or organism too long", why)
+		return
 	}
 	if !s.apply(c, fsm.CmdCreateExperiment, fsm.CreateExperiment{Experiment: *b.Experiment, Description: b.Description, Tags: b.Tags,
 		MediaUsed: b.MediaUsed, OrganismUsed: b.OrganismUsed}) {

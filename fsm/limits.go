@@ -88,6 +88,15 @@ func ValidModel(name, version string) string {
 	return ""
 }
 
+// ValidMaterials explains why an experiment's media_used or organism_used is
+// not valid, or returns "": at most MaxMaterialLen characters each.
+func ValidMaterials(media, organism string) string {
+	if why := validText("media_used", media, MaxMaterialLen); why != "" {
+		return why
+	}
+	return validText("organism_used", organism, MaxMaterialLen)
+}
+
 // validText explains why a free-text field is longer than max characters, or returns "".
 func validText(field, v string, max int) string {
 	if n := utf8.RuneCountInString(v); n > max {
@@ -244,8 +253,7 @@ func (p CreateExperiment) check() error {
 	if why := ValidExperimentName(p.Experiment); why != "" {
 		return invalidName(why)
 	}
-	for _, why := range []string{ValidDescription(p.Description), ValidTags(p.Tags),
-		validText("media_used", p.MediaUsed, MaxMaterialLen), validText("organism_used", p.OrganismUsed, MaxMaterialLen)} {
+	for _, why := range []string{ValidDescription(p.Description), ValidTags(p.Tags), ValidMaterials(p.MediaUsed, p.OrganismUsed)} {
 		if why != "" {
 			return badPayload(why)
 		}
