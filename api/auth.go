@@ -17,8 +17,8 @@ import (
 
 // authMode says how this node's API takes writes: "token", "off" or "open".
 func (s *Server) authMode() string {
-	switch {
-	case s.cfg.Trust.Current() == nil:
+	switch b := s.cfg.Trust.Current(); {
+	case b == nil, b.Phase != "": // no secrets, or not all members hold them yet
 		return "open"
 	case s.cfg.Auth == "off":
 		return "off"

@@ -142,6 +142,8 @@ func (s *Server) joinCluster(c *gin.Context) {
 	if !decodeBody(c, &req) {
 		return
 	}
+	// A join waits up to a minute for the cluster: past the server's timeouts.
+	longRequest(c, longRequestTime)
 	if req.Address == "" {
 		abort(c, http.StatusBadRequest, "missing address", `the body needs "address": "HOST[:PORT]"`, "give the HTTP address of any node of the cluster to join")
 		return
@@ -199,7 +201,24 @@ func (s *Server) rotateKeys(c *gin.Context) {
 	c.JSON(http.StatusOK, res)
 }
 
+// enableSecurity answers POST /api/cluster/security/enable on the leader: a
+// cluster made without secrets gets them, and moves to TLS and keys.
+func (s *Server) enableSecurity(c *gin.Context) {
+	if !readOptionalEmptyBody(c) {
+		return
+	}
+	res, err := s.mem.EnableSecurity(c.Request.Context(), nil)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, res)
+}
+
 // leaveCluster answers POST /api/cluster/leave: this node leaves its cluster.
+// The body is empty (no bytes at all) or the JSON object {}; anything else
+// (null, other JSON, a malformed chunked body) is 400 and the node stays. The
+// body is read whatever Content-Length says: a chunked body has none.
 func (s *Server) leaveCluster(c *gin.Context) {
 	if !readOptionalEmptyBody(c) {
 		return
@@ -210,4 +229,3 @@ func (s *Server) leaveCluster(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, client.LeaveResponse{Left: true})
 }
-

@@ -35,6 +35,8 @@ var problems = []struct {
 	{fsm.ErrUnitNotFound, problem{http.StatusBadRequest, "unit not found", "list units with GET /api/units (or `pio status`)"}},
 	{fsm.ErrNameTaken, problem{http.StatusConflict, "unit name already taken", "give this node another name (--name) or remove the other node first"}},
 	{membership.ErrNameTaken, problem{http.StatusConflict, "unit name already taken in that cluster", "give this node another name (--name), or remove the other node from the cluster first"}},
+	{fsm.ErrInvalidName, problem{http.StatusBadRequest, "invalid name", "unit names are 1 to 63 letters, digits, '-' or '_'; experiment names 1 to 199 characters without # $ % + / \\, control characters or '..' (README, HTTP API)"}},
+	{fsm.ErrBadPayload, problem{http.StatusBadRequest, "bad request", "send the fields within their limits (README, HTTP API)"}},
 	{fsm.ErrNotWorker, problem{http.StatusBadRequest, "not a worker", "assign a worker (GET /api/workers)"}},
 	{fsm.ErrNotAssigned, problem{http.StatusNotFound, "unit not assigned to that experiment", "see assignments with GET /api/workers/assignments"}},
 	{membership.ErrUnreachable, problem{http.StatusNotFound, "cannot reach that node", "check the address and port (HOST[:PORT] of its HTTP API, default port 8080) and that `pio serve` runs there"}},
@@ -52,6 +54,8 @@ var problems = []struct {
 	{membership.ErrOpenCluster, problem{http.StatusConflict, "that cluster runs without secrets (made by an older pio)", "run `pio security enable` on a member of that cluster, then join with its token"}},
 	{membership.ErrNotFresh, problem{http.StatusConflict, "this node accepts no invitation", "run `pio leave` on it first (or join it with `pio join HOST --token TOKEN --force` to discard its data)"}},
 	{membership.ErrPinned, problem{http.StatusForbidden, "this node is pinned to another cluster by its join_token", "invite it from the cluster of its join_token, or change join_token in its config"}},
+	{membership.ErrAlreadySecure, problem{http.StatusConflict, "this cluster has secrets already", "nothing to do: print its tokens with `sudo pio token` and `sudo pio token --api`"}},
+	{membership.ErrMembersDown, problem{http.StatusConflict, "a member is down", "start it (or remove it from the cluster), then run `pio security enable` again: it goes on where it stopped"}},
 	{membership.ErrRotation, problem{http.StatusServiceUnavailable, "the gossip key rotation did not finish", "the cluster works with the keys it has; bring the members named back and run `pio keys rotate` again"}},
 }
 

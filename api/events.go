@@ -2,7 +2,9 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"sync"
@@ -25,6 +27,15 @@ const (
 	// eventBuffer is how many events a slow subscriber may be behind before
 	// further ones are dropped for it (each event only says "refetch").
 	eventBuffer = 32
+	// eventWriteTimeout bounds one write to a stream: a client that stops
+	// reading loses its stream (and frees its place) instead of holding it.
+	eventWriteTimeout = 2 * eventHeartbeat
+)
+
+// errShuttingDown and errTooManyStreams say why subscribe refused a stream.
+var (
+	errShuttingDown   = errors.New("the node's HTTP server is stopping")
+	errTooManyStreams = errors.New("too many event streams")
 )
 
 // StreamEvent is one server-sent event of GET /api/events (the JSON of its data line).
@@ -50,6 +61,8 @@ type StreamEvent struct {
 // never blocks on a subscriber.
 type broadcaster struct {
 	s *Server
+	// max is how many streams may be subscribed at once.
+	max int
 
 	mu      sync.Mutex
 	subs    map[chan StreamEvent]struct{}
@@ -62,8 +75,8 @@ type broadcaster struct {
 	cancel func() // ends the FSM subscription
 }
 
-func newBroadcaster(s *Server) *broadcaster {
-	b := &broadcaster{s: s, subs: map[chan StreamEvent]struct{}{}, pending: map[string]bool{},
+func newBroadcaster(s *Server, max int) *broadcaster {
+	b := &broadcaster{s: s, max: max, subs: map[chan StreamEvent]struct{}{}, pending: map[string]bool{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	b.cancel = s.fsm.Subscribe(b.applied)
 	go b.run()
@@ -112,16 +125,20 @@ func (b *broadcaster) applied(c fsm.Change) {
 	b.mu.Unlock()
 }
 
-// subscribe adds a stream; ok is false once the server shuts down.
-func (b *broadcaster) subscribe() (ch chan StreamEvent, ok bool) {
+// subscribe adds a stream; it refuses one once the server shuts down
+// (errShuttingDown) or when max streams are open (errTooManyStreams).
+func (b *broadcaster) subscribe() (chan StreamEvent, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return nil, false
+		return nil, errShuttingDown
 	}
-	ch = make(chan StreamEvent, eventBuffer)
+	if len(b.subs) >= b.max {
+		return nil, errTooManyStreams
+	}
+	ch := make(chan StreamEvent, eventBuffer)
 	b.subs[ch] = struct{}{}
-	return ch, true
+	return ch, nil
 }
 
 // unsubscribe removes a stream (idempotent).
@@ -256,14 +273,27 @@ func (s *Server) events(c *gin.Context) {
 	if hs, ok := c.Request.Context().Value(http.ServerContextKey).(*http.Server); ok {
 		s.streamsOnce.Do(func() { hs.RegisterOnShutdown(s.bcast.closeStreams) })
 	}
-	ch, ok := s.bcast.subscribe()
-	if !ok {
-		c.Header("Retry-After", "1")
-		abort(c, http.StatusServiceUnavailable, "this node is shutting down", "the node's HTTP server is stopping", "reconnect in a moment, or to another node")
+	ch, err := s.bcast.subscribe()
+	switch {
+	case errors.Is(err, errTooManyStreams):
+		abort(c, http.StatusServiceUnavailable, "too many event streams",
+			fmt.Sprintf("this node already serves %d streams of GET /api/events (api.max_event_streams)", s.bcast.max),
+			"close other pages of the UI, or open it on another node; retry in a moment")
+		return
+	case err != nil:
+		abort(c, http.StatusServiceUnavailable, "this node is shutting down", err.Error(), "reconnect in a moment, or to another node")
 		return
 	}
 	defer s.bcast.unsubscribe(ch)
-	w := c.Writer
+	// The server's read and write timeouts must not cut a stream: the read
+	// deadline is lifted (net/http cancels the request's context when it
+	// expires), and each write gets eventWriteTimeout instead. gin's
+	// ResponseWriter unwraps to net/http's, so the controller reaches the connection.
+	w := newStreamWriter(c.Writer)
+	if err := w.rc.SetReadDeadline(time.Time{}); err != nil {
+		s.log.Debug("event stream: cannot lift the read deadline", "error", err)
+	}
+	_ = w.rc.SetWriteDeadline(time.Time{})
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -276,10 +306,7 @@ func (s *Server) events(c *gin.Context) {
 	hello.Members = s.gossipView()
 	hello.Time = time.Now().UTC().Format(time.RFC3339Nano)
 	// retry: how long the browser's EventSource waits before reconnecting.
-	if _, err := fmt.Fprint(w, "retry: 1000\n\n"); err != nil {
-		return
-	}
-	if !writeEvent(w, hello) {
+	if !w.send("retry: 1000\n\n") || !w.event(hello) {
 		return
 	}
 	hb := time.NewTicker(eventHeartbeat)
@@ -290,32 +317,46 @@ func (s *Server) events(c *gin.Context) {
 		case <-done:
 			return
 		case <-hb.C:
-			if _, err := fmt.Fprint(w, ": heartbeat\n\n"); err != nil {
+			if !w.send(": heartbeat\n\n") {
 				return
 			}
-			w.Flush()
 		case ev, open := <-ch:
 			if !open {
 				return
 			}
-			if !writeEvent(w, ev) {
+			if !w.event(ev) {
 				return
 			}
 		}
 	}
 }
 
-// writeEvent writes one data line and flushes; false when the client is gone.
-func writeEvent(w gin.ResponseWriter, ev StreamEvent) bool {
+// streamWriter writes a stream's lines, each within eventWriteTimeout.
+type streamWriter struct {
+	gin.ResponseWriter
+	rc *http.ResponseController
+}
+
+func newStreamWriter(w gin.ResponseWriter) *streamWriter {
+	return &streamWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
+}
+
+// send writes text and flushes it; false when the client is gone or does not read.
+func (w *streamWriter) send(text string) bool {
+	_ = w.rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout))
+	if _, err := io.WriteString(w.ResponseWriter, text); err != nil {
+		return false
+	}
+	return w.rc.Flush() == nil
+}
+
+// event writes one data line; false when the client is gone.
+func (w *streamWriter) event(ev StreamEvent) bool {
 	b, err := json.Marshal(ev)
 	if err != nil {
 		return false
 	}
-	if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
-		return false
-	}
-	w.Flush()
-	return true
+	return w.send("data: " + string(b) + "\n\n")
 }
 
 // EventStreams returns how many GET /api/events streams this node serves now.

@@ -47,11 +47,29 @@ func expParam(c *gin.Context) fsm.Experiment { return fsm.Experiment{Experiment:
 
 // unitParam validates a unit name of a write; on failure it has answered 400.
 func unitParam(c *gin.Context, name string) (string, bool) {
-	if why := ValidUnitName(name); why != "" {
+	if why := fsm.ValidUnitName(name); why != "" {
 		abort(c, http.StatusBadRequest, "invalid unit name", why, "use the unit's name as listed by GET /api/units")
 		return "", false
 	}
 	return name, true
+}
+
+// checkExperimentText answers 400 and returns false when an experiment's
+// description or tags (either may be nil) are over their limits.
+func checkExperimentText(c *gin.Context, description *string, tags *[]string) bool {
+	if description != nil {
+		if why := fsm.ValidDescription(*description); why != "" {
+			badField(c, "description too long", why)
+			return false
+		}
+	}
+	if tags != nil {
+		if why := fsm.ValidTags(*tags); why != "" {
+			badField(c, "invalid tags", why)
+			return false
+		}
+	}
+	return true
 }
 
 // patchExperiment answers PATCH /api/experiments/{exp}: description and tags.
@@ -61,13 +79,8 @@ func (s *Server) patchExperiment(c *gin.Context) {
 	if !decodeBody(c, &b) {
 		return
 	}
-	if b.Tags != nil {
-		for _, t := range *b.Tags {
-			if t == "" || len(t) > 100 {
-				abort(c, http.StatusBadRequest, "invalid tag", "tags must be 1 to 100 characters", "fix the tags")
-				return
-			}
-		}
+	if !checkExperimentText(c, b.Description, b.Tags) {
+		return
 	}
 	if !s.apply(c, fsm.CmdUpdateExperiment, fsm.UpdateExperiment{Experiment: e.Experiment, Description: b.Description, Tags: b.Tags}) {
 		return
@@ -231,8 +244,8 @@ func (s *Server) putUnitLabel(c *gin.Context) {
 		abort(c, http.StatusBadRequest, "missing unit", `the body needs "unit": "NAME" and "label"`, `send {"unit": "worker2", "label": "control"}`)
 		return
 	}
-	if len(b.Label) > 100 {
-		abort(c, http.StatusBadRequest, "label too long", "a label is at most 100 characters", "shorten it")
+	if why := fsm.ValidLabel(b.Label); why != "" {
+		badField(c, "label too long", why)
 		return
 	}
 	name, ok := unitParam(c, *b.Unit)

@@ -26,16 +26,25 @@ func isStale(c *gin.Context) bool {
 // leaderOrForward lets the leader handle /api requests and makes followers
 // forward them to the leader. With no leader it holds the request up to the
 // hold timeout, then answers 503 with Retry-After. A write gets a request ID
-// here, so that retrying it after a lost leader is applied once.
+// here, so that retrying it after a lost leader is applied once. Every /api
+// request enters here: a request ID or a name in the path that breaks the
+// rules is answered 400 before anything is forwarded or applied.
 func (s *Server) leaderOrForward(c *gin.Context) {
+	if !checkRequestID(c) || !checkPathNames(c) {
+		return
+	}
 	if isStale(c) {
 		c.Next()
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes))
-	if err != nil {
-		abort(c, http.StatusBadRequest, "bad request body", fmt.Sprintf("the body is larger than %d bytes or unreadable: %v", MaxBodyBytes, err), "send a JSON object under 1 MiB")
+	body, ok := readBody(c)
+	if !ok {
 		return
+	}
+	if longRoutes[c.Request.Method+" "+c.FullPath()] {
+		longRequest(c, longRequestTime)
+	} else {
+		bodyRead(c)
 	}
 	if c.GetHeader(client.RequestIDHeader) == "" {
 		c.Request.Header.Set(client.RequestIDHeader, uuid.NewString())

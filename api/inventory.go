@@ -11,8 +11,13 @@ import (
 	"github.com/pioreactor/pio/fsm"
 )
 
-// apply proposes a command with the request's ID and answers the error if it fails.
+// apply proposes a command with the request's ID and answers the error if it
+// fails. A request ID that breaks the rule is refused here too (400), before
+// anything is proposed: leaderOrForward checks it first, this is the second line.
 func (s *Server) apply(c *gin.Context, t fsm.CommandType, payload any) bool {
+	if !checkRequestID(c) {
+		return false
+	}
 	rid := c.GetHeader(client.RequestIDHeader)
 	if rid == "" {
 		rid = uuid.NewString()
@@ -144,15 +149,16 @@ func (s *Server) createExperiment(c *gin.Context) {
 		abort(c, http.StatusBadRequest, "missing experiment name", `the body needs "experiment": "NAME"`, `send {"experiment": "NAME", "description": "..."}`)
 		return
 	}
-	if why := ValidExperimentName(*b.Experiment); why != "" {
+	if why := fsm.ValidExperimentName(*b.Experiment); why != "" {
 		abort(c, http.StatusBadRequest, "invalid experiment name", why, "choose another name")
 		return
 	}
-	for _, t := range b.Tags {
-		if t == "" || len(t) > 100 {
-			abort(c, http.StatusBadRequest, "invalid tag", "tags must be 1 to 100 characters", "fix the tags")
-			return
-		}
+	if !checkExperimentText(c, &b.Description, &b.Tags) {
+		return
+	}
+	if why := fsm.ValidMaterials(b.MediaUsed, b.OrganismUsed); why != "" {
+		badField(c, "media or organism too long", why)
+		return
 	}
 	if !s.apply(c, fsm.CmdCreateExperiment, fsm.CreateExperiment{Experiment: *b.Experiment, Description: b.Description, Tags: b.Tags,
 		MediaUsed: b.MediaUsed, OrganismUsed: b.OrganismUsed}) {

@@ -40,6 +40,8 @@ type Membership interface {
 	AcceptInvitation(ctx context.Context, addr, token string) (membership.JoinResult, error)
 	// RotateGossipKey replaces the gossip key on every member (on the leader).
 	RotateGossipKey(ctx context.Context, progress func(step string)) (membership.RotationResult, error)
+	// EnableSecurity moves a cluster without secrets to secrets, TLS and keys (on the leader).
+	EnableSecurity(ctx context.Context, progress func(step string)) (membership.SecureResult, error)
 }
 
 // Config configures a Server.
@@ -66,13 +68,19 @@ type Config struct {
 	Reboot func() error
 	// HoldTimeout is how long a request waits for a leader before 503.
 	HoldTimeout time.Duration
+	// MaxEventStreams is how many GET /api/events streams this node serves at
+	// once; past it the stream is refused with 503. 0 means DefaultMaxEventStreams.
+	MaxEventStreams int
 	// Logger receives request errors; nil means slog.Default().
 	Logger *slog.Logger
 }
 
+// DefaultMaxEventStreams is how many GET /api/events streams a node serves at once by default.
+const DefaultMaxEventStreams = 64
+
 // DefaultConfig returns the API defaults.
 func DefaultConfig() Config {
-	return Config{HoldTimeout: 5 * time.Second, Auth: "on"}
+	return Config{HoldTimeout: 5 * time.Second, Auth: "on", MaxEventStreams: DefaultMaxEventStreams}
 }
 
 // Server is a node's HTTP API. net/http runs its handlers; it owns one
@@ -86,8 +94,8 @@ type Server struct {
 	engine *gin.Engine
 	// refused logs requests refused for a missing or wrong API token, rate-limited.
 	refused *trust.Refusals
-	log    *slog.Logger
-	tasks  *taskRunner
+	log     *slog.Logger
+	tasks   *taskRunner
 	// bcast fans server-sent events out to the streams of GET /api/events.
 	bcast *broadcaster
 	// streamsOnce registers the end of the streams with the HTTP server's shutdown.
@@ -100,6 +108,9 @@ type Server struct {
 func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 	if cfg.HoldTimeout <= 0 {
 		cfg.HoldTimeout = 5 * time.Second
+	}
+	if cfg.MaxEventStreams <= 0 {
+		cfg.MaxEventStreams = DefaultMaxEventStreams
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -153,6 +164,7 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 	g.GET("/cluster", s.getCluster)
 	g.GET("/cluster/events", s.getEvents)
 	g.POST("/cluster/keys/rotate", s.rotateKeys)
+	g.POST("/cluster/security/enable", s.enableSecurity)
 	g.GET("/experiments/:exp/time_series/:series", s.timeSeries)
 	g.GET("/logs", s.logs)
 	g.GET("/experiments/:exp/logs", s.logs)
@@ -190,7 +202,7 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 	g.GET("/experiments/:exp/unit_labels", s.getUnitLabels)
 	g.PUT("/experiments/:exp/unit_labels", s.putUnitLabel)
 	s.engine = e
-	s.bcast = newBroadcaster(s)
+	s.bcast = newBroadcaster(s, cfg.MaxEventStreams)
 	return s
 }
 

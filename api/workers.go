@@ -21,7 +21,7 @@ func (s *Server) lookupUnit(c *gin.Context, name string) (fsm.Unit, bool) {
 	if !s.readable(c) {
 		return fsm.Unit{}, false
 	}
-	if why := ValidUnitName(name); why != "" {
+	if why := fsm.ValidUnitName(name); why != "" {
 		abort(c, http.StatusBadRequest, "invalid unit name", why, "use the unit's name as listed by GET /api/units")
 		return fsm.Unit{}, false
 	}
@@ -81,8 +81,16 @@ func (s *Server) addWorker(c *gin.Context) {
 		return
 	}
 	name := *b.Unit
-	if why := ValidUnitName(name); why != "" {
+	if why := fsm.ValidUnitName(name); why != "" {
 		abort(c, http.StatusBadRequest, "invalid unit name", why, "use the worker's hostname")
+		return
+	}
+	if why := fsm.ValidModel(b.ModelName, b.ModelVersion); why != "" {
+		badField(c, "invalid model", why)
+		return
+	}
+	if len(b.Address) > fsm.MaxAddrLen {
+		badField(c, "invalid address", fmt.Sprintf("the address is %d bytes long; at most %d are allowed", len(b.Address), fsm.MaxAddrLen))
 		return
 	}
 	if !s.readable(c) {

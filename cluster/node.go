@@ -57,7 +57,7 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, fsm: f}
-	if err := os.MkdirAll(n.raftDir(), 0o755); err != nil {
+	if err := os.MkdirAll(n.raftDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("create raft dir: %w", err)
 	}
 	if err := n.open(); err != nil {
@@ -412,6 +412,16 @@ func (n *Node) TransferLeadershipTo(id, addr string) error {
 	return mapRaftError(r.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(addr)).Error())
 }
 
+// CloseStreams closes the connections Raft keeps open to its peers; it
+// makes new ones for the next messages (after the cluster port's mode changed).
+func (n *Node) CloseStreams() {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.raft != nil {
+		n.trans.CloseStreams()
+	}
+}
+
 // MaxVoters returns the configured cap on voters.
 func (n *Node) MaxVoters() int { return n.cfg.MaxVoters }
 
@@ -456,7 +466,7 @@ func (n *Node) Reset(keepBackup bool) (backup string, err error) {
 	} else if err := os.RemoveAll(dir); err != nil {
 		return "", fmt.Errorf("remove raft state: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
 	n.fsm.Reset()

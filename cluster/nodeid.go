@@ -16,7 +16,7 @@ const nodeIDFile = "node-id"
 // one (a UUID) on first start. The ID never changes afterwards: it is how the
 // cluster recognises this node across restarts, address changes and renames.
 func LoadOrCreateNodeID(dataDir string) (string, error) {
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return "", fmt.Errorf("create data dir: %w", err)
 	}
 	p := filepath.Join(dataDir, nodeIDFile)
@@ -38,10 +38,11 @@ func LoadOrCreateNodeID(dataDir string) (string, error) {
 	return id, nil
 }
 
-// writeFileSync writes a file atomically and durably (temp file, fsync, rename, fsync dir).
+// writeFileSync writes a file atomically and durably (temp file, fsync,
+// rename, fsync dir), readable by this user only.
 func writeFileSync(path string, data []byte) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,12 @@ func (s *state) apply(cmd Command) error {
 		if err := decode(cmd.Payload, &p); err != nil {
 			return err
 		}
+		if p.Experiment == "" {
+			return ErrBadPayload
+		}
+		if err := p.check(); err != nil {
+			return err
+		}
 		return s.createExperiment(p, cmd.Time)
 	case CmdAssign:
 		var p Assign
@@ -67,6 +73,9 @@ func (s *state) apply(cmd Command) error {
 		if err := decode(cmd.Payload, &p); err != nil {
 			return err
 		}
+		if err := p.check(); err != nil {
+			return err
+		}
 		e, ok := s.experiments[p.Experiment]
 		if !ok {
 			return ErrExperimentNotFound
@@ -97,6 +106,9 @@ func (s *state) apply(cmd Command) error {
 		if err := decode(cmd.Payload, &p); err != nil {
 			return err
 		}
+		if why := ValidLabel(p.Label); why != "" {
+			return badPayload(why)
+		}
 		if _, ok := s.experiments[p.Experiment]; !ok {
 			return ErrExperimentNotFound
 		}
@@ -113,6 +125,12 @@ func (s *state) apply(cmd Command) error {
 		}
 		s.labels[p.Experiment][u.NodeID] = p.Label
 		return nil
+	case CmdSecurityPhase:
+		var p SecurityPhase
+		if err := decode(cmd.Payload, &p); err != nil {
+			return err
+		}
+		return s.applySecurityPhase(p)
 	case CmdReadmit:
 		var p RemoveUnit
 		if err := decode(cmd.Payload, &p); err != nil {
@@ -137,6 +155,9 @@ func (s *state) apply(cmd Command) error {
 		if err := decode(cmd.Payload, &p); err != nil {
 			return err
 		}
+		if err := p.check(); err != nil {
+			return err
+		}
 		s.event(Event{Time: cmd.Time, Kind: p.Kind, NodeID: p.NodeID, Unit: p.Unit, Message: p.Message})
 		return nil
 	default:
@@ -147,6 +168,9 @@ func (s *state) apply(cmd Command) error {
 func (s *state) registerUnit(p RegisterUnit, now time.Time) error {
 	if p.NodeID == "" || p.Name == "" {
 		return ErrBadPayload
+	}
+	if err := p.check(); err != nil {
+		return err
 	}
 	if other := s.unitByName(p.Name); other != nil && other.NodeID != p.NodeID {
 		return ErrNameTaken
@@ -194,9 +218,6 @@ func (s *state) removeUnit(nodeID string, now time.Time) error {
 }
 
 func (s *state) createExperiment(p CreateExperiment, now time.Time) error {
-	if p.Experiment == "" {
-		return ErrBadPayload
-	}
 	if _, ok := s.experiments[p.Experiment]; ok {
 		return ErrExperimentExists
 	}

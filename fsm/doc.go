@@ -7,4 +7,10 @@
 // node that applies the same log reaches the same state. A command whose
 // request ID was already applied returns its first outcome again without
 // changing anything, so a client may retry after a lost answer.
+//
+// Apply also checks what a command carries, whoever proposed it: request IDs
+// and names (names.go) and the sizes of free text and batches (limits.go).
+// The API checks the same with the same functions first; what gets past it
+// is refused with ErrInvalidName or ErrBadPayload and changes nothing, so the
+// memory every node spends on the database stays bounded.
 package fsm

@@ -1,6 +1,10 @@
 package fsm
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
 
 // ErrUnknownCommand is returned for a command type or version this FSM does not know.
 var ErrUnknownCommand = errors.New("unknown command")
@@ -30,14 +34,19 @@ var ErrRemoved = errors.New("node was removed from the cluster")
 // ErrNotWorker is returned when a node that is not a worker would be assigned to an experiment.
 var ErrNotWorker = errors.New("unit is not a worker")
 
+// ErrInvalidName is returned when a command would create a unit or an
+// experiment whose name breaks the naming rules (ValidUnitName, ValidExperimentName).
+var ErrInvalidName = errors.New("invalid name")
+
 // sentinels lists the errors an outcome may carry, so a retried command
 // answers with the same error value as its first application.
 var sentinels = []error{
 	ErrUnknownCommand, ErrBadPayload, ErrExperimentExists, ErrExperimentNotFound,
-	ErrUnitNotFound, ErrNameTaken, ErrNotAssigned, ErrRemoved, ErrNotWorker,
+	ErrUnitNotFound, ErrNameTaken, ErrNotAssigned, ErrRemoved, ErrNotWorker, ErrInvalidName,
 }
 
-// errorFromString turns a stored outcome back into its sentinel error.
+// errorFromString turns a stored outcome back into its sentinel error; an
+// outcome that wrapped a sentinel ("invalid name: why") wraps it again.
 func errorFromString(s string) error {
 	if s == "" {
 		return nil
@@ -45,6 +54,9 @@ func errorFromString(s string) error {
 	for _, e := range sentinels {
 		if e.Error() == s {
 			return e
+		}
+		if rest, ok := strings.CutPrefix(s, e.Error()+": "); ok {
+			return fmt.Errorf("%w: %s", e, rest)
 		}
 	}
 	return errors.New(s)

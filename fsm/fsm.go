@@ -60,7 +60,8 @@ func New() *FSM {
 }
 
 // Subscribe registers fn to be called after every change, from Raft's apply
-// goroutine, until cancel is called. fn must not block.
+// goroutine, until cancel is called; the applied index (WaitApplied) moves on
+// after the subscribers ran. fn must not block.
 func (f *FSM) Subscribe(fn func(Change)) (cancel func()) {
 	sub := &subscriber{fn: fn}
 	f.subsMu.Lock()
@@ -138,8 +139,10 @@ func (f *FSM) Apply(l *raft.Log) any {
 		r = f.ApplyCommand(cmd)
 	}
 	r.Index = l.Index
-	f.setApplied(l.Index)
+	// Subscribers act first (a node installs a new gossip keyring, say), then
+	// the index moves: whoever waits for it sees what they did.
 	f.publish(Change{Index: l.Index, Cmd: &cmd, Result: r})
+	f.setApplied(l.Index)
 	return r
 }
 
@@ -147,6 +150,11 @@ func (f *FSM) Apply(l *raft.Log) any {
 func (f *FSM) ApplyCommand(cmd Command) Result {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// A request ID that breaks the rule is refused before it is remembered:
+	// the ring of request IDs must stay small whoever proposes commands.
+	if why := ValidRequestID(cmd.RequestID); why != "" {
+		return Result{Err: badPayload(why)}
+	}
 	if cmd.RequestID != "" {
 		if prev, ok := f.s.requests[cmd.RequestID]; ok {
 			return Result{Err: errorFromString(prev), Duplicate: true}
@@ -174,6 +182,9 @@ func (f *FSM) applyReadings(cmd Command) error {
 	var p RecordReadings
 	if err := decode(cmd.Payload, &p); err != nil {
 		return err
+	}
+	if why := ValidReadings(p); why != "" {
+		return badPayload(why)
 	}
 	if p.Jobs != nil {
 		if err := f.s.reportJobs(*p.Jobs, cmd.Time); err != nil {
@@ -254,12 +265,12 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := f.replace(importState(d), rest); err != nil {
 		return err
 	}
+	f.publish(Change{Index: applied})
 	f.nmu.Lock()
 	f.applied = applied
 	close(f.notify)
 	f.notify = make(chan struct{})
 	f.nmu.Unlock()
-	f.publish(Change{Index: applied})
 	return nil
 }
 

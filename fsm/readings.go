@@ -211,7 +211,7 @@ func (r *readings) count() int {
 // replace swaps the store's content for the bolt file read from src.
 func (r *readings) replace(src io.Reader) error {
 	tmp := r.path + ".restore"
-	f, err := os.Create(tmp)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}

@@ -92,6 +92,8 @@ type state struct {
 	tombstones  []Tombstone                  // oldest first, at most maxTombstones
 	jobs        map[string][]JobRecord       // node ID -> its jobs as last reported, by name
 	gossip      *GossipKeys                  // the gossip keyring; nil until set (and in open clusters)
+	// securityPhase is how far an open cluster is on its way to secrets.
+	securityPhase int
 	// requests remembers the outcomes of the last maxRequests request IDs:
 	// ring holds them in order of application, next is where the next one goes.
 	requests map[string]string
@@ -133,7 +135,9 @@ type snapshotData struct {
 	Tombstones  []Tombstone        `json:"tombstones"`
 	Jobs        []JobRecord        `json:"jobs,omitempty"`
 	GossipKeys  *GossipKeys        `json:"gossip_keys,omitempty"`
-	Requests    []appliedRequest   `json:"requests"`
+	// SecurityPhase is kept for open clusters being secured.
+	SecurityPhase int              `json:"security_phase,omitempty"`
+	Requests      []appliedRequest `json:"requests"`
 }
 
 func (s *state) export() snapshotData {
@@ -142,6 +146,7 @@ func (s *state) export() snapshotData {
 	if s.gossip != nil {
 		d.GossipKeys = s.gossip.clone()
 	}
+	d.SecurityPhase = s.securityPhase
 	d.Requests = make([]appliedRequest, 0, len(s.ring))
 	for i := range s.ring {
 		id := s.ring[(s.next+i)%len(s.ring)]
@@ -221,6 +226,7 @@ func importState(d snapshotData) *state {
 	s.events = d.Events
 	s.tombstones = d.Tombstones
 	s.gossip = d.GossipKeys
+	s.securityPhase = d.SecurityPhase
 	for _, j := range d.Jobs {
 		s.jobs[j.NodeID] = append(s.jobs[j.NodeID], j)
 	}

@@ -41,7 +41,10 @@ func (m *Manager) openKeyring() error {
 		}
 	}
 	m.keyring = kr
-	m.unsubscribe = sync.OnceFunc(m.fsm.Subscribe(m.keysApplied))
+	m.unsubscribe = sync.OnceFunc(m.fsm.Subscribe(func(c fsm.Change) {
+		m.securityApplied(c)
+		m.keysApplied(c)
+	}))
 	m.keysApplied(fsm.Change{}) // the state may hold a newer keyring already
 	return nil
 }
@@ -50,7 +53,7 @@ func (m *Manager) openKeyring() error {
 func (m *Manager) gossipConfig() GossipConfig {
 	c := m.cfg.Gossip
 	c.Keyring, c.Label = nil, ""
-	if b := m.trust.Current(); b != nil {
+	if b := m.trust.Current(); b != nil && b.Phase == "" {
 		c.Keyring, c.Label = m.keyring, "pio/"+b.ClusterID
 	}
 	return c
@@ -63,7 +66,7 @@ func (m *Manager) keysApplied(c fsm.Change) {
 		return
 	}
 	want, ok := m.fsm.GossipKeyring()
-	if !ok || m.trust.Current() == nil {
+	if b := m.trust.Current(); !ok || b == nil || b.Phase != "" {
 		return
 	}
 	if err := syncKeyring(m.keyring, trust.Keyring{Keys: want.Keys, Primary: want.Primary}); err != nil {
@@ -162,7 +165,7 @@ func (m *Manager) RotateGossipKey(ctx context.Context, progress func(step string
 		if err != nil {
 			return res, fmt.Errorf("%w: %s: %v", ErrRotation, st.what, err)
 		}
-		n, skipped, err := m.waitMembers(ctx, idx)
+		n, skipped, err := m.waitMembers(ctx, idx, false)
 		if err != nil {
 			return res, fmt.Errorf("%w: %s: %v", ErrRotation, st.what, err)
 		}
@@ -172,10 +175,10 @@ func (m *Manager) RotateGossipKey(ctx context.Context, progress func(step string
 	return res, nil
 }
 
-// waitMembers waits until every other member that gossip sees alive has
-// applied index; members that are down are skipped (they catch up from the
-// log). It returns how many confirmed, and the names of those skipped.
-func (m *Manager) waitMembers(ctx context.Context, index uint64) (int, []string, error) {
+// waitMembers waits until every other member has applied index. Unless all,
+// members gossip does not see alive are skipped (they catch up from the log).
+// It returns how many confirmed, and the names of those skipped.
+func (m *Manager) waitMembers(ctx context.Context, index uint64, all bool) (int, []string, error) {
 	servers, err := m.node.Servers()
 	if err != nil {
 		return 0, nil, err
@@ -196,7 +199,7 @@ func (m *Manager) waitMembers(ctx context.Context, index uint64) (int, []string,
 		if u, ok := m.fsm.UnitByID(s.ID); ok {
 			name = u.Name
 		}
-		if st, ok := states[s.ID]; !ok || st.Health != HealthAlive {
+		if st, ok := states[s.ID]; !all && (!ok || st.Health != HealthAlive) {
 			skipped = append(skipped, name)
 			continue
 		}

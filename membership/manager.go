@@ -85,6 +85,8 @@ type Manager struct {
 	keyring *memberlist.Keyring
 	// keysSaved is signalled when the keyring changed and trust.json must follow.
 	keysSaved chan struct{}
+	// gossipRestart is signalled when gossip must start again with new secrets.
+	gossipRestart chan struct{}
 	// unsubscribe ends the FSM subscription of the keyring.
 	unsubscribe func()
 	// tickets are the one-time invitations this node handed out (see invite.go).
@@ -129,7 +131,7 @@ func New(cfg Config, node *cluster.Node) (*Manager, error) {
 	cfg.Gossip.Logger = cfg.Logger
 	cfg.Gossip.SourceIP = cfg.SourceIP
 	m := &Manager{cfg: cfg, node: node, fsm: node.FSM(), log: cfg.Logger, rpc: cfg.RPC, trust: cfg.Trust,
-		keysSaved: make(chan struct{}, 1)}
+		keysSaved: make(chan struct{}, 1), gossipRestart: make(chan struct{}, 1)}
 	m.cfg.Gossip.Refusals = cfg.Transport.Refusals()
 	m.rec.reset()
 	if err := m.openKeyring(); err != nil {
@@ -208,6 +210,11 @@ func (m *Manager) Run(ctx context.Context) {
 			m.checkRemoved(ctx)
 		case <-m.keysSaved:
 			m.saveKeyring()
+		case <-m.gossipRestart:
+			if err := m.restartGossip(); err != nil {
+				m.log.Error("cannot restart gossip with the cluster's key", "error", err)
+			}
+			m.rejoin()
 		}
 	}
 }
@@ -302,13 +309,11 @@ func (m *Manager) useSecrets(b *trust.Bundle) error {
 	if err := m.trust.Set(b); err != nil {
 		return err
 	}
+	m.cfg.Transport.SetMode(ModeOf(b))
 	if b != nil {
-		m.cfg.Transport.SetMode(rpc.ModeSecure)
 		if err := syncKeyring(m.keyring, b.Gossip); err != nil {
 			return fmt.Errorf("gossip keyring: %w", err)
 		}
-	} else {
-		m.cfg.Transport.SetMode(rpc.ModeOpen)
 	}
 	m.cfg.Transport.DropConns()
 	m.rpc.Reset()
@@ -388,6 +393,11 @@ func (m *Manager) AddMember(ctx context.Context, req rpc.MemberRequest) (rpc.Mem
 	}
 	if req.NodeID == "" || req.RaftAddr == "" || req.HTTPAddr == "" {
 		return rpc.MemberResponse{}, &rpc.Error{Status: 400, Message: "incomplete member", Cause: "node_id, raft_addr and http_addr are required"}
+	}
+	for _, why := range []string{fsm.ValidNodeID(req.NodeID), fsm.ValidAddrs(req.RaftAddr, req.HTTPAddr, req.GossipAddr)} {
+		if why != "" {
+			return rpc.MemberResponse{}, &rpc.Error{Status: 400, Message: "invalid member", Cause: why}
+		}
 	}
 	if u, ok := m.fsm.UnitByName(req.Name); ok && u.NodeID != req.NodeID {
 		return rpc.MemberResponse{}, &rpc.Error{Status: 409, Message: "unit name already taken in that cluster",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -21,15 +22,115 @@ type reconcilerState struct {
 	deadSince    map[string]time.Time // node ID -> when it was first seen dead
 	lastTransfer time.Time
 	leaderTerm   uint64 // the term whose leadership is in the event log
+	// healthLog decides which deaths and returns go into the event log.
+	healthLog healthLimiter
 }
 
 func (r *reconcilerState) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.health) == 0 && len(r.problems) == 0 && r.health != nil {
+	if len(r.health) == 0 && len(r.problems) == 0 && r.health != nil && len(r.healthLog.members) == 0 {
 		return
 	}
 	r.problems, r.health, r.deadSince = map[string]string{}, map[string]string{}, map[string]time.Time{}
+	r.healthLog = healthLimiter{window: healthEventWindow}
+}
+
+// healthEventWindow is the window of the health events' rate limit: at most
+// one "dead" and one "alive" event per member in it.
+const healthEventWindow = 30 * time.Second
+
+// healthLimiter keeps a flapping (or forged) member from filling the
+// replicated event log, which keeps the last 1,000 events, with its deaths
+// and returns and pushing the real history out: at most one "dead" and one
+// "alive" event per member per window. The changes inside the window are
+// counted, and the next event recorded for that member says how many were
+// not; when the window has passed and the member's health differs from the
+// last one recorded, it is recorded then, so the log ends on the truth.
+type healthLimiter struct {
+	window  time.Duration
+	members map[string]*memberHealthLog
+}
+
+// memberHealthLog is what the limiter remembers of one member.
+type memberHealthLog struct {
+	logged     string               // the health of the last recorded event: "dead" or "alive"
+	last       map[string]time.Time // kind -> when an event of that kind was last recorded
+	suppressed int                  // changes not recorded since the last recorded event
+	since      time.Time            // when the first of them happened
+}
+
+// healthNote is an event the limiter lets through: its kind ("dead" or
+// "alive") and how many changes before it were not recorded, since when.
+type healthNote struct {
+	kind       string
+	suppressed int
+	since      time.Time
+}
+
+// observe is called on every pass for every member: change is "dead" or
+// "alive" when the member's health just changed so (a return counts only
+// after a death), else ""; state is its health now ("dead", "alive", or ""
+// for suspect and the rest). It returns the event to record now, if any.
+func (l *healthLimiter) observe(id, change, state string, now time.Time) (healthNote, bool) {
+	if l.members == nil {
+		l.members = map[string]*memberHealthLog{}
+	}
+	if l.window <= 0 {
+		l.window = healthEventWindow
+	}
+	m := l.members[id]
+	if m == nil {
+		m = &memberHealthLog{last: map[string]time.Time{}}
+		l.members[id] = m
+	}
+	allowed := func(kind string) bool {
+		last, ok := m.last[kind]
+		return !ok || now.Sub(last) >= l.window
+	}
+	record := func(kind string, suppressed int) (healthNote, bool) {
+		n := healthNote{kind: kind, suppressed: suppressed, since: m.since}
+		m.logged, m.last[kind], m.suppressed, m.since = kind, now, 0, time.Time{}
+		return n, true
+	}
+	if change != "" {
+		if allowed(change) {
+			return record(change, m.suppressed)
+		}
+		if m.suppressed == 0 {
+			m.since = now
+		}
+		m.suppressed++
+		return healthNote{}, false
+	}
+	// Catch up: the last recorded health is no longer true, and the window
+	// allows an event of the true one. The change to it was counted.
+	if m.suppressed > 0 && state != "" && m.logged != "" && state != m.logged && allowed(state) {
+		return record(state, m.suppressed-1)
+	}
+	return healthNote{}, false
+}
+
+// message is the event's text for the member called name.
+func (n healthNote) message(name string, now time.Time) string {
+	more := ""
+	if n.suppressed > 0 {
+		changes := "changes"
+		if n.suppressed == 1 {
+			changes = "change"
+		}
+		secs := max(1, int(math.Ceil(now.Sub(n.since).Seconds())))
+		more = fmt.Sprintf("%d more %s in the last %d s not logged", n.suppressed, changes, secs)
+	}
+	switch {
+	case n.kind == HealthDead && more == "":
+		return name + " stopped answering (dead)"
+	case n.kind == HealthDead:
+		return name + " stopped answering (dead; " + more + ")"
+	case more == "":
+		return name + " is back"
+	}
+	return name + " is back (" + more + ")"
 }
 
 func (r *reconcilerState) problemsCopy() map[string]string {
@@ -140,7 +241,8 @@ func (m *Manager) reconcile(ctx context.Context) {
 	m.preferLeader(states, servers, now)
 }
 
-// recordHealth notes health changes of a member and records deaths and returns as events.
+// recordHealth notes health changes of a member and records deaths and
+// returns as events, at most one of each kind per member per healthEventWindow.
 func (m *Manager) recordHealth(id, name string, st MemberState, now time.Time) {
 	m.rec.mu.Lock()
 	prev, known := m.rec.health[id]
@@ -152,15 +254,26 @@ func (m *Manager) recordHealth(id, name string, st MemberState, now time.Time) {
 	} else {
 		delete(m.rec.deadSince, id)
 	}
-	m.rec.mu.Unlock()
-	if !known || prev == st.Health || name == "" {
-		return
-	}
+	change := ""
 	switch {
+	case !known || prev == st.Health:
 	case st.Health == HealthDead:
-		_ = m.apply(fsm.CmdRecordEvent, fsm.RecordEvent{Kind: "dead", NodeID: id, Unit: name, Message: name + " stopped answering (dead)"})
+		change = HealthDead
 	case st.Health == HealthAlive && prev == HealthDead:
-		_ = m.apply(fsm.CmdRecordEvent, fsm.RecordEvent{Kind: "alive", NodeID: id, Unit: name, Message: name + " is back"})
+		change = HealthAlive
+	}
+	state := ""
+	if st.Health == HealthDead || st.Health == HealthAlive {
+		state = st.Health
+	}
+	var note healthNote
+	ok := false
+	if name != "" {
+		note, ok = m.rec.healthLog.observe(id, change, state, now)
+	}
+	m.rec.mu.Unlock()
+	if ok {
+		_ = m.apply(fsm.CmdRecordEvent, fsm.RecordEvent{Kind: note.kind, NodeID: id, Unit: name, Message: note.message(name, now)})
 	}
 }
 

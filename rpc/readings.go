@@ -69,13 +69,13 @@ func (s *Server) readings(w http.ResponseWriter, r *http.Request, c Caller) {
 			return
 		}
 		rid := r.Header.Get(RequestIDHeader)
-		if err := fsm.ValidRequestID(rid); err != nil {
-			s.writeError(w, &Error{Status: http.StatusBadRequest, Message: "bad request ID", Cause: err.Error()})
+		if why := fsm.ValidRequestID(rid); why != "" {
+			s.writeError(w, &Error{Status: http.StatusBadRequest, Message: "bad request ID", Cause: why})
 			return
 		}
-		if err := b.Validate(); err != nil {
-			s.writeError(w, &Error{Status: http.StatusBadRequest, Message: "bad readings batch", Cause: err.Error(),
-				Remediation: "send batches as the worker runtime makes them"})
+		if why := fsm.ValidReadings(b); why != "" {
+			s.writeError(w, &Error{Status: http.StatusBadRequest, Message: "bad readings batch", Cause: why,
+				Remediation: fmt.Sprintf("send at most %d readings, %d log lines and %d jobs a batch, as the worker runtime makes them", fsm.MaxBatchReadings, fsm.MaxBatchLogs, fsm.MaxBatchJobs)})
 			return
 		}
 		if c.NodeID != "" {

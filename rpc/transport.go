@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -168,8 +169,8 @@ func (t *Transport) Addr() net.Addr { return t.advertise }
 func (t *Transport) Mode() Mode { return Mode(t.mode.Load()) }
 
 // SetMode changes what this node accepts and dials. Moving to ModeSecure
-// closes every plain connection accepted before, so their peers dial again
-// with TLS.
+// closes the plain connections accepted before, so their peers dial again
+// with TLS: Raft's at once, HTTP's once their call in flight is answered.
 func (t *Transport) SetMode(m Mode) {
 	t.mode.Store(int32(m))
 	if m != ModeSecure {
@@ -178,7 +179,15 @@ func (t *Transport) SetMode(m Mode) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for c := range t.conns {
-		if !c.tls {
+		if c.tls {
+			continue
+		}
+		if c.svc == serviceRaft {
+			c.Conn.Close()
+			continue
+		}
+		c.closeWhenIdle.Store(true)
+		if c.idle.Load() {
 			c.Conn.Close()
 		}
 	}
@@ -264,6 +273,11 @@ type peerConn struct {
 	peer string
 	// tls says whether the connection runs TLS.
 	tls bool
+	// svc is the service it was handed to.
+	svc byte
+	// idle is set by the HTTP server between calls; closeWhenIdle asks for
+	// the connection to be closed once its call in flight is answered.
+	idle, closeWhenIdle atomic.Bool
 	// drop, if set, is called once when the connection closes.
 	drop func(*peerConn)
 	once sync.Once
@@ -277,6 +291,19 @@ func (c *peerConn) Close() error {
 		}
 	})
 	return err
+}
+
+// ConnState is the HTTP server's hook on a connection's state: a plain
+// connection left from before the switch to TLS is closed once it is idle.
+func ConnState(c net.Conn, st http.ConnState) {
+	pc, ok := c.(*peerConn)
+	if !ok {
+		return
+	}
+	pc.idle.Store(st == http.StateIdle)
+	if st == http.StateIdle && pc.closeWhenIdle.Load() {
+		pc.Close()
+	}
 }
 
 // bufConn is a connection whose first bytes were already read into r.
@@ -382,6 +409,7 @@ func (t *Transport) deliver(c *peerConn, svc byte) {
 		return
 	}
 	l := t.raft
+	c.svc = svc
 	c.drop = t.untrack
 	if svc == serviceRaft && l != nil {
 		c.drop = func(pc *peerConn) { t.untrack(pc); l.forget(pc) }

@@ -102,6 +102,10 @@ type Bundle struct {
 	APIToken string
 	// Gossip is the gossip keyring as this node last knew it.
 	Gossip Keyring
+	// Phase is "" when the node uses these secrets for everything; while an
+	// open cluster is being secured it is how far this node is: PhaseAcceptTLS
+	// or PhaseDialTLS.
+	Phase string
 
 	caKey ed25519.PrivateKey
 	pool  *x509.CertPool
@@ -277,6 +281,19 @@ func (g Grant) Open(nodeID string, key ed25519.PrivateKey) (*Bundle, error) {
 	}
 	b.Cert.Leaf = leaf
 	return b, nil
+}
+
+// The phases of a node of an open cluster being secured (Bundle.Phase).
+const (
+	PhaseAcceptTLS = "accept-tls"
+	PhaseDialTLS   = "dial-tls"
+)
+
+// WithPhase returns a copy of the bundle at phase p ("" once secure).
+func (b *Bundle) WithPhase(p string) *Bundle {
+	c := *b
+	c.Phase = p
+	return &c
 }
 
 // WithGossip returns a copy of the bundle holding keyring k.

@@ -20,6 +20,7 @@ type fileFormat struct {
 	Version int    `json:"version"`
 	NodeID  string `json:"node_id"`
 	NodeKey string `json:"node_key"`
+	Phase   string `json:"phase,omitempty"`
 	Grant
 }
 
@@ -37,7 +38,7 @@ func (b *Bundle) marshal() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := fileFormat{Version: 1, NodeID: b.NodeID, NodeKey: pemOf("PRIVATE KEY", keyDER), Grant: Grant{
+	f := fileFormat{Version: 1, NodeID: b.NodeID, NodeKey: pemOf("PRIVATE KEY", keyDER), Phase: b.Phase, Grant: Grant{
 		ClusterID: b.ClusterID, CACert: pemOf("CERTIFICATE", b.CA.Raw), CAKey: pemOf("PRIVATE KEY", caKey),
 		NodeCert: pemOf("CERTIFICATE", b.Cert.Certificate[0]), JoinSecret: b.JoinSecret, APIToken: b.APIToken, Gossip: b.Gossip,
 	}}
@@ -54,28 +55,64 @@ func Load(dataDir string) (*Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", p, err)
 	}
-	var f fileFormat
-	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrDamaged, p, err)
-	}
-	if f.Version != 1 {
-		return nil, fmt.Errorf("%w: %s has version %d (a newer pio?)", ErrDamaged, p, f.Version)
-	}
-	keyDER, err := pemBytes(f.NodeKey, "PRIVATE KEY")
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(keyDER)
-	key, ok := k.(ed25519.PrivateKey)
-	if err != nil || !ok {
-		return nil, fmt.Errorf("%w: %s: node key", ErrDamaged, p)
-	}
-	b, err := f.Grant.Open(f.NodeID, key)
+	b, err := unmarshal(data, "")
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
 	return b, nil
 }
+
+// unmarshal reads a bundle in the format of trust.json; with nodeID set, it
+// must be that node's.
+func unmarshal(data []byte, nodeID string) (*Bundle, error) {
+	var f fileFormat
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrDamaged, err)
+	}
+	if f.Version != 1 {
+		return nil, fmt.Errorf("%w: version %d (a newer pio?)", ErrDamaged, f.Version)
+	}
+	if nodeID != "" && f.NodeID != nodeID {
+		return nil, fmt.Errorf("%w: the secrets are node %s's, not %s's", ErrDamaged, f.NodeID, nodeID)
+	}
+	keyDER, err := pemBytes(f.NodeKey, "PRIVATE KEY")
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKCS8PrivateKey(keyDER)
+	key, ok := k.(ed25519.PrivateKey)
+	if err != nil || !ok {
+		return nil, fmt.Errorf("%w: node key", ErrDamaged)
+	}
+	b, err := f.Grant.Open(f.NodeID, key)
+	if err != nil {
+		return nil, err
+	}
+	b.Phase = f.Phase
+	return b, nil
+}
+
+// Share makes another member's share of this cluster's secrets, key and
+// certificate included, at phase: what `pio security enable` hands each
+// member of an open cluster once, over the cluster's old channel.
+func (b *Bundle) Share(nodeID, phase string) ([]byte, error) {
+	key, err := NewNodeKey()
+	if err != nil {
+		return nil, err
+	}
+	g, err := b.Grant(nodeID, key.Public(), b.Gossip)
+	if err != nil {
+		return nil, err
+	}
+	nb, err := g.Open(nodeID, key)
+	if err != nil {
+		return nil, err
+	}
+	return nb.WithPhase(phase).marshal()
+}
+
+// OpenShare reads the share Share made for nodeID.
+func OpenShare(data []byte, nodeID string) (*Bundle, error) { return unmarshal(data, nodeID) }
 
 // Store holds this node's bundle, in memory and in DATA_DIR/trust.json.
 // Readers (TLS handshakes, the API's token check) see a swap atomically;

@@ -62,11 +62,11 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	nodeID, err := cluster.LoadOrCreateNodeID(cfg.DataDir)
-	if err != nil {
-		return nil, fmt.Errorf("%w; choose a directory this user may write with --data-dir (or PIO_DATA_DIR)", err)
+	// The data dir and everything in it are private to this user (the umask
+	// is set here too: tests and in-process reboots do not go through serve).
+	if err := privateDataDir(cfg.DataDir); err != nil {
+		return nil, err
 	}
-	log = log.With("node", cfg.Name)
 	lock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -77,6 +77,15 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 			lock.Close() // every failed start releases the data dir
 		}
 	}()
+	// A data dir made by an older version may be readable by others.
+	if err := tightenDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	nodeID, err := cluster.LoadOrCreateNodeID(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("%w; choose a directory this user may write with --data-dir (or PIO_DATA_DIR)", err)
+	}
+	log = log.With("node", cfg.Name)
 	hw, err := gpio.Open(cfg.Hardware)
 	if err != nil {
 		return nil, err
@@ -99,8 +108,12 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 		hw.Close()
 		return nil, err
 	}
+	mode := rpc.ModeSecure // a node without secrets refuses everything until it makes or gets them
+	if b := store.Current(); b != nil {
+		mode = membership.ModeOf(b) // a node of a cluster being secured goes on where it was
+	}
 	port, err := rpc.Listen(rpc.Config{BindAddr: cfg.RaftAddr, AdvertiseHost: host, SourceIP: sourceIP, Trust: store,
-		Mode: rpc.ModeSecure, HandshakeTimeout: rpc.DefaultConfig().HandshakeTimeout, Logger: log})
+		Mode: mode, HandshakeTimeout: rpc.DefaultConfig().HandshakeTimeout, Logger: log})
 	if err != nil {
 		ln.Close()
 		hw.Close()
@@ -173,6 +186,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	acfg.Name, acfg.NodeID, acfg.HTTPAddr, acfg.Version, acfg.HoldTimeout, acfg.Logger = cfg.Name, nodeID, httpAddr, version, cfg.HoldTimeout, log
 	acfg.Trust, acfg.RPC, acfg.Auth, acfg.ReadAuth = store, rc, cfg.APIAuth, cfg.ReadAuth
 	acfg.Hardware, acfg.Reboot = hw, rebootFunc(cfg, hw)
+	acfg.MaxEventStreams = cfg.MaxEventStreams
 	var rt *jobs.Runtime
 	if cfg.Worker {
 		rt = jobs.NewRuntime(jobs.NewPlant(seedOf(nodeID)), api.JobGuard(node.FSM(), nodeID), log)
@@ -199,7 +213,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	rpcSrv := rpc.NewServer(rpc.ServerConfig{Transport: port, Client: rc, Raft: node, FSM: f, Members: mem, Public: srv.Handler(), Logger: log,
 		Explain: func(err error) rpc.Error { e := api.Explain(err); return rpc.Error(e) }})
 	a := &agent{cfg: cfg, log: log, nodeID: nodeID, lock: lock, httpAddr: httpAddr, trust: store, port: port, rpc: rpcSrv, peers: rc, node: node, mem: mem,
-		api: srv, hw: hw, jobs: rt, srv: &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}}
+		api: srv, hw: hw, jobs: rt, srv: cfg.HTTPLimits.server(srv.Handler())}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
@@ -283,7 +297,7 @@ func (a *agent) Close() error {
 // lockDataDir takes an exclusive lock on the data dir, so that two pio serve
 // never share one (the second would corrupt what the first writes).
 func lockDataDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock data dir: %w", err)
 	}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pioreactor/pio/api"
+	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/trust"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
@@ -32,7 +32,6 @@ type serveConfig struct {
 	Heartbeat     time.Duration
 	Election      time.Duration
 	HoldTimeout   time.Duration
-	LogLevel      string
 	// JoinToken is the cluster's join token (config join_token, env PIO_TOKEN, flag --token):
 	// it lets --join in, and pins which cluster may invite this node.
 	JoinToken string
@@ -40,12 +39,17 @@ type serveConfig struct {
 	APIAuth string
 	// ReadAuth makes reads of the API need the API token too.
 	ReadAuth bool
+	// MaxEventStreams is how many GET /api/events streams this node serves at once.
+	MaxEventStreams int
+	LogLevel        string
 	// SnapshotThreshold, SnapshotInterval and TrailingLogs tune Raft snapshots (config file or env only).
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
 	// RebootCommand is what a reboot runs on a Raspberry Pi (config file or env only).
 	RebootCommand string
+	// HTTPLimits are the HTTP server's timeouts and header limit (not a setting; tests shorten them).
+	HTTPLimits httpLimits
 	// logOut receives the Raft log; nil means stderr. Tests set it.
 	logOut io.Writer
 	// onReboot, set by the runtime, restarts this node in-process (simulated hardware).
@@ -60,9 +64,9 @@ func defaultServeConfig() serveConfig {
 	return serveConfig{
 		DataDir: "/var/lib/pio", HTTPAddr: ":8080", RaftAddr: ":8300", GossipAddr: ":8301",
 		Worker: true, Hardware: "auto", MaxVoters: 5, Stabilization: 10 * time.Second,
-		Heartbeat: 300 * time.Millisecond, Election: 300 * time.Millisecond, HoldTimeout: 5 * time.Second, LogLevel: "info", APIAuth: "on",
+		Heartbeat: 300 * time.Millisecond, Election: 300 * time.Millisecond, HoldTimeout: 5 * time.Second, MaxEventStreams: 64, LogLevel: "info", APIAuth: "on",
 		SnapshotThreshold: 8192, SnapshotInterval: 30 * time.Second, TrailingLogs: 10240,
-		RebootCommand: "systemctl reboot",
+		RebootCommand: "systemctl reboot", HTTPLimits: defaultHTTPLimits(),
 	}
 }
 
@@ -86,6 +90,7 @@ var serveKeys = []struct{ key, flag, usage string }{
 	{"api.hold_timeout", "hold-timeout", "how long a request waits for a leader before 503"},
 	{"api.auth", "api-auth", "on: writes to the API need the API token; off: anyone on the network may write (not recommended)"},
 	{"api.read_auth", "api-read-auth", "reads of the API need the API token too"},
+	{"api.max_event_streams", "max-event-streams", "how many GET /api/events streams (open UI pages) this node serves at once; past it, 503"},
 	{"log_level", "log-level", "debug, info, warn or error"},
 }
 
@@ -112,6 +117,8 @@ func addServeFlags(cmd *cobra.Command) {
 			f.Duration(k.flag, d.Election, k.usage)
 		case "api.hold_timeout":
 			f.Duration(k.flag, d.HoldTimeout, k.usage)
+		case "api.max_event_streams":
+			f.Int(k.flag, d.MaxEventStreams, k.usage)
 		default:
 			def := map[string]string{"data_dir": d.DataDir, "http_addr": d.HTTPAddr, "raft_addr": d.RaftAddr,
 				"gossip_addr": d.GossipAddr, "hardware": d.Hardware, "log_level": d.LogLevel, "api.auth": d.APIAuth}[k.key]
@@ -151,6 +158,7 @@ func loadServeConfig(cmd *cobra.Command) (serveConfig, error) {
 		Join: v.GetString("join"), Worker: v.GetBool("worker"), Hardware: v.GetString("hardware"),
 		MaxVoters: v.GetInt("cluster.max_voters"), Stabilization: v.GetDuration("cluster.stabilization_time"), Heartbeat: v.GetDuration("raft.heartbeat_timeout"),
 		Election: v.GetDuration("raft.election_timeout"), HoldTimeout: v.GetDuration("api.hold_timeout"), LogLevel: v.GetString("log_level"),
+		MaxEventStreams: v.GetInt("api.max_event_streams"), HTTPLimits: d.HTTPLimits,
 		SnapshotThreshold: v.GetUint64("raft.snapshot_threshold"), SnapshotInterval: v.GetDuration("raft.snapshot_interval"),
 		TrailingLogs: v.GetUint64("raft.trailing_logs"), RebootCommand: v.GetString("reboot_command"),
 		JoinToken: v.GetString("join_token"), APIAuth: v.GetString("api.auth"), ReadAuth: v.GetBool("api.read_auth"),
@@ -173,7 +181,7 @@ func (c *serveConfig) validate() error {
 		}
 		c.Name, _, _ = strings.Cut(h, ".")
 	}
-	if why := api.ValidUnitName(c.Name); why != "" {
+	if why := fsm.ValidUnitName(c.Name); why != "" {
 		return fmt.Errorf("%s; set a valid name with --name, PIO_NAME or name in the config file", why)
 	}
 	switch c.Hardware {
@@ -198,6 +206,9 @@ func (c *serveConfig) validate() error {
 		if _, _, err := net.SplitHostPort(a.v); err != nil {
 			return fmt.Errorf("%s %q is not HOST:PORT (e.g. :8080 or 10.0.0.5:8080): %v", a.name, a.v, err)
 		}
+	}
+	if c.MaxEventStreams < 1 {
+		return fmt.Errorf("--max-event-streams is %d; it must be at least 1 (each open page of the UI holds one stream)", c.MaxEventStreams)
 	}
 	if c.AdvertiseAddr != "" && net.ParseIP(c.AdvertiseAddr) == nil {
 		return fmt.Errorf("--advertise-addr %q is not an IP address", c.AdvertiseAddr)

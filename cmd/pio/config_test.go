@@ -116,3 +116,28 @@ func TestSecondServeOnSameDataDirRefused(t *testing.T) {
 		t.Fatalf("second node on the same data dir: %v", err)
 	}
 }
+
+// api.max_event_streams is declared like every setting: flag, PIO_ variable,
+// file key, default; below 1 it is refused.
+func TestMaxEventStreamsSetting(t *testing.T) {
+	if cfg := loadWith(t, nil); cfg.MaxEventStreams != 64 {
+		t.Fatalf("default: %d", cfg.MaxEventStreams)
+	}
+	file := filepath.Join(t.TempDir(), "pio.yaml")
+	os.WriteFile(file, []byte("api:\n  max_event_streams: 3\n"), 0o600)
+	if cfg := loadWith(t, []string{"--config", file}); cfg.MaxEventStreams != 3 {
+		t.Fatalf("file: %d", cfg.MaxEventStreams)
+	}
+	t.Setenv("PIO_API_MAX_EVENT_STREAMS", "5")
+	if cfg := loadWith(t, []string{"--config", file}); cfg.MaxEventStreams != 5 {
+		t.Fatalf("env: %d", cfg.MaxEventStreams)
+	}
+	cfg := loadWith(t, []string{"--config", file, "--max-event-streams", "7"})
+	if cfg.MaxEventStreams != 7 || cfg.HTTPLimits != defaultHTTPLimits() {
+		t.Fatalf("flag: %d, limits %+v", cfg.MaxEventStreams, cfg.HTTPLimits)
+	}
+	cfg.Name, cfg.MaxEventStreams = "ok", 0
+	if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), "--max-event-streams") {
+		t.Fatalf("0 streams: %v", err)
+	}
+}

@@ -28,29 +28,52 @@ func TestBadInputAnswered400(t *testing.T) {
 	cases := []struct {
 		name, path, body string
 		want             int
+		requestID        string
 	}{
-		{"bad JSON", "/api/experiments", `{"experiment": "x"`, 400},
-		{"not an object", "/api/experiments", `["x"]`, 400},
-		{"unknown field", "/api/experiments", `{"experiment": "x", "colour": "red"}`, 400},
-		{"wrong type", "/api/experiments", `{"experiment": 42}`, 400},
-		{"missing name", "/api/experiments", `{"description": "no name"}`, 400},
-		{"empty body", "/api/experiments", ``, 400},
-		{"two values", "/api/experiments", `{"experiment": "a"} {"experiment": "b"}`, 400},
-		{"name current", "/api/experiments", `{"experiment": "current"}`, 400},
-		{"name _testing", "/api/experiments", `{"experiment": "_testing_x"}`, 400},
-		{"name with slash", "/api/experiments", `{"experiment": "a/b"}`, 400},
-		{"name with dollar", "/api/experiments", `{"experiment": "a$b"}`, 400},
-		{"name too long", "/api/experiments", `{"experiment": "` + strings.Repeat("x", 200) + `"}`, 400},
-		{"tags wrong type", "/api/experiments", `{"experiment": "t", "tags": "a,b"}`, 400},
-		{"over 1 MiB", "/api/experiments", `{"experiment": "big", "description": "` + strings.Repeat("x", 1<<20) + `"}`, 400},
-		{"duplicate", "/api/experiments", `{"experiment": "existing"}`, 409},
-		{"join no address", "/api/cluster/join", `{}`, 400},
-		{"join unknown field", "/api/cluster/join", `{"address": "x", "please": true}`, 400},
+		{"bad JSON", "/api/experiments", `{"experiment": "x"`, 400, ""},
+		{"not an object", "/api/experiments", `["x"]`, 400, ""},
+		{"unknown field", "/api/experiments", `{"experiment": "x", "colour": "red"}`, 400, ""},
+		{"wrong type", "/api/experiments", `{"experiment": 42}`, 400, ""},
+		{"missing name", "/api/experiments", `{"description": "no name"}`, 400, ""},
+		{"empty body", "/api/experiments", ``, 400, ""},
+		{"two values", "/api/experiments", `{"experiment": "a"} {"experiment": "b"}`, 400, ""},
+		{"name current", "/api/experiments", `{"experiment": "current"}`, 400, ""},
+		{"name _testing", "/api/experiments", `{"experiment": "_testing_x"}`, 400, ""},
+		{"name with slash", "/api/experiments", `{"experiment": "a/b"}`, 400, ""},
+		{"name with dollar", "/api/experiments", `{"experiment": "a$b"}`, 400, ""},
+		{"name too long", "/api/experiments", `{"experiment": "` + strings.Repeat("x", 200) + `"}`, 400, ""},
+		{"tags wrong type", "/api/experiments", `{"experiment": "t", "tags": "a,b"}`, 400, ""},
+		{"over 1 MiB", "/api/experiments", `{"experiment": "big", "description": "` + strings.Repeat("x", 1<<20) + `"}`, 400, ""},
+		{"duplicate", "/api/experiments", `{"experiment": "existing"}`, 409, ""},
+		{"join no address", "/api/cluster/join", `{}`, 400, ""},
+		{"join unknown field", "/api/cluster/join", `{"address": "x", "please": true}`, 400, ""},
+		{"null body", "/api/experiments", `null`, 400, ""},
+		{"name CURRENT", "/api/experiments", `{"experiment": "CURRENT"}`, 400, ""},
+		{"name with NUL", "/api/experiments", `{"experiment": "a\u0000b"}`, 400, ""},
+		{"name with new line", "/api/experiments", `{"experiment": "a\nb"}`, 400, ""},
+		{"name with ..", "/api/experiments", `{"experiment": "a..b"}`, 400, ""},
+		{"name with leading space", "/api/experiments", `{"experiment": " a"}`, 400, ""},
+		{"description too long", "/api/experiments", `{"experiment": "d", "description": "` + strings.Repeat("x", 4001) + `"}`, 400, ""},
+		{"51 tags", "/api/experiments", `{"experiment": "t", "tags": ["` + strings.Repeat(`t", "`, 50) + `t"]}`, 400, ""},
+		{"tag too long", "/api/experiments", `{"experiment": "t", "tags": ["` + strings.Repeat("t", 101) + `"]}`, 400, ""},
+		{"request ID too long", "/api/experiments", `{"experiment": "rid"}`, 400, strings.Repeat("r", 129)},
+		{"request ID of 60 KB", "/api/experiments", `{"experiment": "rid"}`, 400, strings.Repeat("r", 60<<10)},
+		{"request ID with space", "/api/experiments", `{"experiment": "rid"}`, 400, "a b"},
+		{"request ID on an assignment", "/api/experiments/existing/workers", `{"pioreactor_unit": "nobody"}`, 400, "a/b"},
+		{"label too long", "/api/experiments/existing/unit_labels", `{"unit": "w", "label": "` + strings.Repeat("l", 101) + `"}`, 400, ""},
+		{"path name current", "/api/experiments/current/workers", `{"pioreactor_unit": "w"}`, 400, ""},
 	}
 	for _, n := range []*testNode{follower, leader} {
 		for _, tc := range cases {
-			req, _ := http.NewRequest(http.MethodPost, n.c.Base+tc.path, bytes.NewBufferString(tc.body))
+			method := http.MethodPost
+			if strings.HasSuffix(tc.path, "/workers") || strings.HasSuffix(tc.path, "/unit_labels") {
+				method = http.MethodPut
+			}
+			req, _ := http.NewRequest(method, n.c.Base+tc.path, bytes.NewBufferString(tc.body))
 			req.Header.Set("Content-Type", "application/json")
+			if tc.requestID != "" {
+				req.Header.Set(client.RequestIDHeader, tc.requestID)
+			}
 			resp, err := n.c.HTTP.Do(req)
 			if err != nil {
 				t.Fatalf("%s via %s: %v", tc.name, n.cfg.Name, err)

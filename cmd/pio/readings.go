@@ -3,12 +3,16 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"net/http"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/jobs"
+	"github.com/pioreactor/pio/rpc"
 )
 
 // maxBuffered bounds the readings (and, apart, the log lines) a worker keeps
@@ -21,12 +25,19 @@ const maxBuffered = 50000
 // since Raft keeps the last 1,024 entries in memory.
 const maxBatch = 500
 
+// A batch stays within what the leader stores (fsm.ValidReadings): these
+// constants do not compile if maxBatch grows past its limits.
+const (
+	_ uint = fsm.MaxBatchReadings - maxBatch
+	_ uint = fsm.MaxBatchLogs - maxBatch
+)
+
 // reportEvery is how often a worker's job report is sent even when only its
 // measurements (od, temperature, rpm…) changed.
 const reportEvery = 10 * time.Second
 
 // universalExperiment is Pioreactor's experiment name for logs that belong to no experiment.
-const universalExperiment = "$experiment"
+const universalExperiment = fsm.UniversalExperiment
 
 // readingsShipper collects this worker's readings, job logs and running jobs
 // and sends them, once a second, as one replicated batch to the leader
@@ -45,27 +56,59 @@ type readingsShipper struct {
 	pending []fsm.Reading
 	logs    []fsm.LogEntry
 	dropped int
+	// invalid counts readings and log lines the leader would refuse (a NaN
+	// value, say): they are dropped here, so they never hold up a batch.
+	invalid int
+	// lastInvalid is why the last one was dropped.
+	lastInvalid string
 }
 
+// add is the jobs runtime's sink of readings.
 func (s *readingsShipper) add(exp, kind string, v float64) {
+	r := fsm.Reading{Unit: s.unit, Experiment: exp, Kind: kind, Time: time.Now().UTC(), Value: v}
+	why := fsm.ValidReading(r)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if why != "" {
+		s.invalid++
+		s.lastInvalid = why
+		return
+	}
 	if len(s.pending) >= maxBuffered {
 		s.pending = s.pending[1:]
 		s.dropped++
 	}
-	s.pending = append(s.pending, fsm.Reading{Unit: s.unit, Experiment: exp, Kind: kind, Time: time.Now().UTC(), Value: v})
+	s.pending = append(s.pending, r)
 }
 
-// addLog is the jobs runtime's log sink.
+// addLog is the jobs runtime's log sink. A message longer than the leader
+// stores is cut (at a character boundary).
 func (s *readingsShipper) addLog(exp, job, level, msg string) {
+	l := fsm.LogEntry{Time: time.Now().UTC(), Level: level, Unit: s.unit, Message: truncate(msg, fsm.MaxLogMessageLen), Task: job, Experiment: exp}
+	why := fsm.ValidLogEntry(l)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if why != "" {
+		s.invalid++
+		s.lastInvalid = why
+		return
+	}
 	if len(s.logs) >= maxBuffered {
 		s.logs = s.logs[1:]
 		s.dropped++
 	}
-	s.logs = append(s.logs, fsm.LogEntry{Time: time.Now().UTC(), Level: level, Unit: s.unit, Message: msg, Task: job, Experiment: exp})
+	s.logs = append(s.logs, l)
+}
+
+// truncate cuts s to at most n bytes without splitting a character.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // report returns this worker's running jobs as a report, and its signature
@@ -74,7 +117,11 @@ func (s *readingsShipper) report() (*fsm.JobsReport, string) {
 	r := &fsm.JobsReport{NodeID: s.nodeID, Jobs: []fsm.JobRecord{}}
 	var sig []any
 	for _, j := range s.running() {
-		r.Jobs = append(r.Jobs, fsm.JobRecord{Name: j.Name, Experiment: j.Experiment, State: j.State, Settings: j.Settings, StartedAt: j.StartedAt})
+		rec := fsm.JobRecord{Name: j.Name, Experiment: j.Experiment, State: j.State, Settings: j.Settings, StartedAt: j.StartedAt}
+		if len(r.Jobs) >= fsm.MaxBatchJobs || fsm.ValidJobRecord(rec) != "" {
+			continue // the leader would refuse the whole batch
+		}
+		r.Jobs = append(r.Jobs, rec)
 		stable := map[string]any{}
 		for k, v := range j.Settings {
 			if !jobs.IsMeasurement(k) {
@@ -112,11 +159,14 @@ func (s *readingsShipper) run(ctx context.Context) {
 			s.mu.Lock()
 			batch.Readings, s.pending = takeUpTo(s.pending, maxBatch)
 			batch.Logs, s.logs = takeUpTo(s.logs, maxBatch)
-			dropped := s.dropped
-			s.dropped = 0
+			dropped, invalid, why := s.dropped, s.invalid, s.lastInvalid
+			s.dropped, s.invalid = 0, 0
 			s.mu.Unlock()
 			if dropped > 0 {
 				s.log.Warn("dropped the oldest readings and log lines: no leader took them and the buffer is full", "dropped", dropped, "buffer", maxBuffered)
+			}
+			if invalid > 0 {
+				s.log.Warn("dropped readings or log lines the cluster would refuse", "dropped", invalid, "last_reason", why)
 			}
 			if s.running != nil {
 				rep, sig := s.report()
@@ -132,6 +182,13 @@ func (s *readingsShipper) run(ctx context.Context) {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := s.send(cctx, id, batch)
 		cancel()
+		var re *rpc.Error
+		if errors.As(err, &re) && refused(re.Status) {
+			// Sending it again would be refused again, and hold up every later batch.
+			s.log.Warn("the leader refused a batch of readings; dropping it", "readings", len(batch.Readings), "logs", len(batch.Logs), "status", re.Status, "cause", re.Cause)
+			batch = fsm.RecordReadings{}
+			continue
+		}
 		if err != nil {
 			s.log.Warn("cannot store readings yet; keeping them", "readings", len(batch.Readings), "logs", len(batch.Logs), "error", err)
 			continue
@@ -144,6 +201,12 @@ func (s *readingsShipper) run(ctx context.Context) {
 		backlog = len(s.pending) >= maxBatch || len(s.logs) >= maxBatch // more kept than one batch: send it now
 		s.mu.Unlock()
 	}
+}
+
+// refused reports whether an answer's status says the batch itself is wrong
+// (a 4xx other than a timeout or "too many requests"), so it is never retried.
+func refused(status int) bool {
+	return status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests
 }
 
 // takeUpTo splits off the first n elements of xs (all of them if fewer).

@@ -34,6 +34,10 @@ new cluster of one (a single Pioreactor). Every flag is also PIO_<NAME> in the
 environment and a key in the --config file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Before anything is created: the data dir holds a full copy of the
+			// cluster database, and hashicorp/raft's file snapshot store creates
+			// state.bin and meta.json with 0666 &^ umask (see private.go).
+			setPrivateUmask()
 			cfg, err := loadServeConfig(cmd)
 			if err != nil {
 				return err

@@ -135,3 +135,40 @@ func newKeysCmd() *cobra.Command {
 	keys.AddCommand(rotate)
 	return keys
 }
+
+func newSecurityCmd() *cobra.Command {
+	sec := &cobra.Command{Use: "security", Short: "The cluster's secrets"}
+	enable := &cobra.Command{
+		Use:   "enable",
+		Short: "Give a cluster made by an older pio (without secrets) its secrets, mutual TLS and encrypted gossip",
+		Long: `Secure a running cluster made before pio had secrets, in place: the leader makes the
+cluster's secrets and hands each member its share once, over the cluster's old
+channel; then every member moves to mutual TLS and encrypted gossip, and writes to
+the API need the API token. Every member must be up. Nothing written is lost, and
+at most one election happens. If it stops midway, run it again.`,
+		Args: cobra.NoArgs,
+	}
+	f := addAPIFlags(enable)
+	enable.RunE = func(cmd *cobra.Command, _ []string) error {
+		c, err := f.client(3 * time.Minute)
+		if err != nil {
+			return err
+		}
+		out := cmd.OutOrStdout()
+		fmt.Fprintln(out, "Securing the cluster: secrets to every member, then TLS, then keys ...")
+		stop := progress(out)
+		var res struct {
+			Members int `json:"members"`
+		}
+		err = c.Do(context.Background(), http.MethodPost, "/api/cluster/security/enable", struct{}{}, &res)
+		stop()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "Done: %d member(s) use TLS and encrypted gossip; writes need the API token now.\n", res.Members)
+		fmt.Fprintln(out, "Print the tokens on any member: sudo pio token (to join nodes), sudo pio token --api (for the UI and scripts).")
+		return nil
+	}
+	sec.AddCommand(enable)
+	return sec
+}
