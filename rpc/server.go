@@ -114,7 +114,7 @@ func NewServer(cfg ServerConfig) *Server {
 			return context.WithValue(ctx, connKey, c)
 		},
 		ConnState: ConnState,
-		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+		ErrorLog:  slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
 	go func() {
 		if err := s.hs.Serve(cfg.Transport.HTTPListener()); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, ErrClosed) {
