@@ -24,6 +24,9 @@ import (
 // catches up through Raft (which does not need gossip) and installs the keys
 // when it applies them.
 
+// memberWait bounds how long a step waits for one member to apply it.
+const memberWait = 30 * time.Second
+
 // ErrRotation is returned when a key rotation could not finish; the keyring is
 // left in a state every member can use, and running it again continues.
 var ErrRotation = errors.New("the gossip key rotation did not finish")
@@ -206,9 +209,20 @@ func (m *Manager) waitMembers(ctx context.Context, index uint64, all bool) (int,
 		wg.Add(1)
 		go func(addr, name string) {
 			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			// A member may be slow (busy, or catching up): wait for it up to
+			// memberWait, asking again each time its answer says "not yet".
+			cctx, cancel := context.WithTimeout(ctx, memberWait)
 			defer cancel()
-			_, err := m.rpc.WaitApplied(cctx, addr, index)
+			var err error
+			for {
+				if _, err = m.rpc.WaitApplied(cctx, addr, index); err == nil || cctx.Err() != nil {
+					break
+				}
+				select {
+				case <-cctx.Done():
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -503,3 +503,12 @@ func (m *Manager) ConfirmRemoved(ctx context.Context) {
 		}
 	}
 }
+
+// KeyringKeys returns the gossip keys this node has installed, the primary first.
+func (m *Manager) KeyringKeys() [][]byte {
+	var out [][]byte
+	for _, k := range m.keyring.GetKeys() {
+		out = append(out, append([]byte(nil), k...))
+	}
+	return out
+}
