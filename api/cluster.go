@@ -210,4 +210,3 @@ func (s *Server) leaveCluster(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, client.LeaveResponse{Left: true})
 }
-

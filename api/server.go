@@ -86,8 +86,8 @@ type Server struct {
 	engine *gin.Engine
 	// refused logs requests refused for a missing or wrong API token, rate-limited.
 	refused *trust.Refusals
-	log    *slog.Logger
-	tasks  *taskRunner
+	log     *slog.Logger
+	tasks   *taskRunner
 	// bcast fans server-sent events out to the streams of GET /api/events.
 	bcast *broadcaster
 	// streamsOnce registers the end of the streams with the HTTP server's shutdown.
