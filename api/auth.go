@@ -67,3 +67,11 @@ func (s *Server) authorize(c *gin.Context) {
 		"send Authorization: Bearer API-TOKEN; print the token with `sudo pio token --api` on a Pioreactor of the cluster "+
 			"(the CLI reads it from --api-token, PIO_API_TOKEN or the data dir); in the UI, sign in")
 }
+
+// authCheck answers POST /unit_api/auth_check: it changes nothing, and it is
+// authorized as every write is, so the UI's sign-in checks a token before it
+// keeps it (a missing or wrong one gets the usual 401). The answer says how
+// this node takes writes and reads, as GET /unit_api/health does.
+func (s *Server) authCheck(c *gin.Context) {
+	c.JSON(http.StatusOK, gin.H{"auth": s.authMode(), "read_auth": s.cfg.ReadAuth})
+}

@@ -145,6 +145,7 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 	e.POST("/api/cluster/join", s.joinCluster)
 	e.POST("/api/cluster/leave", s.leaveCluster)
 	e.GET("/unit_api/health", s.health)
+	e.POST("/unit_api/auth_check", s.authCheck)
 	e.GET("/metrics", s.metrics)
 	e.GET("/unit_api/hardware", s.hardware)
 	e.GET("/unit_api/state_hash", s.stateHash)

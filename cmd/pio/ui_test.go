@@ -190,6 +190,16 @@ func (b *browser) route(hash, heading string) {
 	b.waitText("main h1", heading, 10*time.Second)
 }
 
+// signIn waits for the sign-in dialog with its token field focused, types the
+// token and Enter, and waits until the dialog closed (the node took the token).
+func (b *browser) signIn(token string, within time.Duration) {
+	b.t.Helper()
+	b.waitJS("the sign-in dialog, its token field focused", within,
+		`!!document.querySelector("#signin-dialog[open]") && document.activeElement.id === "signin-token" && document.activeElement.type === "password"`)
+	b.do("type the token", within, chromedp.SendKeys(chromedp.CSS("#signin-token"), token+"\r"))
+	b.waitJS("the sign-in dialog closed", within, `!document.querySelector("#signin-dialog[open]")`)
+}
+
 func TestUIInventoryExperimentsJobsAndLeaderFailover(t *testing.T) {
 	b := newBrowser(t)
 	nodes := startThree(t)
@@ -207,15 +217,18 @@ func TestUIInventoryExperimentsJobsAndLeaderFailover(t *testing.T) {
 	b.waitJS("the live dot", short, `document.querySelector("#live-dot").classList.contains("live")`)
 
 	// An error shows the API's cause and remediation: adding a node nobody runs.
+	// It is the page's first write: the sign-in dialog opens over the Add dialog,
+	// and once signed in the add goes on.
 	b.click("#add-worker", short)
 	b.waitJS("the dialog open with the name focused", short, `document.querySelector("dialog[open]") && document.activeElement.id === "new-unit-name"`)
 	b.do("add a unit that is not there", short,
 		chromedp.SendKeys(chromedp.CSS("#new-unit-name"), "nosuchunit"),
 		chromedp.SendKeys(chromedp.CSS("#new-unit-address"), "127.0.0.1:9"),
 		chromedp.Click(chromedp.CSS("#add-submit")))
+	b.signIn(f.apiToken(), short)
 	b.waitText("#add-progress .error-box", "What to do:", long)
-	if s := b.text("#add-progress .error-box"); !strings.Contains(s, "Cause:") {
-		t.Fatalf("error without its cause: %q", s)
+	if s := b.text("#add-progress .error-box"); !strings.Contains(s, "Cause:") || strings.Contains(s, "API token") {
+		t.Fatalf("not the add's own error, with its cause: %q", s)
 	}
 	// Escape closes the dialog and gives the focus back to its button.
 	b.do("escape", short, chromedp.KeyEvent("\x1b"))
@@ -342,6 +355,190 @@ func TestUIInventoryExperimentsJobsAndLeaderFailover(t *testing.T) {
 	b.noConsoleErrors()
 }
 
+// recordSent makes the page note every request it sends (URL, method, its
+// X-Request-Id and whether it carried a token) in window.__sent.
+const recordSent = `(() => {
+	window.__sent = [];
+	const send = window.fetch;
+	window.fetch = (url, opts = {}) => {
+		const hd = new Headers(opts.headers || {});
+		window.__sent.push({ url: String(url), method: opts.method || "GET", id: hd.get("X-Request-Id") || "", token: hd.has("Authorization") });
+		return send(url, opts);
+	};
+})()`
+
+type sentRequest struct {
+	URL, Method, ID string
+	Token           bool
+}
+
+// sent returns the requests the page sent (see recordSent) to method and url.
+func (b *browser) sent(method, url string) []sentRequest {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	defer cancel()
+	js, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`JSON.stringify(window.__sent.filter(r => r.method === %q && r.url === %q))`, method, url)))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	var out []sentRequest
+	if err := json.Unmarshal([]byte(js), &out); err != nil {
+		b.t.Fatal(err)
+	}
+	return out
+}
+
+// TestUISignIn: writes need the API token. A fresh page asks for it at its
+// first write, refuses a wrong one in the dialog, and once signed in sends the
+// same request again (same X-Request-Id: applied once); the sign-in survives a
+// reload; sign-out forgets it and Cancel shows the write's 401. A node whose API
+// anyone may change shows a warning, and one with api.read_auth asks at load.
+func TestUISignIn(t *testing.T) {
+	b := newBrowser(t)
+	n := startNode(t, "solo")
+	lax := startNode(t, "lax", func(c *serveConfig) { c.APIAuth = "off" })
+	relic := startNode(t, "relic", func(c *serveConfig) { c.open = true }) // a cluster made by an older pio
+	vault := startNode(t, "vault", func(c *serveConfig) { c.ReadAuth = true })
+	for _, x := range []*testNode{n, lax, relic, vault} {
+		waitCluster(t, []*testNode{x}, 1, 1)
+	}
+	const short, long = 10 * time.Second, 20 * time.Second
+	copies := func(exp string) int {
+		t.Helper()
+		var exps []map[string]any
+		if code, e := call(t, n, http.MethodGet, "/api/experiments", nil, &exps); code != http.StatusOK {
+			t.Fatalf("GET /api/experiments: %d %v", code, e)
+		}
+		c := 0
+		for _, e := range exps {
+			if e["experiment"] == exp {
+				c++
+			}
+		}
+		return c
+	}
+	create := func(exp string) {
+		t.Helper()
+		b.do("create "+exp, short, chromedp.SendKeys(chromedp.CSS("#exp-name"), exp), chromedp.Click(chromedp.CSS("#exp-create")))
+	}
+
+	// A fresh page: signed out, no warning.
+	b.do("open", short, chromedp.Navigate("http://"+n.addr()+"/#/experiments"))
+	b.waitText("main h1", "Experiments", short)
+	b.waitJS("Sign in in the header, no warning", short,
+		`!document.querySelector("#auth").hidden && document.querySelector("#auth-button").textContent === "Sign in" && document.querySelector("#auth-banner").hidden`)
+	b.do("record requests", short, chromedp.Evaluate[chromedp.Void](recordSent))
+
+	// The first write opens the sign-in dialog, with the API's cause and where the token comes from.
+	create("exp1")
+	b.waitJS("the sign-in dialog, its password field focused", short,
+		`!!document.querySelector("#signin-dialog[open]") && document.activeElement.id === "signin-token" && document.activeElement.type === "password"`)
+	b.waitText("#signin-why", "no Authorization", short)
+	b.waitText("#signin-dialog", "sudo pio token --api", short)
+	b.screenshot("signin")
+
+	// A wrong token is refused in the dialog, which stays open; nothing is created.
+	b.do("a wrong token", short, chromedp.SendKeys(chromedp.CSS("#signin-token"), "pioapi_wrong\r"))
+	b.waitText("#signin-error .error-box", "not this cluster's", short)
+	b.waitText("#signin-error .error-box", "What to do:", short)
+	b.waitJS("the dialog still open, the wrong token selected to type over", short,
+		`(() => { const e = document.activeElement; return !!document.querySelector("#signin-dialog[open]") && e.id === "signin-token" && e.value.length > 0 && e.selectionStart === 0 && e.selectionEnd === e.value.length && localStorage.getItem("pio.apiToken") === null; })()`)
+	b.screenshot("signin-refused")
+	if c := copies("exp1"); c != 0 {
+		t.Fatalf("exp1 created with a wrong token (%d)", c)
+	}
+
+	// The cluster's token: signed in, and the create goes through, once, as the same request.
+	b.signIn(n.apiToken(), short)
+	b.waitText("#experiment-detail", "exp1", long)
+	b.waitText("#auth", "Signed in", short)
+	b.waitText("#auth-button", "Sign out", short)
+	if c := copies("exp1"); c != 1 {
+		t.Fatalf("exp1 exists %d times, want once", c)
+	}
+	if s := b.text("#page-error"); s != "" {
+		t.Fatalf("an error after signing in: %q", s)
+	}
+	posts := b.sent("POST", "/api/experiments")
+	if len(posts) != 2 || posts[0].Token || !posts[1].Token || posts[0].ID == "" || posts[0].ID != posts[1].ID {
+		t.Fatalf("want the create sent twice, without then with the token, with one X-Request-Id: %+v", posts)
+	}
+
+	// A reload keeps the sign-in: a write needs no dialog (it would wait on it).
+	b.do("reload", short, chromedp.Reload())
+	b.waitText("main h1", "Experiments", short)
+	b.waitText("#auth", "Signed in", short)
+	create("exp2")
+	b.waitText("#experiment-detail", "exp2", long)
+	b.screenshot("signed-in")
+
+	// Sign out: the token is forgotten and the next write asks again; Cancel
+	// shows the write's 401 with its cause and what to do.
+	b.click("#auth-button", short)
+	b.waitJS("signed out", short, `document.querySelector("#auth-button").textContent === "Sign in" && localStorage.getItem("pio.apiToken") === null`)
+	create("exp3")
+	b.waitJS("the sign-in dialog again", short, `!!document.querySelector("#signin-dialog[open]") && document.activeElement.id === "signin-token"`)
+	b.click("#signin-cancel", short)
+	b.waitText("#page-error .error-box", "missing or wrong API token", short)
+	for _, want := range []string{"Cause:", "What to do:", "sudo pio token --api"} {
+		if s := b.text("#page-error .error-box"); !strings.Contains(s, want) {
+			t.Fatalf("the 401 shown without %q: %q", want, s)
+		}
+	}
+	if c := copies("exp3"); c != 0 {
+		t.Fatalf("exp3 created without a token (%d)", c)
+	}
+	// Signing in from the header.
+	b.click("#auth-button", short)
+	b.signIn(n.apiToken(), short)
+	b.waitText("#auth-button", "Sign out", short)
+
+	// A kept token that is not this cluster's (the node joined another one):
+	// shown refused at load; the next write says so and asks again.
+	b.do("keep an old token", short, chromedp.Evaluate[chromedp.Void](`localStorage.setItem("pio.apiToken", "pioapi_of-another-cluster")`), chromedp.Reload())
+	b.waitText("#auth-state", "Token refused", short)
+	b.waitText("#auth-button", "Sign in", short)
+	create("exp4")
+	b.waitText("#signin-why", "not this cluster's", short)
+	b.signIn(n.apiToken(), short)
+	b.waitText("#experiment-detail", "exp4", long)
+	b.waitText("#auth-state", "Signed in", short)
+
+	// api.auth off: a warning, no sign-in, writes without a token (this origin has none).
+	b.do("open lax", short, chromedp.Navigate("http://"+lax.addr()+"/#/experiments"))
+	b.waitText("#auth-banner", "api.auth is off on this Pioreactor: anyone on the network can change the cluster", short)
+	b.waitJS("no sign-in control", short, `document.querySelector("#auth").hidden`)
+	create("unguarded")
+	b.waitText("#experiment-detail", "unguarded", long)
+	b.screenshot("auth-off")
+
+	// A cluster without secrets: the other warning.
+	b.do("open relic", short, chromedp.Navigate("http://"+relic.addr()+"/#/inventory"))
+	b.waitText("#auth-banner", "This cluster has no secrets (it was made by an older pio): anyone on the network can change it. Run pio security enable on any Pioreactor.", short)
+	b.waitText(`#inventory tr[data-unit="relic"]`, "alive", long)
+	b.screenshot("no-secrets")
+
+	// api.read_auth: the page asks at load, shows nothing before, and its event
+	// stream takes the token too (the live dot).
+	b.do("open vault", short, chromedp.Navigate("http://"+vault.addr()+"/#/inventory"))
+	b.waitText("#signin-why", "api.read_auth", short)
+	if s := b.text("#inventory"); s != "" {
+		t.Fatalf("the inventory shown before signing in: %q", s)
+	}
+	b.signIn(vault.apiToken(), short)
+	b.waitText(`#inventory tr[data-unit="vault"]`, "alive", long)
+	b.waitJS("the live dot", short, `document.querySelector("#live-dot").classList.contains("live")`)
+	b.waitText("#status-text", "via vault", short)
+	// There too, a kept token that is not this cluster's asks again at load.
+	b.do("keep an old token", short, chromedp.Evaluate[chromedp.Void](`localStorage.setItem("pio.apiToken", "pioapi_of-another-cluster")`), chromedp.Reload())
+	b.waitText("#signin-why", "not this cluster's", short)
+	b.signIn(vault.apiToken(), short)
+	b.waitText(`#inventory tr[data-unit="vault"]`, "alive", long)
+	b.waitJS("the live dot again", short, `document.querySelector("#live-dot").classList.contains("live")`)
+	b.screenshot("read-auth")
+	b.noConsoleErrors()
+}
+
 // TestUIPhoneAndKeyboard checks the pages on a phone-sized screen and by keyboard alone.
 func TestUIPhoneAndKeyboard(t *testing.T) {
 	b := newBrowser(t)
@@ -360,6 +557,13 @@ func TestUIPhoneAndKeyboard(t *testing.T) {
 	b.do("escape", 5*time.Second, chromedp.KeyEvent("\x1b"))
 	b.waitJS("dialog closed", 5*time.Second, `!document.querySelector("dialog[open]")`)
 	b.screenshot("inventory-phone")
+	// The header's Sign in, by keyboard: the dialog fits the screen, Escape closes it, focus goes back.
+	b.do("focus sign in", 5*time.Second, chromedp.Focus(chromedp.CSS("#auth-button")), chromedp.KeyEvent("\r"))
+	b.waitJS("sign-in dialog by keyboard", 5*time.Second, `!!document.querySelector("#signin-dialog[open]") && document.activeElement.id === "signin-token"`)
+	b.waitJS("the sign-in dialog within the screen", 5*time.Second, `(() => { const r = document.querySelector("#signin-dialog").getBoundingClientRect(); return r.left >= 0 && r.right <= window.innerWidth; })()`)
+	b.screenshot("signin-phone")
+	b.do("escape", 5*time.Second, chromedp.KeyEvent("\x1b"))
+	b.waitJS("sign-in closed, focus back on its button", 5*time.Second, `!document.querySelector("dialog[open]") && document.activeElement.id === "auth-button"`)
 	for _, p := range []struct{ hash, h1 string }{{"#/experiments", "Experiments"}, {"#/pioreactors", "Pioreactors"}, {"#/cluster", "Cluster"}} {
 		b.route(p.hash, p.h1)
 		b.waitJS("no horizontal page scroll on "+p.hash, 5*time.Second, `document.documentElement.scrollWidth <= window.innerWidth + 1`)

@@ -1,7 +1,8 @@
 // pio web UI: a single page with hash routes (#/inventory, #/experiments[/EXP],
 // #/pioreactors[/EXP], #/cluster). Plain ES module, no build step, no framework.
 // Live updates come from GET /api/events on the node this page was loaded from;
-// every /api call goes to that node, which forwards it to the leader.
+// every /api call goes to that node, which forwards it to the leader. Writes carry
+// the cluster's API token (see "sign-in" below).
 
 // ---------- small DOM helpers ----------
 
@@ -65,24 +66,30 @@ class ApiError extends Error {
 
 const conn = { nodeDown: false, lastOK: Date.now() };
 
+const unreachable = e => new ApiError({ error: "this node does not answer", cause: `${location.host} is unreachable (${e.message})`, remediation: "check that the Pioreactor is powered and on the network, or open the UI on another node" }, 0);
+
 /**
- * api sends one request to this node. A write carries one X-Request-Id for all its
- * attempts, so retrying it is safe. 503 (no leader yet: Retry-After) and a node that
- * does not answer are retried until `patience` ms have passed.
+ * api sends one request to this node, with the API token once signed in. A write
+ * carries one X-Request-Id for all its attempts, so retrying it is safe. 503 (no
+ * leader yet: Retry-After) and a node that does not answer are retried until
+ * `patience` ms have passed. A 401 (no token, or not this cluster's) asks to sign
+ * in, then sends the same request again.
  */
 async function api(method, path, body, { patience = 20000 } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET") headers["X-Request-Id"] = uuid();
-  const deadline = Date.now() + patience;
+  let deadline = Date.now() + patience;
   for (let attempt = 0; ; attempt++) {
+    const sent = auth.token;
+    if (sent) headers.Authorization = `Bearer ${sent}`; else delete headers.Authorization;
     let r;
     try {
       r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" });
     } catch (e) {
       setNodeDown(true);
       if (Date.now() < deadline) { await sleep(Math.min(1000, 200 * (attempt + 1))); continue; }
-      throw new ApiError({ error: "this node does not answer", cause: `${location.host} is unreachable (${e.message})`, remediation: "check that the Pioreactor is powered and on the network, or open the UI on another node" }, 0);
+      throw unreachable(e);
     }
     setNodeDown(false);
     if (r.status === 503 && Date.now() < deadline) {
@@ -94,6 +101,15 @@ async function api(method, path, body, { patience = 20000 } = {}) {
     const text = await r.text();
     let data = null;
     try { data = text ? JSON.parse(text) : null; } catch { data = { error: text }; }
+    if (r.status === 401) {
+      // Refused before anything was done: once signed in, the same request (same
+      // X-Request-Id) goes again. Reads ask only until a sign-in was cancelled.
+      const e = new ApiError(data || {}, 401);
+      if (auth.token !== sent) continue; // signed in meanwhile
+      if ((method !== "GET" || !auth.dismissed) && await signIn(whyOf(e, method))) { deadline = Date.now() + patience; continue; }
+      if (auth.token) { auth.refused = true; renderAuth(); }
+      throw e;
+    }
     if (!r.ok) throw new ApiError(data || {}, r.status);
     return { status: r.status, data };
   }
@@ -157,6 +173,148 @@ function showError(e) {
   const place = $("#page-error");
   if (place) place.replaceChildren(box);
   toast(`${e.message}${e.cause ? ": " + e.cause : ""}`, true);
+}
+
+// ---------- sign-in ----------
+
+// Writes need the cluster's API token (`sudo pio token --api` on any of its
+// Pioreactors); with api.read_auth, reads too. The page asks for it once, keeps
+// it in this origin's localStorage, and sends it with every request.
+
+const TOKEN_KEY = "pio.apiToken";
+const auth = {
+  token: "",
+  mode: "", // how this node takes writes (GET /unit_api/health): "token", "off", "open"; "" not known
+  readAuth: false, // reads need the token too (api.read_auth)
+  refused: false, // the kept token was refused: it is not this cluster's (any more)
+  dismissed: false, // a sign-in was cancelled: reads in the background do not ask again
+};
+let started = false; // the page has read the node's health and connected
+try { auth.token = localStorage.getItem(TOKEN_KEY) || ""; } catch { /* storage blocked: ask on each load */ }
+
+function keepToken(token) {
+  auth.token = token;
+  try { if (token) localStorage.setItem(TOKEN_KEY, token); else localStorage.removeItem(TOKEN_KEY); } catch { /* kept for this page only */ }
+}
+
+/** whyOf says why a sign-in is needed, after a 401. */
+function whyOf(e, method) {
+  const what = auth.token ? "This browser's API token was refused: the Pioreactor may have joined another cluster, or its token was changed."
+    : method === "GET" ? "Reading this cluster needs its API token (api.read_auth is on)." : "Changing the cluster needs its API token.";
+  return [what, " ", h("span", { class: "hint" }, "Cause: ", e.cause || e.message)];
+}
+
+/** checkToken asks this node whether it takes token (POST /unit_api/auth_check changes nothing). */
+async function checkToken(token) {
+  let r;
+  try {
+    r = await fetch("/unit_api/auth_check", { method: "POST", headers: { Accept: "application/json", Authorization: `Bearer ${token}` }, cache: "no-store" });
+  } catch (e) { throw unreachable(e); }
+  const data = await r.json().catch(() => null);
+  if (!r.ok) throw new ApiError(data || {}, r.status);
+  return data || {};
+}
+
+let signingIn = null;
+/**
+ * signIn opens the sign-in dialog (one for every request waiting on it) and
+ * resolves true once the node took the token, which is then kept; false when
+ * the user cancels. why (optional) says what asked for it.
+ */
+function signIn(why) {
+  if (signingIn) return signingIn;
+  signingIn = new Promise(resolve => {
+    let ok = false;
+    openDialog(document.activeElement, close => {
+      const input = h("input", { id: "signin-token", name: "token", type: "password", required: true, autocomplete: "off", autocapitalize: "off", spellcheck: "false", autofocus: true, "aria-describedby": "signin-hint" });
+      const err = h("div", { id: "signin-error", "aria-live": "polite" });
+      const submit = h("button", { class: "primary", type: "submit", id: "signin-submit" }, "Sign in");
+      const form = h("form", {
+        onsubmit: async ev => {
+          ev.preventDefault();
+          const token = input.value.trim();
+          if (!/^[\x21-\x7e]+$/.test(token)) {
+            err.replaceChildren(errorBox({ message: "that is not an API token", cause: "it has spaces or characters a token does not have", remediation: "copy the whole line that `sudo pio token --api` prints" }));
+            input.focus();
+            return;
+          }
+          submit.disabled = input.readOnly = true;
+          err.replaceChildren(h("progress", { "aria-label": "checking the token" }));
+          try {
+            const res = await checkToken(token);
+            if (!$("#signin-dialog").open) return; // cancelled meanwhile
+            keepToken(token);
+            Object.assign(auth, { refused: false, dismissed: false });
+            if (res.auth) Object.assign(auth, { mode: res.auth, readAuth: !!res.read_auth });
+            ok = true;
+            close();
+            toast("Signed in");
+          } catch (e) {
+            err.replaceChildren(errorBox(e));
+            submit.disabled = input.readOnly = false;
+            input.select();
+            input.focus();
+          }
+        },
+      },
+      h("h2", { id: "signin-title" }, "Sign in"),
+      why ? h("p", { id: "signin-why" }, why) : null,
+      h("div", { class: "field" }, h("label", { for: "signin-token" }, "API token"), input,
+        h("span", { class: "hint", id: "signin-hint" }, "Print it with ", h("code", {}, "sudo pio token --api"), " on any Pioreactor of the cluster. This browser keeps it until you sign out.")),
+      err,
+      h("div", { class: "buttons" }, h("button", { type: "button", id: "signin-cancel", onclick: close }, "Cancel"), submit));
+      return [form];
+    }, $("#signin-dialog"), () => {
+      signingIn = null;
+      if (!ok) auth.dismissed = true;
+      renderAuth();
+      if (ok && started && auth.readAuth) { connectEvents(); refresh(); } // the stream and reads take the new token
+      resolve(ok);
+    });
+  });
+  return signingIn;
+}
+
+function signOut() {
+  keepToken("");
+  auth.refused = false;
+  if (auth.readAuth) { location.reload(); return; } // nothing of the cluster may stay on the page
+  renderAuth();
+  toast("Signed out: the next change asks for the API token");
+}
+
+/** renderAuth shows the sign-in state in the header and warns when the API is open to anyone. */
+function renderAuth() {
+  const open = auth.mode === "off" || auth.mode === "open";
+  const signedIn = !!auth.token && !auth.refused;
+  $("#auth").hidden = open && !auth.token;
+  $("#auth-state").textContent = signedIn ? "Signed in" : auth.token ? "Token refused" : "";
+  $("#auth-button").textContent = signedIn ? "Sign out" : "Sign in";
+  const b = $("#auth-banner");
+  if (auth.mode === "off") {
+    b.replaceChildren(h("code", {}, "api.auth"), " is off on this Pioreactor: anyone on the network can change the cluster. ",
+      h("span", { class: "hint" }, "To require the API token, remove ", h("code", {}, "api.auth: off"), " from its config (or PIO_API_AUTH) and restart pio."));
+  } else if (auth.mode === "open") {
+    b.replaceChildren("This cluster has no secrets (it was made by an older pio): anyone on the network can change it. Run ",
+      h("code", {}, "pio security enable"), " on any Pioreactor.");
+  }
+  b.hidden = !open;
+}
+
+/** loadHealth learns from this node how its API takes writes and reads. */
+async function loadHealth() {
+  try {
+    const hl = (await api("GET", "/unit_api/health", undefined, { patience: 0 })).data || {};
+    Object.assign(auth, { mode: hl.auth || "", readAuth: !!hl.read_auth });
+  } catch { /* not answering (the red banner says so), or an older node */ }
+  renderAuth();
+}
+
+/** checkKeptToken tells whether the token this browser kept is still this cluster's. */
+async function checkKeptToken() {
+  try { await checkToken(auth.token); auth.refused = false; }
+  catch (e) { if (e.status === 401) auth.refused = true; }
+  renderAuth();
 }
 
 // ---------- state, refreshed by topic ----------
@@ -237,6 +395,7 @@ async function runRefresh() {
       const results = await Promise.allSettled(topics.filter(t => t !== "inventory" || topics.length === 1).map(t => fetchers[t]()));
       const failed = results.find(r => r.status === "rejected");
       if (failed && failed.reason.status !== 0 && failed.reason.status !== 404) console.warn("refresh:", failed.reason.message);
+      if (failed?.reason.status === 401 && !S.cluster && !S.workers.length) readsRefused(failed.reason);
       render();
       renderStatus();
       waiters.forEach(r => r());
@@ -255,13 +414,17 @@ let esRetry = null;
 function connectEvents() {
   clearTimeout(esRetry);
   es?.close();
-  es = new EventSource("/api/events");
+  es = null;
+  // With api.read_auth the stream needs the token too, in its URL: an EventSource sends no headers.
+  if (auth.readAuth && !auth.token) { renderStatus(); return; }
+  const mine = es = new EventSource(auth.readAuth ? `/api/events?access_token=${encodeURIComponent(auth.token)}` : "/api/events");
   es.onmessage = m => {
     let ev;
     try { ev = JSON.parse(m.data); } catch { return; }
     switch (ev.type) {
       case "hello":
         S.hello = ev; setNodeDown(false);
+        loadHealth(); // a node that restarted may take writes another way now
         refresh(...pageTopics[route().page]);
         break;
       case "leader":
@@ -277,9 +440,19 @@ function connectEvents() {
     }
   };
   es.onerror = () => {
-    if (es.readyState === EventSource.CLOSED) esRetry = setTimeout(connectEvents, 2000);
+    if (es !== mine) return;
+    if (es.readyState === EventSource.CLOSED) {
+      // Refused (401: reads need a token this page lacks) or failed: the node's
+      // health, then a read, tell which; the read asks to sign in if need be.
+      loadHealth().then(() => {
+        if (es !== mine) return;
+        if (!auth.readAuth) { esRetry = setTimeout(connectEvents, 2000); return; }
+        get("/api/cluster?stale=true").then(() => { if (es === mine) esRetry = setTimeout(connectEvents, 2000); }, () => {});
+      });
+      return;
+    }
     // CONNECTING: the browser retries by itself; say so if it lasts.
-    setTimeout(() => { if (es.readyState !== EventSource.OPEN) setNodeDown(true); }, 1500);
+    setTimeout(() => { if (es === mine && es.readyState !== EventSource.OPEN) setNodeDown(true); }, 1500);
   };
 }
 let readingsTimer = null;
@@ -315,6 +488,7 @@ function renderStatus() {
   const term = S.hello ? S.hello.term : S.cluster?.term;
   $("#status-text").textContent = conn.nodeDown
     ? `${node}: not answering`
+    : auth.readAuth && (!auth.token || auth.refused) ? `${node}: sign in to see the cluster`
     : `via ${node} · leader ${leader || "none (electing…)"}${term ? " · term " + term : ""}`;
 }
 
@@ -350,6 +524,13 @@ function onRoute() {
 }
 
 // ---------- rendering ----------
+
+/** readsRefused fills the page when nothing could be read without the API token. */
+function readsRefused(e) {
+  lastHTML = "";
+  $("#main").replaceChildren(h("h1", {}, "Sign in to see the cluster"), errorBox(e),
+    h("button", { class: "primary", onclick: () => signIn() }, "Sign in"));
+}
 
 /** render redraws the current page, keeping focus and what is typed in its forms. */
 function render() {
@@ -449,10 +630,16 @@ function inventoryRow(w, m) {
 
 // ----- dialogs (native <dialog>: modal, focus inside, Escape closes) -----
 
-function openDialog(opener, build) {
-  const dlg = $("#dialog");
+function openDialog(opener, build, dlg = $("#dialog"), onClose) {
   dlg.replaceChildren(...build(() => dlg.close()));
-  const restore = () => { dlg.removeEventListener("close", restore); if (opener?.isConnected) opener.focus(); else $("#main").focus(); if (deferredRender) { deferredRender = false; render(); } };
+  const restore = () => {
+    dlg.removeEventListener("close", restore);
+    // Back to the opener; if a running action disabled it, to its dialog or the page.
+    if (opener?.isConnected && opener !== document.body && !opener.disabled) opener.focus();
+    else (opener?.closest?.("dialog[open]")?.querySelector("input:not(:disabled), button:not(:disabled)") || $("#main")).focus();
+    if (deferredRender) { deferredRender = false; render(); }
+    onClose?.();
+  };
   dlg.addEventListener("close", restore);
   dlg.showModal();
   (dlg.querySelector("[autofocus]") || dlg.querySelector("input,button"))?.focus();
@@ -791,12 +978,19 @@ function clusterPage() {
 
 // ---------- start ----------
 
+$("#auth-button").addEventListener("click", () => { if (auth.token && !auth.refused) signOut(); else signIn(); });
 window.addEventListener("hashchange", onRoute);
 // Jobs are not in the replicated state (they run on the workers): poll them while they are shown.
-setInterval(() => { if (route().page === "pioreactors" && !document.hidden && !conn.nodeDown) refresh("jobs"); }, 3000);
+setInterval(() => { if (route().page === "pioreactors" && !document.hidden && !conn.nodeDown && !(auth.readAuth && (!auth.token || auth.refused))) refresh("jobs"); }, 3000);
 // "seen N s ago" ages; a slow redraw keeps it honest.
 setInterval(() => { if (!document.hidden && route().page !== "pioreactors") render(); }, 10000);
-connectEvents();
-onRoute();
+loadHealth().then(async () => {
+  // With api.read_auth nothing shows without the token: ask at once.
+  if (auth.readAuth && !auth.token) await signIn(["Reading this cluster needs its API token (api.read_auth is on)."]);
+  else if (auth.token && auth.mode === "token") checkKeptToken();
+  started = true;
+  connectEvents();
+  onRoute();
+});
 // For tests and the curious: the UI's state and a way to wait for quiet.
 window.pio = { state: S, refresh, render, firstRender: () => firstRender };
