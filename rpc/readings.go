@@ -32,8 +32,11 @@ type bucket struct {
 }
 
 // readingsLimiter bounds each worker's readings; it remembers one bucket per
-// member that shipped readings to this leader.
+// member that shipped readings to this leader. Zero rate and burst mean
+// readingsRate and readingsBurst.
 type readingsLimiter struct {
+	rate, burst float64
+
 	mu      sync.Mutex
 	buckets map[string]*bucket
 }
@@ -42,15 +45,19 @@ type readingsLimiter struct {
 func (l *readingsLimiter) take(node string, n int, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	rate, burst := l.rate, l.burst
+	if rate == 0 {
+		rate, burst = readingsRate, readingsBurst
+	}
 	if l.buckets == nil || len(l.buckets) > 4096 {
 		l.buckets = map[string]*bucket{}
 	}
 	b, ok := l.buckets[node]
 	if !ok {
-		b = &bucket{tokens: readingsBurst, at: now}
+		b = &bucket{tokens: burst, at: now}
 		l.buckets[node] = b
 	}
-	b.tokens = min(readingsBurst, b.tokens+now.Sub(b.at).Seconds()*readingsRate)
+	b.tokens = min(burst, b.tokens+now.Sub(b.at).Seconds()*rate)
 	b.at = now
 	if float64(n) > b.tokens {
 		return false

@@ -344,3 +344,5 @@ func TestNodeHTTPIdentityAndPinnedDial(t *testing.T) {
 		t.Fatalf("dial without secrets: %v", err)
 	}
 }
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
