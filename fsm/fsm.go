@@ -42,6 +42,7 @@ type FSM struct {
 	nmu     sync.Mutex
 	applied uint64
 	notify  chan struct{}
+	waiting bool // someone waits on notify
 }
 
 // Change is one change of the state as subscribers see it: a command applied
@@ -93,13 +94,16 @@ func (f *FSM) publish(c Change) {
 	}
 }
 
-// setApplied records that the entry at index was applied and wakes the waiters.
+// setApplied records that the entry at index was applied and wakes the
+// waiters (a new channel is made only when someone waits on the old one).
 func (f *FSM) setApplied(index uint64) {
 	f.nmu.Lock()
 	if index > f.applied {
 		f.applied = index
-		close(f.notify)
-		f.notify = make(chan struct{})
+		if f.waiting {
+			close(f.notify)
+			f.notify, f.waiting = make(chan struct{}), false
+		}
 	}
 	f.nmu.Unlock()
 }
@@ -119,6 +123,7 @@ func (f *FSM) WaitApplied(ctx context.Context, index uint64) (uint64, error) {
 	for {
 		f.nmu.Lock()
 		cur, ch := f.applied, f.notify
+		f.waiting = f.waiting || cur < index
 		f.nmu.Unlock()
 		if cur >= index {
 			return cur, nil
@@ -269,7 +274,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.nmu.Lock()
 	f.applied = applied
 	close(f.notify)
-	f.notify = make(chan struct{})
+	f.notify, f.waiting = make(chan struct{}), false
 	f.nmu.Unlock()
 	return nil
 }

@@ -113,7 +113,7 @@ func ValidNodeID(id string) string {
 		return "the node ID is empty"
 	case len(id) > MaxNodeIDLen:
 		return fmt.Sprintf("the node ID is %d characters long; at most %d are allowed", len(id), MaxNodeIDLen)
-	case !requestIDRE.MatchString(id):
+	case !onlyOf(id, "._:-"):
 		return "the node ID may only hold letters, digits, '.', '_', ':' and '-'"
 	}
 	return ""

@@ -3,7 +3,6 @@ package fsm
 import (
 	"fmt"
 	"net"
-	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -28,17 +27,24 @@ const MaxExperimentNameLen = 199
 // MaxRequestIDLen is the longest request ID (X-Request-Id) a command may carry.
 const MaxRequestIDLen = 128
 
-var (
-	unitNameRE  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,63}$`)
-	requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
-)
+// onlyOf reports whether s is made only of ASCII letters, digits and the
+// bytes of extra (names are checked on every request: no regexp).
+func onlyOf(s, extra string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(extra, c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
 
 // ValidUnitName explains why name is not a valid unit name, or returns "".
 // The rules are Pioreactor's: 1 to 63 letters, digits, '-' or '_', and not
 // an IP address, "localhost" or "$broadcast".
 func ValidUnitName(name string) string {
 	switch {
-	case !unitNameRE.MatchString(name):
+	case len(name) < 1 || len(name) > 63 || !onlyOf(name, "_-"):
 		return fmt.Sprintf("unit name %s must be 1 to 63 letters, digits, '-' or '_'", quoteShort(name))
 	case net.ParseIP(name) != nil:
 		return fmt.Sprintf("unit name %q is an IP address", name)
@@ -87,7 +93,7 @@ func ValidRequestID(id string) string {
 		return ""
 	case len(id) > MaxRequestIDLen:
 		return fmt.Sprintf("the request ID is %d characters long; at most %d are allowed", len(id), MaxRequestIDLen)
-	case !requestIDRE.MatchString(id):
+	case !onlyOf(id, "._:-"):
 		return "the request ID may only hold letters, digits, '.', '_', ':' and '-'"
 	}
 	return ""

@@ -658,7 +658,17 @@ func (b *bench) chaos(schedules, faults int, seed uint64, outDir string) (any, e
 		return nil, err
 	}
 	defer b.stopAll(cc.nodes)
-	table := map[string]any{"scenario": "chaos", "schedules": schedules, "nodes": 5, "partitions": cc.netns}
+	// The clusters under chaos run secured, as every new cluster does: mutual
+	// TLS between the nodes, encrypted gossip, the API token on every write.
+	secured := true
+	for _, n := range cc.nodes {
+		h, err := n.health()
+		secured = secured && err == nil && h.Secure && h.Auth == "token"
+	}
+	if !secured && cc.nodes[0].joinToken() != "" {
+		return nil, fmt.Errorf("a node of the chaos cluster is not secured")
+	}
+	table := map[string]any{"scenario": "chaos", "schedules": schedules, "nodes": 5, "partitions": cc.netns, "secured": secured}
 	faultsBy := map[string]int{}
 	var heals []time.Duration
 	ops, unknown, violations, lost, diverged := 0, 0, 0, 0, 0
