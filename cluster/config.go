@@ -13,7 +13,7 @@ import (
 
 // Config configures a Node.
 type Config struct {
-	// NodeID is this node's permanent ID (see LoadOrCreateNodeID).
+	// NodeID is this node's permanent ID (see trust.LoadOrCreateNodeID).
 	NodeID string
 	// DataDir holds the Raft log, stable store and snapshots (under raft/).
 	DataDir string

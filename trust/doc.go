@@ -1,5 +1,5 @@
-// Package trust keeps a node's share of the cluster's secrets and says whom
-// the node trusts: the cluster CA (certificate and key, held by every member
+// Package trust keeps a node's identity (its permanent node ID) and its share
+// of the cluster's secrets, and says whom the node trusts: the cluster CA (certificate and key, held by every member
 // so that any leader can admit a node), this node's certificate, the join
 // secret, the API token and the gossip keyring. They are made when a node
 // bootstraps a cluster and handed to a node when it joins; they live in

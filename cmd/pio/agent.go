@@ -81,7 +81,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	if err := tightenDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	nodeID, err := cluster.LoadOrCreateNodeID(cfg.DataDir)
+	nodeID, err := trust.LoadOrCreateNodeID(cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("%w; choose a directory this user may write with --data-dir (or PIO_DATA_DIR)", err)
 	}

@@ -1,4 +1,4 @@
-package cluster
+package trust
 
 import (
 	"fmt"
@@ -36,34 +36,4 @@ func LoadOrCreateNodeID(dataDir string) (string, error) {
 		return "", fmt.Errorf("write node ID: %w", err)
 	}
 	return id, nil
-}
-
-// writeFileSync writes a file atomically and durably (temp file, fsync,
-// rename, fsync dir), readable by this user only.
-func writeFileSync(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

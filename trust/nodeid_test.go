@@ -1,4 +1,4 @@
-package cluster
+package trust
 
 import (
 	"os"
@@ -29,19 +29,5 @@ func TestNodeIDIsStable(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, nodeIDFile), []byte("garbage\n"), 0o644)
 	if _, err := LoadOrCreateNodeID(dir); err == nil {
 		t.Fatal("a damaged node-id file must be an error, not a new identity")
-	}
-}
-
-func TestConfigValidate(t *testing.T) {
-	c := DefaultConfig()
-	c.NodeID, c.DataDir, c.Streams = "x", t.TempDir(), &tcpStreams{}
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []int{0, 2, 4, -1} {
-		c.MaxVoters = n
-		if err := c.Validate(); err == nil {
-			t.Errorf("max_voters %d accepted", n)
-		}
 	}
 }
