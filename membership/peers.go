@@ -106,7 +106,9 @@ func (m *Manager) checkRemoved(ctx context.Context) {
 // cluster; if a leader says so, the node goes standalone. It reports whether it did.
 func (m *Manager) askRemoved(ctx context.Context) bool {
 	servers, err := m.node.Servers()
-	if err != nil || len(servers) <= 1 {
+	// A cluster of one, itself, is standalone already. (A removed node that
+	// received its own removal holds a configuration without itself: it asks.)
+	if err != nil || len(servers) == 0 || (len(servers) == 1 && servers[0].ID == m.cfg.Self.NodeID) {
 		return false
 	}
 	for _, p := range m.knownPeers() {
