@@ -65,7 +65,7 @@ func (s *Server) unitRunning(c *gin.Context) {
 	c.JSON(http.StatusOK, s.cfg.Jobs.Running())
 }
 
-// indexHeader carries the leader's commit index with a dispatch: the worker
+// indexHeader carries the leader's applied index with a dispatch: the worker
 // waits until its own copy of the database has caught up to it before it
 // checks whether it may run the job.
 const indexHeader = "X-Pio-Index"

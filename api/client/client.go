@@ -23,17 +23,9 @@ const DefaultHTTPPort = "8080"
 // the FSM, so that a retried write is applied once.
 const RequestIDHeader = "X-Request-Id"
 
-// NewHTTPClient returns the HTTP client used between nodes and by the CLI.
-func NewHTTPClient(timeout time.Duration) *http.Client { return NewNodeHTTPClient(timeout, "") }
-
-// NewNodeHTTPClient returns the HTTP client a node uses to reach other nodes;
-// sourceIP, when set, is the source address of its connections (see
-// cluster.Config.SourceIP).
-func NewNodeHTTPClient(timeout time.Duration, sourceIP string) *http.Client {
+// NewHTTPClient returns an HTTP client of a node's API (the CLI's, the benchmarks').
+func NewHTTPClient(timeout time.Duration) *http.Client {
 	d := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
-	if ip := net.ParseIP(sourceIP); ip != nil {
-		d.LocalAddr = &net.TCPAddr{IP: ip}
-	}
 	return &http.Client{
 		Timeout: timeout,
 		Transport: &http.Transport{
