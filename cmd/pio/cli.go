@@ -28,7 +28,7 @@ TOKEN is that cluster's join token: run sudo pio token on one of its members.`,
 	}
 	f := addAPIFlags(cmd)
 	cmd.Flags().BoolVar(&force, "force", false, "discard this node's standalone data (kept aside in its data dir) and join")
-	cmd.Flags().StringVar(&token, "token", os.Getenv("PIO_TOKEN"), "the cluster's join token (`sudo pio token` on a member; env PIO_TOKEN)")
+	cmd.Flags().StringVar(&token, "token", os.Getenv("PIO_TOKEN"), "the cluster's join token (print it with: sudo pio token, on a member; env PIO_TOKEN)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		c, err := f.client(90 * time.Second)
 		if err != nil {
