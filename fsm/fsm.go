@@ -33,6 +33,11 @@ type FSM struct {
 	s  *state
 	rd *readings // on-disk readings; nil until OpenReadings
 
+	// removed is the set of node IDs removed from the cluster, copied on
+	// write after each change of the tombstones: asked on every node-to-node
+	// call, it is read without the state's lock.
+	removed atomic.Pointer[map[string]bool]
+
 	// subs are the subscribers to changes, copied on write.
 	subsMu sync.Mutex
 	subs   atomic.Pointer[[]*subscriber]
@@ -179,6 +184,9 @@ func (f *FSM) ApplyCommand(cmd Command) Result {
 		text = err.Error()
 	}
 	f.s.remember(cmd.RequestID, text)
+	if err == nil && (cmd.Type == CmdRemoveUnit || cmd.Type == CmdRegisterUnit || cmd.Type == CmdReadmit) {
+		f.refreshRemoved()
+	}
 	return Result{Err: err}
 }
 
@@ -279,10 +287,21 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
+// refreshRemoved copies the tombstones' node IDs into the removed set; the
+// caller holds f.mu.
+func (f *FSM) refreshRemoved() {
+	m := make(map[string]bool, len(f.s.tombstones))
+	for _, t := range f.s.tombstones {
+		m[t.NodeID] = true
+	}
+	f.removed.Store(&m)
+}
+
 // replace swaps in a restored state and its readings.
 func (f *FSM) replace(s *state, rest io.Reader) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	defer f.refreshRemoved()
 	if f.rd != nil {
 		var err error
 		if rest != nil {
@@ -365,6 +384,7 @@ func (f *FSM) Reset() {
 	if f.rd != nil {
 		_ = f.rd.clear()
 	}
+	f.refreshRemoved()
 	f.mu.Unlock()
 	f.nmu.Lock()
 	f.applied = 0

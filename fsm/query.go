@@ -119,9 +119,8 @@ func (f *FSM) Events() []Event {
 
 // Removed reports whether the node was removed from the cluster (and not added back).
 func (f *FSM) Removed(nodeID string) bool {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	return f.s.tombstone(nodeID) >= 0
+	m := f.removed.Load()
+	return m != nil && (*m)[nodeID]
 }
 
 // Labels returns the unit labels of an experiment, by unit name.
