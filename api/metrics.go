@@ -59,6 +59,11 @@ func (s *Server) metrics(c *gin.Context) {
 	gauge("pio_units", "Units in the inventory.", float64(units))
 	gauge("pio_experiments", "Experiments.", float64(exps))
 	gauge("pio_readings_stored", "Readings in this node's copy of the readings store.", float64(s.fsm.ReadingsCount()))
+	snaps := s.fsm.SnapshotStats()
+	gauge("pio_snapshots_total", "Snapshots of the state this node took since it started.", float64(snaps.Count))
+	gauge("pio_snapshot_last_bytes", "Bytes written by this node's last snapshot.", float64(snaps.LastBytes))
+	gauge("pio_snapshot_last_seconds", "Seconds this node's last snapshot took to write.", snaps.LastSeconds)
+	gauge("pio_snapshot_max_seconds", "Seconds the longest snapshot of this node took since it started.", snaps.MaxSeconds)
 	if s.cfg.Jobs != nil {
 		gauge("pio_jobs_running", "Jobs running on this worker.", float64(len(s.cfg.Jobs.Running())))
 	}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"go.etcd.io/bbolt"
@@ -37,6 +38,10 @@ type FSM struct {
 	// write after each change of the tombstones: asked on every node-to-node
 	// call, it is read without the state's lock.
 	removed atomic.Pointer[map[string]bool]
+
+	// snaps says how this FSM's snapshots went (for /metrics).
+	snapMu sync.Mutex
+	snaps  SnapshotStats
 
 	// subs are the subscribers to changes, copied on write.
 	subsMu sync.Mutex
@@ -231,7 +236,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	snap := &snapshot{data: b, applied: f.AppliedIndex()}
+	snap := &snapshot{data: b, applied: f.AppliedIndex(), done: f.snapshotDone}
 	if f.rd != nil {
 		tx, err := f.rd.db.Begin(false)
 		if err != nil {
@@ -343,22 +348,61 @@ type snapshot struct {
 	data    []byte
 	applied uint64
 	tx      *bbolt.Tx // the readings as of the snapshot; nil without a store
+	// done is told the bytes written and the time taken, once persisted.
+	done func(bytes int64, took time.Duration)
+}
+
+// SnapshotStats says how this FSM's snapshots went since the node started.
+type SnapshotStats struct {
+	Count       int
+	LastBytes   int64
+	LastSeconds float64
+	MaxSeconds  float64
+}
+
+// SnapshotStats returns how this FSM's snapshots went.
+func (f *FSM) SnapshotStats() SnapshotStats {
+	f.snapMu.Lock()
+	defer f.snapMu.Unlock()
+	return f.snaps
+}
+
+func (f *FSM) snapshotDone(bytes int64, took time.Duration) {
+	f.snapMu.Lock()
+	defer f.snapMu.Unlock()
+	f.snaps.Count++
+	f.snaps.LastBytes, f.snaps.LastSeconds = bytes, took.Seconds()
+	f.snaps.MaxSeconds = max(f.snaps.MaxSeconds, took.Seconds())
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	start := time.Now()
+	out := &countingWriter{w: sink}
 	var hdr [len(snapshotMagic) + 16]byte
 	copy(hdr[:], snapshotMagic)
 	binary.BigEndian.PutUint64(hdr[len(snapshotMagic):], uint64(len(s.data)))
 	binary.BigEndian.PutUint64(hdr[len(snapshotMagic)+8:], s.applied)
 	err := func() error {
-		if _, err := sink.Write(hdr[:]); err != nil {
+		if _, err := out.Write(hdr[:]); err != nil {
 			return err
 		}
-		if _, err := sink.Write(s.data); err != nil {
+		if _, err := out.Write(s.data); err != nil {
 			return err
 		}
 		if s.tx != nil {
-			if _, err := s.tx.WriteTo(sink); err != nil {
+			if _, err := s.tx.WriteTo(out); err != nil {
 				return err
 			}
 		}
@@ -368,7 +412,13 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 		_ = sink.Cancel()
 		return err
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return err
+	}
+	if s.done != nil {
+		s.done(out.n, time.Since(start))
+	}
+	return nil
 }
 
 func (s *snapshot) Release() {

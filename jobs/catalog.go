@@ -112,15 +112,24 @@ func runGrowthRate(ctx context.Context, j *job, p *Plant) {
 	}, nil)
 }
 
+// temperatureRecordEvery is how often the thermostat records a temperature
+// reading: Pioreactor's rate (it infers the temperature every 200 s). The
+// control loop runs every second; the setting shows the latest value.
+const temperatureRecordEvery = 200 * time.Second
+
 func runThermostat(ctx context.Context, j *job, p *Plant) {
 	pid := thermostatPID()
 	heat := j.actuator(p.SetHeater, gpio.PWMHeater)
 	defer heat(0)
+	var recorded time.Time
 	every(ctx, j, func() time.Duration { return time.Second }, func(dt time.Duration) {
 		t := p.ReadTemp()
 		heat(pid.Update(j.get("target_temperature"), t, dt.Seconds()))
 		j.set("temperature", t)
-		j.emit("temperature", t)
+		if time.Since(recorded) >= temperatureRecordEvery {
+			j.emit("temperature", t)
+			recorded = time.Now()
+		}
 	}, func() { heat(0); pid.Reset() })
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/pioreactor/pio/membership"
 	"github.com/pioreactor/pio/rpc"
 	"github.com/pioreactor/pio/trust"
+	"github.com/pioreactor/pio/worker"
 	"go.etcd.io/bbolt"
 )
 
@@ -192,7 +193,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 		rt = jobs.NewRuntime(jobs.NewPlant(seedOf(nodeID)), api.JobGuard(node.FSM(), nodeID), log)
 		acfg.Jobs = rt
 	}
-	shipper := &readingsShipper{unit: cfg.Name, nodeID: nodeID, log: log, send: func(ctx context.Context, id string, b fsm.RecordReadings) error {
+	scfg := worker.Config{Unit: cfg.Name, NodeID: nodeID, Logger: log, Send: func(ctx context.Context, id string, b fsm.RecordReadings) error {
 		_, addr := node.Leader()
 		if addr == "" {
 			return cluster.ErrNotLeader
@@ -200,12 +201,15 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 		return rc.StoreReadings(ctx, addr, id, b)
 	}}
 	if rt != nil {
-		rt.SetSink(shipper.add)
-		rt.SetLogSink(shipper.addLog)
+		scfg.Running = rt.Running
+	}
+	shipper := worker.NewShipper(scfg)
+	if rt != nil {
+		rt.SetSink(shipper.Add)
+		rt.SetLogSink(shipper.AddLog)
 		rt.SetOutputs(hw)
-		shipper.running = rt.Running
 		hw.OnButton(func() {
-			shipper.addLog(universalExperiment, "monitor", "NOTICE", "HAT button pressed")
+			shipper.AddLog(fsm.UniversalExperiment, "monitor", "NOTICE", "HAT button pressed")
 			_ = hw.Blink()
 		})
 	}
@@ -239,7 +243,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 		}()
 		go func() {
 			defer a.wg.Done()
-			shipper.run(ctx)
+			shipper.Run(ctx)
 		}()
 	}
 	switch {

@@ -16,7 +16,7 @@ import (
 func main() {
 	var (
 		pio       = flag.String("pio", "./bin/pio", "the pio binary")
-		scenarios = flag.String("scenarios", "failover,writes,memory,detection,stability,scale", "comma-separated scenarios: failover, writes, idle, memory, detection, stability, scale, dispatch, readings, readings_week")
+		scenarios = flag.String("scenarios", "failover,writes,memory,detection,stability,scale", "comma-separated scenarios: failover, writes, idle, memory, detection, stability, scale, dispatch, readings, readings_week, sdcard")
 		trials    = flag.Int("trials", 20, "failover trials")
 		clients   = flag.Int("clients", 64, "concurrent HTTP clients of the writes scenario")
 		duration  = flag.Duration("duration", 10*time.Second, "how long the writes scenario writes")
@@ -24,6 +24,8 @@ func main() {
 		stableFor = flag.Duration("stability", 60*time.Second, "how long the stability scenario writes")
 		scaleN    = flag.Int("scale", 100, "nodes of the scale scenario")
 		weekDays  = flag.Int("week-days", 7, "days of readings the readings_week scenario stores")
+		sdDays    = flag.Int("sd-days", 2, "days of readings history the sdcard scenario stores before it measures")
+		sdWindow  = flag.Duration("sd-window", 5*time.Minute, "how long the sdcard scenario measures the writes of 20 workers")
 		chaosN    = flag.Int("chaos", 0, "run this many chaos schedules instead of the scenarios")
 		faults    = flag.Int("chaos-faults", 4, "faults per chaos schedule")
 		seed      = flag.Uint64("seed", uint64(time.Now().UnixNano()%1000000), "first chaos seed (a schedule's seed reproduces it)")
@@ -82,6 +84,8 @@ func main() {
 			res, err = b.idle(ctx, 30*time.Second)
 		case "readings":
 			res, err = b.readingsLoad(ctx, 20, 60*time.Second)
+		case "sdcard":
+			res, err = b.sdcard(ctx, 20, *sdDays, *sdWindow)
 		case "readings_week":
 			res, err = b.readingsWeek(ctx, 20, *weekDays)
 		default:

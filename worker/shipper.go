@@ -1,9 +1,10 @@
-package main
+package worker
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -15,42 +16,59 @@ import (
 	"github.com/pioreactor/pio/rpc"
 )
 
-// maxBuffered bounds the readings (and, apart, the log lines) a worker keeps
+// MaxBuffered bounds the readings (and, apart, the log lines) a worker keeps
 // while it cannot reach a leader.
-const maxBuffered = 50000
+const MaxBuffered = 50000
 
-// maxBatch bounds the readings and the log lines of one batch: after an
+// MaxBatch bounds the readings and the log lines of one batch: after an
 // outage a worker sends what it kept in several batches, back to back, each
 // well under the API's 1 MiB body limit and small (~50 KB) as a Raft entry,
 // since Raft keeps the last 1,024 entries in memory.
-const maxBatch = 500
+const MaxBatch = 500
 
 // A batch stays within what the leader stores (fsm.ValidReadings): these
-// constants do not compile if maxBatch grows past its limits.
+// constants do not compile if MaxBatch grows past its limits.
 const (
-	_ uint = fsm.MaxBatchReadings - maxBatch
-	_ uint = fsm.MaxBatchLogs - maxBatch
+	_ uint = fsm.MaxBatchReadings - MaxBatch
+	_ uint = fsm.MaxBatchLogs - MaxBatch
 )
 
 // reportEvery is how often a worker's job report is sent even when only its
 // measurements (od, temperature, rpm…) changed.
 const reportEvery = 10 * time.Second
 
-// universalExperiment is Pioreactor's experiment name for logs that belong to no experiment.
-const universalExperiment = fsm.UniversalExperiment
+// Config configures a Shipper.
+type Config struct {
+	// Unit and NodeID name this worker.
+	Unit   string
+	NodeID string
+	// Send stores a batch with its request ID on the leader (node-to-node).
+	Send func(ctx context.Context, requestID string, b fsm.RecordReadings) error
+	// Running lists this worker's jobs for its job report; nil sends none.
+	Running func() []jobs.Info
+	// Logger receives what the shipper drops or cannot send; nil means slog.Default().
+	Logger *slog.Logger
+}
 
-// readingsShipper collects this worker's readings, job logs and running jobs
+// NewShipper returns a shipper of cfg; Run ships.
+func NewShipper(cfg Config) *Shipper {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Shipper{unit: cfg.Unit, nodeID: cfg.NodeID, send: cfg.Send, running: cfg.Running, log: cfg.Logger}
+}
+
+// Shipper collects this worker's readings, job logs and running jobs
 // and sends them, once a second, as one replicated batch to the leader
 // (node-to-node, over the cluster port). A batch keeps its request ID until it is
 // acknowledged, so a retry after a lost answer is stored once. The job report
 // is what the cluster shows of this worker's jobs when it cannot ask it.
-type readingsShipper struct {
-	unit   string
-	nodeID string
-	// send stores a batch with its request ID on the leader (node-to-node).
+type Shipper struct {
+	unit    string
+	nodeID  string
 	send    func(ctx context.Context, requestID string, b fsm.RecordReadings) error
-	log     interface{ Warn(string, ...any) }
-	running func() []jobs.Info // nil: no job reports
+	log     *slog.Logger
+	running func() []jobs.Info
 
 	mu      sync.Mutex
 	pending []fsm.Reading
@@ -63,8 +81,8 @@ type readingsShipper struct {
 	lastInvalid string
 }
 
-// add is the jobs runtime's sink of readings.
-func (s *readingsShipper) add(exp, kind string, v float64) {
+// Add is the jobs runtime's sink of readings: one measured now.
+func (s *Shipper) Add(exp, kind string, v float64) {
 	r := fsm.Reading{Unit: s.unit, Experiment: exp, Kind: kind, Time: time.Now().UTC(), Value: v}
 	why := fsm.ValidReading(r)
 	s.mu.Lock()
@@ -74,16 +92,16 @@ func (s *readingsShipper) add(exp, kind string, v float64) {
 		s.lastInvalid = why
 		return
 	}
-	if len(s.pending) >= maxBuffered {
+	if len(s.pending) >= MaxBuffered {
 		s.pending = s.pending[1:]
 		s.dropped++
 	}
 	s.pending = append(s.pending, r)
 }
 
-// addLog is the jobs runtime's log sink. A message longer than the leader
+// AddLog is the jobs runtime's log sink. A message longer than the leader
 // stores is cut (at a character boundary).
-func (s *readingsShipper) addLog(exp, job, level, msg string) {
+func (s *Shipper) AddLog(exp, job, level, msg string) {
 	l := fsm.LogEntry{Time: time.Now().UTC(), Level: level, Unit: s.unit, Message: truncate(msg, fsm.MaxLogMessageLen), Task: job, Experiment: exp}
 	why := fsm.ValidLogEntry(l)
 	s.mu.Lock()
@@ -93,7 +111,7 @@ func (s *readingsShipper) addLog(exp, job, level, msg string) {
 		s.lastInvalid = why
 		return
 	}
-	if len(s.logs) >= maxBuffered {
+	if len(s.logs) >= MaxBuffered {
 		s.logs = s.logs[1:]
 		s.dropped++
 	}
@@ -113,7 +131,7 @@ func truncate(s string, n int) string {
 
 // report returns this worker's running jobs as a report, and its signature
 // without the measurements, which change all the time.
-func (s *readingsShipper) report() (*fsm.JobsReport, string) {
+func (s *Shipper) report() (*fsm.JobsReport, string) {
 	r := &fsm.JobsReport{NodeID: s.nodeID, Jobs: []fsm.JobRecord{}}
 	var sig []any
 	for _, j := range s.running() {
@@ -134,8 +152,8 @@ func (s *readingsShipper) report() (*fsm.JobsReport, string) {
 	return r, string(b)
 }
 
-// run ships batches until ctx ends.
-func (s *readingsShipper) run(ctx context.Context) {
+// Run ships batches until ctx ends.
+func (s *Shipper) Run(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	var batch fsm.RecordReadings
@@ -157,13 +175,13 @@ func (s *readingsShipper) run(ctx context.Context) {
 		empty := len(batch.Readings) == 0 && len(batch.Logs) == 0 && batch.Jobs == nil
 		if empty {
 			s.mu.Lock()
-			batch.Readings, s.pending = takeUpTo(s.pending, maxBatch)
-			batch.Logs, s.logs = takeUpTo(s.logs, maxBatch)
+			batch.Readings, s.pending = takeUpTo(s.pending, MaxBatch)
+			batch.Logs, s.logs = takeUpTo(s.logs, MaxBatch)
 			dropped, invalid, why := s.dropped, s.invalid, s.lastInvalid
 			s.dropped, s.invalid = 0, 0
 			s.mu.Unlock()
 			if dropped > 0 {
-				s.log.Warn("dropped the oldest readings and log lines: no leader took them and the buffer is full", "dropped", dropped, "buffer", maxBuffered)
+				s.log.Warn("dropped the oldest readings and log lines: no leader took them and the buffer is full", "dropped", dropped, "buffer", MaxBuffered)
 			}
 			if invalid > 0 {
 				s.log.Warn("dropped readings or log lines the cluster would refuse", "dropped", invalid, "last_reason", why)
@@ -198,7 +216,7 @@ func (s *readingsShipper) run(ctx context.Context) {
 		}
 		batch = fsm.RecordReadings{}
 		s.mu.Lock()
-		backlog = len(s.pending) >= maxBatch || len(s.logs) >= maxBatch // more kept than one batch: send it now
+		backlog = len(s.pending) >= MaxBatch || len(s.logs) >= MaxBatch // more kept than one batch: send it now
 		s.mu.Unlock()
 	}
 }

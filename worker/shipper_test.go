@@ -1,0 +1,172 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pioreactor/pio/fsm"
+	"github.com/pioreactor/pio/jobs"
+	"github.com/pioreactor/pio/rpc"
+)
+
+// shipperAgainst returns a shipper that sends to a fake leader; answer decides
+// the status of each batch, which the fake records.
+func shipperAgainst(t *testing.T, answer func(n int, b fsm.RecordReadings) int) (*Shipper, func() []fsm.RecordReadings, func() []string) {
+	t.Helper()
+	var (
+		mu      sync.Mutex
+		batches []fsm.RecordReadings
+		ids     []string
+	)
+	send := func(_ context.Context, id string, b fsm.RecordReadings) error {
+		// As the leader receives it: the batch goes through JSON.
+		data, err := json.Marshal(b)
+		if err != nil {
+			t.Errorf("batch does not encode: %v", err)
+		}
+		var got fsm.RecordReadings
+		if err := json.Unmarshal(data, &got); err != nil {
+			t.Errorf("batch does not decode: %v", err)
+		}
+		mu.Lock()
+		batches = append(batches, got)
+		ids = append(ids, id)
+		n := len(batches)
+		mu.Unlock()
+		if status := answer(n, got); status >= 400 {
+			return &rpc.Error{Message: "refused", Status: status, Cause: "test", Remediation: "none"}
+		}
+		return nil
+	}
+	s := NewShipper(Config{Unit: "w1", NodeID: "0b6e5a8e-3c1f-4d53-9f8e-5f6b1e2a9c11", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Send: send})
+	got := func() []fsm.RecordReadings {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]fsm.RecordReadings(nil), batches...)
+	}
+	gotIDs := func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), ids...) }
+	return s, got, gotIDs
+}
+
+func runShipper(t *testing.T, s *Shipper) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// Every batch the shipper sends is within the leader's limits
+// (fsm.ValidReadings): at most MaxBatch readings and log lines, readings the
+// leader would refuse (NaN, infinities) dropped, long messages cut, at most
+// fsm.MaxBatchJobs jobs in a report.
+func TestShipperBatchesWithinLimits(t *testing.T) {
+	s, got, _ := shipperAgainst(t, func(int, fsm.RecordReadings) int { return http.StatusOK })
+	var infos []jobs.Info
+	for i := 0; i < fsm.MaxBatchJobs+6; i++ {
+		infos = append(infos, jobs.Info{Name: fmt.Sprintf("job%d", i), Experiment: "exp", State: "ready"})
+	}
+	s.running = func() []jobs.Info { return infos }
+	const backlog = 3*MaxBatch + 17
+	for i := 0; i < backlog; i++ {
+		s.Add("exp", "od", float64(i))
+		s.AddLog("exp", "od_reading", "INFO", fmt.Sprint("line ", i))
+	}
+	s.Add("exp", "od", math.NaN())
+	s.Add("exp", "growth_rate", math.Inf(1))
+	s.Add("exp", "od", math.Inf(-1))
+	s.AddLog("exp", "od_reading", "WARNING", strings.Repeat("é", fsm.MaxLogMessageLen)) // twice the bytes
+	runShipper(t, s)
+	eventually(t, 20*time.Second, "the whole backlog sent", func() error {
+		readings, logs := 0, 0
+		for _, b := range got() {
+			readings += len(b.Readings)
+			logs += len(b.Logs)
+		}
+		if readings != backlog || logs != backlog+1 {
+			return fmt.Errorf("%d readings and %d log lines of %d", readings, logs, backlog)
+		}
+		return nil
+	})
+	for i, b := range got() {
+		if why := fsm.ValidReadings(b); why != "" {
+			t.Errorf("batch %d would be refused: %s", i, why)
+		}
+		if len(b.Readings) > MaxBatch || len(b.Logs) > MaxBatch || (b.Jobs != nil && len(b.Jobs.Jobs) > fsm.MaxBatchJobs) {
+			t.Errorf("batch %d: %d readings, %d logs", i, len(b.Readings), len(b.Logs))
+		}
+		for _, r := range b.Readings {
+			if math.IsNaN(r.Value) || math.IsInf(r.Value, 0) {
+				t.Errorf("batch %d carries %v", i, r.Value)
+			}
+		}
+		for _, l := range b.Logs {
+			if l.Level == "WARNING" && (len(l.Message) > fsm.MaxLogMessageLen || !utf8.ValidString(l.Message) || len(l.Message) < fsm.MaxLogMessageLen-1) {
+				t.Errorf("long message sent as %d bytes (valid UTF-8: %v)", len(l.Message), utf8.ValidString(l.Message))
+			}
+		}
+	}
+	if b := got()[0]; b.Jobs == nil || len(b.Jobs.Jobs) != fsm.MaxBatchJobs {
+		t.Fatalf("job report: %+v", b.Jobs)
+	}
+}
+
+// A batch the leader refuses (400) is dropped, not sent again for ever in front
+// of every later batch; one it could not take (503) is kept and sent again
+// with the same request ID.
+func TestShipperDropsARefusedBatch(t *testing.T) {
+	s, got, ids := shipperAgainst(t, func(n int, b fsm.RecordReadings) int {
+		switch n {
+		case 1:
+			return http.StatusBadRequest
+		case 2:
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	s.Add("exp", "od", 1)
+	runShipper(t, s)
+	eventually(t, 10*time.Second, "the first batch sent", func() error {
+		if len(got()) < 1 {
+			return fmt.Errorf("nothing sent")
+		}
+		return nil
+	})
+	s.Add("exp", "od", 2)
+	eventually(t, 10*time.Second, "the second batch sent twice", func() error {
+		if len(got()) < 3 {
+			return fmt.Errorf("%d requests", len(got()))
+		}
+		return nil
+	})
+	b, id := got(), ids()
+	if len(b[1].Readings) != 1 || b[1].Readings[0].Value != 2 || id[1] == id[0] {
+		t.Fatalf("after a refusal the shipper sent %+v (request ID %s after %s)", b[1].Readings, id[1], id[0])
+	}
+	if len(b[2].Readings) != 1 || b[2].Readings[0].Value != 2 || id[2] != id[1] {
+		t.Fatalf("after a 503 the shipper sent %+v (request ID %s after %s)", b[2].Readings, id[2], id[1])
+	}
+}
+
+// eventually retries f until it returns nil or the deadline passes.
+func eventually(t *testing.T, within time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s: not true within %s: %v", what, within, err)
+}
