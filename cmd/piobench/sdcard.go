@@ -203,8 +203,9 @@ func (b *bench) sdcard(ctx context.Context, units, historyDays int, window time.
 	}
 	wctx, stop := context.WithCancel(ctx)
 	var running sync.WaitGroup
+	started := time.Now().UTC()
 	jobsOf := func() []jobs.Info {
-		now := time.Now()
+		now := started
 		return []jobs.Info{
 			{Name: "stirring", Experiment: "sd", State: "ready", Settings: map[string]any{"target_rpm": 500.0}, StartedAt: now},
 			{Name: "od_reading", Experiment: "sd", State: "ready", Settings: map[string]any{"interval": 5.0}, StartedAt: now},
