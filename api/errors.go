@@ -29,6 +29,7 @@ var problems = []struct {
 	{cluster.ErrNotLeader, problem{http.StatusServiceUnavailable, "the leader changed while handling the request; it was not applied", "retry in a moment"}},
 	{cluster.ErrOutcomeUnknown, problem{http.StatusServiceUnavailable, "the leader changed while applying the request; it may or may not have been applied", "retry with the same X-Request-Id header: a request is never applied twice"}},
 	{cluster.ErrShutdown, problem{http.StatusServiceUnavailable, "this node is restarting its Raft peer", "retry in a moment"}},
+	{fsm.ErrHalted, problem{http.StatusServiceUnavailable, "the leader cannot write its readings store (is its disk full?) and is stopping", "free space on the leader's data disk; retry with the same X-Request-Id header once another node leads"}},
 	{cluster.ErrTimeout, problem{http.StatusServiceUnavailable, "the leader is overloaded and could not take the request", "retry in a moment"}},
 	{fsm.ErrExperimentExists, problem{http.StatusConflict, "experiment already exists", "choose another name, or use the existing experiment"}},
 	{fsm.ErrExperimentNotFound, problem{http.StatusNotFound, "experiment not found", "list experiments with GET /api/experiments (or `pio experiments list`)"}},

@@ -86,7 +86,7 @@ func newBroadcaster(s *Server, max int) *broadcaster {
 // topicOf says which part of the state a command changes.
 func topicOf(t fsm.CommandType) string {
 	switch t {
-	case fsm.CmdRecordReadings:
+	case fsm.CmdRecordReadings, fsm.CmdRecordBatches, fsm.CmdPruneReadings:
 		return "readings"
 	case fsm.CmdRecordEvent:
 		return "event"

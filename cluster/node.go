@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -27,6 +28,10 @@ type Server struct {
 type Node struct {
 	cfg Config
 	fsm *fsm.FSM
+
+	// current is the running Raft instance, read without mu (by the
+	// snapshot store, which Raft calls while Reset holds mu).
+	current atomic.Pointer[raft.Raft]
 
 	mu       sync.RWMutex // guards the fields below, swapped by Reset
 	raft     *raft.Raft
@@ -64,6 +69,12 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 		return nil, err
 	}
 	return n, nil
+}
+
+// leading reports whether this node is the leader, without taking n.mu.
+func (n *Node) leading() bool {
+	r := n.current.Load()
+	return r != nil && r.State() == raft.Leader
 }
 
 func (n *Node) raftDir() string { return filepath.Join(n.cfg.DataDir, "raft") }
@@ -126,13 +137,16 @@ func (n *Node) open() error {
 		store.Close()
 		return err
 	}
-	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, trans)
+	// Snapshots hold the state; a follower that needs one also gets the
+	// leader's readings store with it (fsm.SnapshotStore).
+	r, err := raft.NewRaft(rc, n.fsm, logs, store, n.fsm.SnapshotStore(snaps, n.leading), trans)
 	if err != nil {
 		trans.Close()
 		store.Close()
 		return fmt.Errorf("start raft: %w (if the data dir is damaged, restore it from a backup or remove it and re-join the node)", err)
 	}
 	n.raft, n.store, n.trans, n.stream, n.hadState = r, store, trans, stream, had
+	n.current.Store(r)
 	n.obsCh, n.obsDone = make(chan raft.Observation, 16), make(chan struct{})
 	n.observer = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)
@@ -180,6 +194,7 @@ func (n *Node) shutdown() error {
 	if n.raft == nil {
 		return nil
 	}
+	n.current.Store(nil)
 	err := n.raft.Shutdown().Error()
 	n.raft.DeregisterObserver(n.observer)
 	close(n.obsCh)
@@ -484,6 +499,8 @@ func (n *Node) Close() error {
 		return nil
 	}
 	n.closed = true
+	// An FSM waiting on a disk it cannot write would hold Raft's shutdown.
+	n.fsm.Halt()
 	return n.shutdown()
 }
 

@@ -1,20 +1,15 @@
 package fsm
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
-	"io"
+	"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/hashicorp/raft"
-	"go.etcd.io/bbolt"
 )
 
 // Result is what Apply returns for each command: Err is nil or one of the
@@ -25,6 +20,8 @@ type Result struct {
 	Duplicate bool
 	// Index is the Raft log index of the command (0 when applied outside Raft).
 	Index uint64
+	// Batches holds the outcome of each batch of a CmdRecordBatches.
+	Batches []error
 }
 
 // FSM is the replicated state machine. It implements raft.FSM; its query
@@ -32,7 +29,14 @@ type Result struct {
 type FSM struct {
 	mu sync.RWMutex
 	s  *state
-	rd *readings // on-disk readings; nil until OpenReadings
+	rd  *store // the readings store; nil until OpenReadings
+	log *slog.Logger
+
+	// halt is closed by Halt; broken is set when the FSM gave up applying
+	// an entry (see ErrHalted) and applies nothing more.
+	halt     chan struct{}
+	haltOnce sync.Once
+	broken   atomic.Bool
 
 	// removed is the set of node IDs removed from the cluster, copied on
 	// write after each change of the tombstones: asked on every node-to-node
@@ -67,7 +71,7 @@ type subscriber struct{ fn func(Change) }
 
 // New returns an empty FSM.
 func New() *FSM {
-	return &FSM{s: newState(), notify: make(chan struct{})}
+	return &FSM{s: newState(), notify: make(chan struct{}), halt: make(chan struct{})}
 }
 
 // Subscribe registers fn to be called after every change, from Raft's apply
@@ -148,10 +152,13 @@ func (f *FSM) WaitApplied(ctx context.Context, index uint64) (uint64, error) {
 
 // Apply applies one Raft log entry. It is called by Raft only.
 func (f *FSM) Apply(l *raft.Log) any {
+	if f.broken.Load() {
+		return Result{Err: ErrHalted, Index: l.Index}
+	}
 	cmd, err := DecodeCommand(l.Data)
 	r := Result{Err: err}
 	if err == nil {
-		r = f.ApplyCommand(cmd)
+		r = f.apply(l.Index, cmd)
 	}
 	r.Index = l.Index
 	// Subscribers act first (a node installs a new gossip keyring, say), then
@@ -163,22 +170,46 @@ func (f *FSM) Apply(l *raft.Log) any {
 
 // ApplyCommand applies cmd directly; Raft reaches it through Apply, tests may call it.
 func (f *FSM) ApplyCommand(cmd Command) Result {
+	return f.apply(0, cmd)
+}
+
+// apply applies cmd as the entry at index (0 outside Raft): the state under
+// f.mu, then the readings store, without it.
+func (f *FSM) apply(index uint64, cmd Command) Result {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	// A request ID that breaks the rule is refused before it is remembered:
 	// the ring of request IDs must stay small whoever proposes commands.
 	if why := ValidRequestID(cmd.RequestID); why != "" {
+		f.mu.Unlock()
 		return Result{Err: badPayload(why)}
 	}
 	if cmd.RequestID != "" {
 		if prev, ok := f.s.requests[cmd.RequestID]; ok {
+			f.mu.Unlock()
 			return Result{Err: errorFromString(prev), Duplicate: true}
 		}
 	}
 	var err error
-	if cmd.Type == CmdRecordReadings {
-		err = f.applyReadings(cmd)
-	} else {
+	var batchErrs []error
+	var part storePart
+	switch cmd.Type {
+	case CmdRecordReadings:
+		var p RecordReadings
+		if err = decode(cmd.Payload, &p); err == nil {
+			err = f.applyBatch(p, cmd.Time, &part)
+		}
+	case CmdRecordBatches:
+		batchErrs, err = f.applyBatches(cmd, &part)
+	case CmdPruneReadings:
+		var p PruneReadings
+		if err = decode(cmd.Payload, &p); err == nil {
+			if why := ValidPrune(p); why != "" {
+				err = badPayload(why)
+			} else {
+				part.prune = &p
+			}
+		}
+	default:
 		err = f.s.apply(cmd)
 		if err == nil && len(f.s.jobs) > 0 && changesWhoMayRun[cmd.Type] {
 			f.s.pruneJobs()
@@ -192,104 +223,12 @@ func (f *FSM) ApplyCommand(cmd Command) Result {
 	if err == nil && (cmd.Type == CmdRemoveUnit || cmd.Type == CmdRegisterUnit || cmd.Type == CmdReadmit) {
 		f.refreshRemoved()
 	}
-	return Result{Err: err}
-}
-
-// applyReadings stores a batch of readings; the caller holds f.mu.
-func (f *FSM) applyReadings(cmd Command) error {
-	var p RecordReadings
-	if err := decode(cmd.Payload, &p); err != nil {
-		return err
+	rd := f.rd
+	f.mu.Unlock()
+	if err == nil && rd != nil {
+		f.applyStore(rd, index, cmd.Time, part)
 	}
-	if why := ValidReadings(p); why != "" {
-		return badPayload(why)
-	}
-	if p.Jobs != nil {
-		if err := f.s.reportJobs(*p.Jobs, cmd.Time); err != nil {
-			return err
-		}
-	}
-	if f.rd == nil {
-		return nil // a node without a readings store (tests) keeps none
-	}
-	if err := f.rd.put(p.Readings); err != nil {
-		return err
-	}
-	return f.rd.putLogs(p.Logs)
-}
-
-// snapshotMagic starts a snapshot: the length of the state, the FSM's
-// applied index, the state, then the readings store. Snapshots of the first
-// format (snapshotMagicV1) carry no applied index.
-const (
-	snapshotMagic   = "PIOSNAP2"
-	snapshotMagicV1 = "PIOSNAP1"
-)
-
-// Snapshot captures the state for Raft: the state is encoded at once and a
-// read transaction pins the readings, so Persist may run concurrently with
-// further Applies.
-func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	b, err := json.Marshal(f.s.export())
-	if err != nil {
-		return nil, err
-	}
-	snap := &snapshot{data: b, applied: f.AppliedIndex(), done: f.snapshotDone}
-	if f.rd != nil {
-		tx, err := f.rd.db.Begin(false)
-		if err != nil {
-			return nil, err
-		}
-		snap.tx = tx
-	}
-	return snap, nil
-}
-
-// Restore replaces the state with the one read from a snapshot.
-func (f *FSM) Restore(rc io.ReadCloser) error {
-	defer rc.Close()
-	br := bufio.NewReader(rc)
-	var stateJSON io.Reader = br
-	var rest io.Reader
-	var applied uint64
-	switch magic, _ := br.Peek(len(snapshotMagic)); string(magic) {
-	case snapshotMagic:
-		var hdr [len(snapshotMagic) + 16]byte
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			return fmt.Errorf("restore snapshot: header: %w", err)
-		}
-		n := binary.BigEndian.Uint64(hdr[len(snapshotMagic):])
-		applied = binary.BigEndian.Uint64(hdr[len(snapshotMagic)+8:])
-		stateJSON, rest = io.LimitReader(br, int64(n)), br
-	case snapshotMagicV1:
-		var hdr [len(snapshotMagicV1) + 8]byte
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			return fmt.Errorf("restore snapshot: header: %w", err)
-		}
-		n := binary.BigEndian.Uint64(hdr[len(snapshotMagicV1):])
-		stateJSON, rest = io.LimitReader(br, int64(n)), br
-	}
-	var d snapshotData
-	dec := json.NewDecoder(stateJSON)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&d); err != nil {
-		return fmt.Errorf("restore snapshot: %w", err)
-	}
-	if d.Version != Version {
-		return fmt.Errorf("restore snapshot: %w: version %d", ErrUnknownCommand, d.Version)
-	}
-	if err := f.replace(importState(d), rest); err != nil {
-		return err
-	}
-	f.publish(Change{Index: applied})
-	f.nmu.Lock()
-	f.applied = applied
-	close(f.notify)
-	f.notify, f.waiting = make(chan struct{}), false
-	f.nmu.Unlock()
-	return nil
+	return Result{Err: err, Batches: batchErrs}
 }
 
 // refreshRemoved copies the tombstones' node IDs into the removed set; the
@@ -300,32 +239,6 @@ func (f *FSM) refreshRemoved() {
 		m[t.NodeID] = true
 	}
 	f.removed.Store(&m)
-}
-
-// replace swaps in a restored state and its readings.
-func (f *FSM) replace(s *state, rest io.Reader) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	defer f.refreshRemoved()
-	if f.rd != nil {
-		var err error
-		if rest != nil {
-			// Peek for an empty store part (a snapshot taken without readings).
-			pr := bufio.NewReader(rest)
-			if _, perr := pr.Peek(1); perr == io.EOF {
-				err = f.rd.clear()
-			} else {
-				err = f.rd.replace(pr)
-			}
-		} else {
-			err = f.rd.clear()
-		}
-		if err != nil {
-			return fmt.Errorf("restore snapshot: readings: %w", err)
-		}
-	}
-	f.s = s
-	return nil
 }
 
 // Marshal returns the canonical encoding of the whole state (the snapshot format).
@@ -344,95 +257,14 @@ func (f *FSM) Hash() string {
 	return hex.EncodeToString(h[:])
 }
 
-type snapshot struct {
-	data    []byte
-	applied uint64
-	tx      *bbolt.Tx // the readings as of the snapshot; nil without a store
-	// done is told the bytes written and the time taken, once persisted.
-	done func(bytes int64, took time.Duration)
-}
-
-// SnapshotStats says how this FSM's snapshots went since the node started.
-type SnapshotStats struct {
-	Count       int
-	LastBytes   int64
-	LastSeconds float64
-	MaxSeconds  float64
-}
-
-// SnapshotStats returns how this FSM's snapshots went.
-func (f *FSM) SnapshotStats() SnapshotStats {
-	f.snapMu.Lock()
-	defer f.snapMu.Unlock()
-	return f.snaps
-}
-
-func (f *FSM) snapshotDone(bytes int64, took time.Duration) {
-	f.snapMu.Lock()
-	defer f.snapMu.Unlock()
-	f.snaps.Count++
-	f.snaps.LastBytes, f.snaps.LastSeconds = bytes, took.Seconds()
-	f.snaps.MaxSeconds = max(f.snaps.MaxSeconds, took.Seconds())
-}
-
-// countingWriter counts the bytes written through it.
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
-func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	start := time.Now()
-	out := &countingWriter{w: sink}
-	var hdr [len(snapshotMagic) + 16]byte
-	copy(hdr[:], snapshotMagic)
-	binary.BigEndian.PutUint64(hdr[len(snapshotMagic):], uint64(len(s.data)))
-	binary.BigEndian.PutUint64(hdr[len(snapshotMagic)+8:], s.applied)
-	err := func() error {
-		if _, err := out.Write(hdr[:]); err != nil {
-			return err
-		}
-		if _, err := out.Write(s.data); err != nil {
-			return err
-		}
-		if s.tx != nil {
-			if _, err := s.tx.WriteTo(out); err != nil {
-				return err
-			}
-		}
-		return nil
-	}()
-	if err != nil {
-		_ = sink.Cancel()
-		return err
-	}
-	if err := sink.Close(); err != nil {
-		return err
-	}
-	if s.done != nil {
-		s.done(out.n, time.Since(start))
-	}
-	return nil
-}
-
-func (s *snapshot) Release() {
-	if s.tx != nil {
-		_ = s.tx.Rollback()
-	}
-}
-
 // Reset empties the state and the readings, as on a node that belongs to no cluster yet.
 func (f *FSM) Reset() {
 	f.mu.Lock()
 	f.s = newState()
 	if f.rd != nil {
-		_ = f.rd.clear()
+		if err := f.rd.clear(); err != nil {
+			f.logger().Error("cannot empty the readings store", "error", err)
+		}
 	}
 	f.refreshRemoved()
 	f.mu.Unlock()

@@ -28,6 +28,9 @@ func cmd(t *testing.T, typ CommandType, id string, at time.Time, p any) *raft.Lo
 
 func mustApply(t *testing.T, f *FSM, l *raft.Log) Result {
 	t.Helper()
+	if l.Index == 0 {
+		l.Index = f.AppliedIndex() + 1 // the next entry of the log
+	}
 	r, ok := f.Apply(l).(Result)
 	if !ok {
 		t.Fatalf("Apply returned %T", f.Apply(l))
@@ -275,7 +278,7 @@ func TestTombstoneRefusesRegistrationUntilReadded(t *testing.T) {
 
 func TestReadingsOnDiskSurviveSnapshot(t *testing.T) {
 	f := populated(t)
-	if err := f.OpenReadings(t.TempDir() + "/readings.db"); err != nil {
+	if err := f.OpenReadings(DefaultStoreConfig(t.TempDir()+"/readings.db"), nil); err != nil {
 		t.Fatal(err)
 	}
 	defer f.CloseReadings()
@@ -310,7 +313,7 @@ func TestReadingsOnDiskSurviveSnapshot(t *testing.T) {
 // survive a snapshot.
 func TestJobRecordsAndLogs(t *testing.T) {
 	f := populated(t) // worker1 in exp1, worker2 in exp1, worker3 inactive
-	if err := f.OpenReadings(t.TempDir() + "/readings.db"); err != nil {
+	if err := f.OpenReadings(DefaultStoreConfig(t.TempDir()+"/readings.db"), nil); err != nil {
 		t.Fatal(err)
 	}
 	defer f.CloseReadings()
@@ -364,25 +367,59 @@ func TestJobRecordsAndLogs(t *testing.T) {
 }
 
 // restoredCopy snapshots f and restores the snapshot into a new FSM with its
-// own readings store (closed when the test ends).
+// own readings store (closed when the test ends), the way Raft sends a
+// snapshot to a follower: through f's snapshot store, as the leader, into
+// the follower's.
 func restoredCopy(t *testing.T, f *FSM) *FSM {
 	t.Helper()
-	snap, err := f.Snapshot()
+	g := New()
+	if err := g.OpenReadings(DefaultStoreConfig(t.TempDir()+"/readings.db"), nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.CloseReadings() })
+	sendSnapshot(t, f, g)
+	return g
+}
+
+// sendSnapshot takes a snapshot of from and restores it into to, through
+// their snapshot stores (from leading) as Raft's InstallSnapshot does.
+func sendSnapshot(t *testing.T, from, to *FSM) {
+	t.Helper()
+	snap, err := from.Snapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	sink := &memSink{}
+	leader := from.SnapshotStore(raft.NewInmemSnapshotStore(), func() bool { return true })
+	sink, err := leader.Create(raft.SnapshotVersionMax, 10, 1, raft.Configuration{}, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := snap.Persist(sink); err != nil {
 		t.Fatal(err)
 	}
 	snap.Release()
-	g := New()
-	if err := g.OpenReadings(t.TempDir() + "/readings.db"); err != nil {
+	meta, rc, err := leader.Open(sink.ID())
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = g.CloseReadings() })
-	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+	follower := to.SnapshotStore(raft.NewInmemSnapshotStore(), func() bool { return false })
+	in, err := follower.Create(raft.SnapshotVersionMax, 10, 1, raft.Configuration{}, 1, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return g
+	n, err := io.Copy(in, rc)
+	rc.Close()
+	if err != nil || n != meta.Size {
+		t.Fatalf("sent %d of %d bytes: %v", n, meta.Size, err)
+	}
+	if err := in.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, src, err := follower.Open(in.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := to.Restore(src); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -136,7 +136,7 @@ func TestTextLimitsRefusedByApply(t *testing.T) {
 // job name lengths. A refused batch stores nothing.
 func TestReadingsBatchLimits(t *testing.T) {
 	f := populated(t)
-	if err := f.OpenReadings(t.TempDir() + "/readings.db"); err != nil {
+	if err := f.OpenReadings(DefaultStoreConfig(t.TempDir()+"/readings.db"), nil); err != nil {
 		t.Fatal(err)
 	}
 	defer f.CloseReadings()

@@ -1,18 +1,11 @@
 package fsm
 
 import (
-	"bytes"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math"
-	"os"
+	"log/slog"
 	"sort"
 	"time"
-
-	"go.etcd.io/bbolt"
 )
 
 // Reading is one measurement of a unit in an experiment: OD, growth rate,
@@ -35,13 +28,30 @@ type LogEntry struct {
 	Experiment string    `json:"experiment"`
 }
 
-// RecordReadings is the payload of CmdRecordReadings: a worker's readings and
-// log lines of the last second, and its running jobs when they changed.
+// RecordReadings is one worker's batch: its readings and log lines of the
+// last seconds, and its running jobs when they changed.
 type RecordReadings struct {
 	Readings []Reading   `json:"readings"`
 	Logs     []LogEntry  `json:"logs,omitempty"`
 	Jobs     *JobsReport `json:"jobs,omitempty"`
 }
+
+// Batch is one worker's batch in a CmdRecordBatches entry, with the request
+// ID the worker sent it with: each batch is stored once, whatever entry
+// carries it again.
+type Batch struct {
+	RequestID string `json:"request_id"`
+	RecordReadings
+}
+
+// RecordBatches is the payload of CmdRecordBatches: the batches of several
+// workers that the leader gathered into one Raft entry.
+type RecordBatches struct {
+	Batches []Batch `json:"batches"`
+}
+
+// MaxBatches bounds the batches of one CmdRecordBatches entry.
+const MaxBatches = 256
 
 // LogLevels orders log levels; a query's min_level keeps that level and above.
 var LogLevels = map[string]int{"DEBUG": 0, "INFO": 1, "NOTICE": 2, "WARNING": 3, "ERROR": 4}
@@ -56,253 +66,219 @@ type LogQuery struct {
 	Limit      int
 }
 
-// CmdRecordReadings stores a batch of readings.
+// CmdRecordReadings stores one worker's batch (RecordReadings); the request
+// ID of the command is the batch's.
 const CmdRecordReadings CommandType = "record_readings"
 
-// readingsBucket holds every reading, keyed experiment \x00 kind \x00 time \x00 unit;
-// logsBucket every log line, keyed time, unit \x00, index in its batch.
-var (
-	readingsBucket = []byte("readings")
-	logsBucket     = []byte("logs")
-)
+// CmdRecordBatches stores the batches of several workers (RecordBatches).
+const CmdRecordBatches CommandType = "record_batches"
 
-// readings is the FSM's on-disk store of readings: they grow without limit,
-// so they live on disk, not in memory. Writes skip fsync: the Raft log is the
-// durable copy, and a restart rebuilds this file from the snapshot and the log.
-type readings struct {
-	path string
-	db   *bbolt.DB
+// ErrHalted is returned by an FSM whose readings store could not be written
+// when the node stopped: it applies nothing more, so that it never skips an
+// entry; the node's next start applies the rest from the Raft log.
+var ErrHalted = errors.New("the readings store could not be written; this node stopped applying")
+
+// storePart is what one entry asks of the readings store.
+type storePart struct {
+	readings []Reading
+	logs     []LogEntry
+	prune    *PruneReadings
 }
 
-func openReadings(path string) (*readings, error) {
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, NoSync: true, NoFreelistSync: true})
-	if err != nil {
-		return nil, fmt.Errorf("open readings store %s: %w", path, err)
+// applyBatch checks one worker's batch and applies its job report; the
+// caller holds f.mu. It returns what the store must keep.
+func (f *FSM) applyBatch(p RecordReadings, at time.Time, part *storePart) error {
+	if why := ValidReadings(p); why != "" {
+		return badPayload(why)
 	}
-	if err := db.Update(func(tx *bbolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(readingsBucket); err != nil {
+	if p.Jobs != nil {
+		if err := f.s.reportJobs(*p.Jobs, at); err != nil {
 			return err
 		}
-		_, err := tx.CreateBucketIfNotExists(logsBucket)
-		return err
-	}); err != nil {
-		db.Close()
-		return nil, err
 	}
-	return &readings{path: path, db: db}, nil
-}
-
-func readingKey(exp, kind string, t time.Time, unit string) []byte {
-	var b bytes.Buffer
-	b.WriteString(exp)
-	b.WriteByte(0)
-	b.WriteString(kind)
-	b.WriteByte(0)
-	var ts [8]byte
-	binary.BigEndian.PutUint64(ts[:], uint64(t.UnixNano()))
-	b.Write(ts[:])
-	b.WriteByte(0)
-	b.WriteString(unit)
-	return b.Bytes()
-}
-
-func (r *readings) put(rs []Reading) error {
-	return r.db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(readingsBucket)
-		for _, x := range rs {
-			var v [8]byte
-			binary.BigEndian.PutUint64(v[:], math.Float64bits(x.Value))
-			if err := b.Put(readingKey(x.Experiment, x.Kind, x.Time, x.Unit), v[:]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-func (r *readings) putLogs(ls []LogEntry) error {
-	if len(ls) == 0 {
-		return nil
-	}
-	return r.db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(logsBucket)
-		for i, l := range ls {
-			v, err := json.Marshal(l)
-			if err != nil {
-				return err
-			}
-			k := make([]byte, 0, 8+len(l.Unit)+5)
-			k = binary.BigEndian.AppendUint64(k, uint64(l.Time.UnixNano()))
-			k = append(append(k, l.Unit...), 0)
-			k = binary.BigEndian.AppendUint32(k, uint32(i))
-			if err := b.Put(k, v); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// logs returns the log lines q selects, newest first.
-func (r *readings) logs(q LogQuery) ([]LogEntry, error) {
-	minLevel := LogLevels[q.MinLevel]
-	out := []LogEntry{}
-	skipped := 0
-	err := r.db.View(func(tx *bbolt.Tx) error {
-		c := tx.Bucket(logsBucket).Cursor()
-		for k, v := c.Last(); k != nil; k, v = c.Prev() {
-			if len(k) >= 8 && !q.Since.IsZero() && int64(binary.BigEndian.Uint64(k[:8])) < q.Since.UnixNano() {
-				break
-			}
-			var l LogEntry
-			if err := json.Unmarshal(v, &l); err != nil {
-				return err
-			}
-			if (q.Experiment != "" && l.Experiment != q.Experiment) || (q.Unit != "" && l.Unit != q.Unit) || LogLevels[l.Level] < minLevel {
-				continue
-			}
-			if skipped < q.Skip {
-				skipped++
-				continue
-			}
-			out = append(out, l)
-			if q.Limit > 0 && len(out) >= q.Limit {
-				break
-			}
-		}
-		return nil
-	})
-	return out, err
-}
-
-// query returns the readings of exp and kind since since, by unit, oldest first.
-func (r *readings) query(exp, kind string, since time.Time) (map[string][]Reading, error) {
-	out := map[string][]Reading{}
-	prefix := []byte(exp + "\x00" + kind + "\x00")
-	start := prefix
-	if since.After(time.Unix(0, 0)) {
-		start = readingKey(exp, kind, since, "")
-	}
-	err := r.db.View(func(tx *bbolt.Tx) error {
-		c := tx.Bucket(readingsBucket).Cursor()
-		for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			rest := k[len(prefix):]
-			if len(rest) < 9 {
-				continue
-			}
-			t := time.Unix(0, int64(binary.BigEndian.Uint64(rest[:8]))).UTC()
-			unit := string(rest[9:])
-			out[unit] = append(out[unit], Reading{Unit: unit, Experiment: exp, Kind: kind, Time: t, Value: math.Float64frombits(binary.BigEndian.Uint64(v))})
-		}
-		return nil
-	})
-	return out, err
-}
-
-func (r *readings) count() int {
-	n := 0
-	_ = r.db.View(func(tx *bbolt.Tx) error {
-		n = tx.Bucket(readingsBucket).Stats().KeyN
-		return nil
-	})
-	return n
-}
-
-// replace swaps the store's content for the bolt file read from src.
-func (r *readings) replace(src io.Reader) error {
-	tmp := r.path + ".restore"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, src); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := r.db.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, r.path); err != nil {
-		return err
-	}
-	n, err := openReadings(r.path)
-	if err != nil {
-		return err
-	}
-	r.db = n.db
+	part.readings = append(part.readings, p.Readings...)
+	part.logs = append(part.logs, p.Logs...)
 	return nil
 }
 
-// clear empties the store.
-func (r *readings) clear() error {
-	return r.db.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{readingsBucket, logsBucket} {
-			if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bbolt.ErrBucketNotFound) {
-				return err
-			}
-			if _, err := tx.CreateBucket(name); err != nil {
-				return err
-			}
+// applyBatches applies each batch of a CmdRecordBatches once, by its request
+// ID; the caller holds f.mu. A batch that is refused refuses only itself.
+func (f *FSM) applyBatches(cmd Command, part *storePart) ([]error, error) {
+	var p RecordBatches
+	if err := decode(cmd.Payload, &p); err != nil {
+		return nil, err
+	}
+	if len(p.Batches) > MaxBatches {
+		return nil, badPayload(fmt.Sprintf("%d batches in one entry; at most %d are allowed", len(p.Batches), MaxBatches))
+	}
+	errs := make([]error, len(p.Batches))
+	for i, b := range p.Batches {
+		if why := ValidRequestID(b.RequestID); why != "" || b.RequestID == "" {
+			errs[i] = badPayload("batch without a valid request ID")
+			continue
 		}
-		return nil
-	})
+		if prev, ok := f.s.requests[b.RequestID]; ok {
+			errs[i] = errorFromString(prev)
+			continue
+		}
+		errs[i] = f.applyBatch(b.RecordReadings, cmd.Time, part)
+		text := ""
+		if errs[i] != nil {
+			text = errs[i].Error()
+		}
+		f.s.remember(b.RequestID, text)
+	}
+	return errs, nil
 }
 
-// OpenReadings gives the FSM its on-disk readings store at path. Call it before Raft starts.
-func (f *FSM) OpenReadings(path string) error {
-	r, err := openReadings(path)
+// applyStore gives the readings store its part of the entry at index. The
+// readings of an entry the store already holds (replayed after a restart)
+// are skipped. A store that cannot be written is retried until it can: the
+// entry must not be skipped on one node only.
+func (f *FSM) applyStore(rd *store, index uint64, at time.Time, part storePart) {
+	if index != 0 && index <= rd.durableIndex() {
+		return
+	}
+	if part.prune != nil {
+		if f.retry(rd.flush) {
+			f.retry(func() error { return rd.prune(index, *part.prune) })
+		}
+		return
+	}
+	if len(part.readings) == 0 && len(part.logs) == 0 {
+		return
+	}
+	rd.add(index, at, part.readings, part.logs)
+	if rd.due(at) {
+		f.retry(rd.flush)
+	}
+}
+
+// retry runs fn until it succeeds, waiting longer each time, and reports
+// whether it did. It gives up only when the FSM is halted, and then the FSM
+// stops applying (ErrHalted).
+func (f *FSM) retry(fn func() error) bool {
+	delay := 100 * time.Millisecond
+	var told time.Time
+	for {
+		err := fn()
+		if err == nil {
+			if !told.IsZero() {
+				f.logger().Info("the readings store is written again")
+			}
+			return true
+		}
+		if told.IsZero() || time.Since(told) > 30*time.Second {
+			told = time.Now()
+			f.logger().Error("cannot write the readings store; this node applies nothing more until it can", "error", err,
+				"remediation", "free space on the disk of the data dir (or fix its file system); the node goes on by itself")
+		}
+		select {
+		case <-f.halt:
+			f.broken.Store(true)
+			return false
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+}
+
+func (f *FSM) logger() *slog.Logger {
+	if f.log != nil {
+		return f.log
+	}
+	return slog.Default()
+}
+
+// Halt stops the FSM from waiting on a readings store it cannot write (a full
+// disk), so that Raft can shut down; call it before stopping Raft.
+func (f *FSM) Halt() {
+	f.haltOnce.Do(func() { close(f.halt) })
+}
+
+// OpenReadings gives the FSM its readings store. Call it before Raft starts.
+func (f *FSM) OpenReadings(cfg StoreConfig, log *slog.Logger) error {
+	rd, err := openStore(cfg)
 	if err != nil {
 		return err
 	}
 	f.mu.Lock()
-	f.rd = r
+	f.rd, f.log = rd, log
 	f.mu.Unlock()
 	return nil
 }
 
-// CloseReadings closes the readings store.
+// CloseReadings commits what the readings store holds in memory and closes it.
 func (f *FSM) CloseReadings() error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.rd == nil {
+	rd := f.rd
+	f.rd = nil
+	f.mu.Unlock()
+	if rd == nil {
 		return nil
 	}
-	err := f.rd.db.Close()
-	f.rd = nil
-	return err
+	return rd.close()
+}
+
+// readings returns the readings store, or nil.
+func (f *FSM) readings() *store {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.rd
 }
 
 // Readings returns the readings of an experiment of one kind since since, by unit.
 func (f *FSM) Readings(exp, kind string, since time.Time) (map[string][]Reading, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if f.rd == nil {
+	return f.ReadingsBetween(exp, kind, since, time.Time{})
+}
+
+// ReadingsBetween returns the readings of an experiment of one kind from
+// since to until (both included; a zero time is no bound), by unit, oldest
+// first. Past the raw retention they are minute averages.
+func (f *FSM) ReadingsBetween(exp, kind string, since, until time.Time) (map[string][]Reading, error) {
+	rd := f.readings()
+	if rd == nil {
 		return map[string][]Reading{}, nil
 	}
-	return f.rd.query(exp, kind, since)
+	return rd.query(exp, kind, since, until)
 }
 
 // Logs returns the job log lines q selects, newest first.
 func (f *FSM) Logs(q LogQuery) ([]LogEntry, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if f.rd == nil {
+	rd := f.readings()
+	if rd == nil {
 		return []LogEntry{}, nil
 	}
-	return f.rd.logs(q)
+	return rd.logs(q)
 }
 
-// ReadingsCount returns how many readings are stored.
+// ReadingsCount returns how many raw readings this node stores.
 func (f *FSM) ReadingsCount() int {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if f.rd == nil {
+	rd := f.readings()
+	if rd == nil {
 		return 0
 	}
-	return f.rd.count()
+	return int(rd.total())
+}
+
+// OldestReadings returns the times of the oldest raw reading, minute average
+// and log line this node stores; the leader prunes by them.
+func (f *FSM) OldestReadings() Oldest {
+	rd := f.readings()
+	if rd == nil {
+		return Oldest{}
+	}
+	return rd.oldest()
+}
+
+// ReadingsIndex returns the last log index whose readings are committed to
+// this node's readings file (the rest is in memory and in the Raft log).
+func (f *FSM) ReadingsIndex() uint64 {
+	rd := f.readings()
+	if rd == nil {
+		return 0
+	}
+	return rd.durableIndex()
 }
 
 // SortedUnits returns the units of a Readings answer in order.

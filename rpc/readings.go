@@ -98,16 +98,8 @@ func (s *Server) readings(w http.ResponseWriter, r *http.Request, c Caller) {
 				return
 			}
 		}
-		cmd, err := fsm.NewCommand(fsm.CmdRecordReadings, rid, time.Now(), b)
-		if err != nil {
-			s.writeError(w, err)
-			return
-		}
-		res, err := s.cfg.Raft.Apply(cmd)
-		if err == nil {
-			err = res.Err
-		}
-		if err != nil {
+		// The batch waits for the next entry of gathered batches (gather.go).
+		if err := s.gather.submit(r.Context(), fsm.Batch{RequestID: rid, RecordReadings: b}); err != nil {
 			s.writeError(w, err)
 			return
 		}

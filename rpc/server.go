@@ -62,7 +62,10 @@ type ServerConfig struct {
 	// Explain, when set, turns errors of the packages below into answers
 	// (the public API's table), so an error keeps its meaning across a hop.
 	Explain func(error) Error
-	Logger  *slog.Logger
+	// GatherWindow is how often, at most, the leader proposes the workers'
+	// batches as one entry; 0 means DefaultGatherWindow.
+	GatherWindow time.Duration
+	Logger       *slog.Logger
 }
 
 // Server answers the node-to-node calls on the cluster port. It runs an
@@ -72,6 +75,7 @@ type Server struct {
 	hs      *http.Server
 	log     *slog.Logger
 	limiter readingsLimiter
+	gather  *gatherer
 }
 
 type ctxKey int
@@ -104,6 +108,7 @@ func NewServer(cfg ServerConfig) *Server {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger}
+	s.gather = newGatherer(cfg.Raft.Apply, cfg.GatherWindow)
 	s.hs = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -128,7 +133,9 @@ func NewServer(cfg ServerConfig) *Server {
 func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	return s.hs.Shutdown(ctx)
+	err := s.hs.Shutdown(ctx)
+	s.gather.close()
+	return err
 }
 
 // caller says who sent r: the peer of its connection, or (from a member

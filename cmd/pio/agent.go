@@ -130,16 +130,10 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	ccfg.LeaderLeaseTimeout = min(ccfg.LeaderLeaseTimeout, cfg.Heartbeat)
 	ccfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: raftLogLevel(cfg.LogLevel), Output: cfg.logOut}).With("node", cfg.Name)
 	f := fsm.New()
-	// The readings store is written without fsync and rebuilt at every start
-	// from the Raft snapshot and log, so a power cut can never leave it damaged.
+	// The readings store is a durable copy: it keeps its readings across
+	// restarts, and Raft replays only what it had not committed.
 	readingsPath := filepath.Join(cfg.DataDir, "readings.db")
-	if err := os.Remove(readingsPath); err != nil && !os.IsNotExist(err) {
-		port.Close()
-		ln.Close()
-		hw.Close()
-		return nil, fmt.Errorf("reset the readings store: %w", err)
-	}
-	if err := f.OpenReadings(readingsPath); err != nil {
+	if err := f.OpenReadings(fsm.DefaultStoreConfig(readingsPath), log.With("store", "readings")); err != nil {
 		port.Close()
 		ln.Close()
 		hw.Close()
@@ -230,10 +224,18 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 			}
 		}()
 	}
-	a.wg.Add(1)
+	a.wg.Add(2)
 	go func() {
 		defer a.wg.Done()
 		mem.Run(ctx)
+	}()
+	go func() {
+		defer a.wg.Done()
+		p := &pruner{node: node, fsm: f, retention: cfg.Retention, downsampled: cfg.DownsampledRetention, every: cfg.pruneEvery, log: log}
+		if p.every <= 0 {
+			p.every = defaultPruneEvery
+		}
+		p.Run(ctx)
 	}()
 	if rt != nil {
 		a.wg.Add(2)

@@ -46,6 +46,10 @@ type serveConfig struct {
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
+	// Retention is how long raw readings and log lines are kept; then the
+	// readings are averaged to one a minute, kept DownsampledRetention.
+	Retention            time.Duration
+	DownsampledRetention time.Duration
 	// RebootCommand is what a reboot runs on a Raspberry Pi (config file or env only).
 	RebootCommand string
 	// HTTPLimits are the HTTP server's timeouts and header limit (not a setting; tests shorten them).
@@ -54,6 +58,8 @@ type serveConfig struct {
 	logOut io.Writer
 	// onReboot, set by the runtime, restarts this node in-process (simulated hardware).
 	onReboot func()
+	// pruneEvery is how often the leader applies the retention (not a setting; tests shorten it).
+	pruneEvery time.Duration
 	// open makes a new cluster without secrets, as pio did before it had
 	// them; only tests set it, to make an open cluster to secure.
 	open bool
@@ -66,6 +72,7 @@ func defaultServeConfig() serveConfig {
 		Worker: true, Hardware: "auto", MaxVoters: 5, Stabilization: 10 * time.Second,
 		Heartbeat: 300 * time.Millisecond, Election: 300 * time.Millisecond, HoldTimeout: 5 * time.Second, MaxEventStreams: 64, LogLevel: "info", APIAuth: "on",
 		SnapshotThreshold: 8192, SnapshotInterval: 30 * time.Second, TrailingLogs: 10240,
+		Retention: 30 * 24 * time.Hour, DownsampledRetention: 365 * 24 * time.Hour,
 		RebootCommand: "systemctl reboot", HTTPLimits: defaultHTTPLimits(),
 	}
 }
@@ -91,6 +98,8 @@ var serveKeys = []struct{ key, flag, usage string }{
 	{"api.auth", "api-auth", "on: writes to the API need the API token; off: anyone on the network may write (not recommended)"},
 	{"api.read_auth", "api-read-auth", "reads of the API need the API token too"},
 	{"api.max_event_streams", "max-event-streams", "how many GET /api/events streams (open UI pages) this node serves at once; past it, 503"},
+	{"readings.retention", "readings-retention", "how long raw readings and job logs are kept (then readings are averaged to one a minute)"},
+	{"readings.downsampled_retention", "readings-downsampled-retention", "how long the minute averages of readings are kept"},
 	{"log_level", "log-level", "debug, info, warn or error"},
 }
 
@@ -119,6 +128,10 @@ func addServeFlags(cmd *cobra.Command) {
 			f.Duration(k.flag, d.HoldTimeout, k.usage)
 		case "api.max_event_streams":
 			f.Int(k.flag, d.MaxEventStreams, k.usage)
+		case "readings.retention":
+			f.Duration(k.flag, d.Retention, k.usage)
+		case "readings.downsampled_retention":
+			f.Duration(k.flag, d.DownsampledRetention, k.usage)
 		default:
 			def := map[string]string{"data_dir": d.DataDir, "http_addr": d.HTTPAddr, "raft_addr": d.RaftAddr,
 				"gossip_addr": d.GossipAddr, "hardware": d.Hardware, "log_level": d.LogLevel, "api.auth": d.APIAuth}[k.key]
@@ -162,6 +175,7 @@ func loadServeConfig(cmd *cobra.Command) (serveConfig, error) {
 		SnapshotThreshold: v.GetUint64("raft.snapshot_threshold"), SnapshotInterval: v.GetDuration("raft.snapshot_interval"),
 		TrailingLogs: v.GetUint64("raft.trailing_logs"), RebootCommand: v.GetString("reboot_command"),
 		JoinToken: v.GetString("join_token"), APIAuth: v.GetString("api.auth"), ReadAuth: v.GetBool("api.read_auth"),
+		Retention: v.GetDuration("readings.retention"), DownsampledRetention: v.GetDuration("readings.downsampled_retention"),
 	}
 	// prefer_leader defaults to true for a node that is not a worker.
 	if v.IsSet("prefer_leader") && (cmd.Flags().Changed("prefer-leader") || os.Getenv("PIO_PREFER_LEADER") != "" || v.InConfig("prefer_leader")) {
@@ -209,6 +223,12 @@ func (c *serveConfig) validate() error {
 	}
 	if c.MaxEventStreams < 1 {
 		return fmt.Errorf("--max-event-streams is %d; it must be at least 1 (each open page of the UI holds one stream)", c.MaxEventStreams)
+	}
+	if c.Retention < time.Hour {
+		return fmt.Errorf("readings.retention (--readings-retention) is %v; keep raw readings at least 1h (e.g. 720h for 30 days)", c.Retention)
+	}
+	if c.DownsampledRetention < c.Retention {
+		return fmt.Errorf("readings.downsampled_retention (--readings-downsampled-retention) is %v, shorter than readings.retention %v; it must be at least as long", c.DownsampledRetention, c.Retention)
 	}
 	if c.AdvertiseAddr != "" && net.ParseIP(c.AdvertiseAddr) == nil {
 		return fmt.Errorf("--advertise-addr %q is not an IP address", c.AdvertiseAddr)

@@ -455,10 +455,15 @@ function connectEvents() {
     setTimeout(() => { if (es === mine && es.readyState !== EventSource.OPEN) setNodeDown(true); }, 1500);
   };
 }
+// New readings refresh the charts at once, then at most every 2 s: the
+// leader stores the workers' readings every 2 s, so a reading shows within
+// ~4 s of being measured.
 let readingsTimer = null;
+let readingsAt = 0;
 function scheduleReadings() {
   if (readingsTimer) return;
-  readingsTimer = setTimeout(() => { readingsTimer = null; refresh("readings"); }, 3000);
+  const wait = Math.max(0, readingsAt + 2000 - Date.now());
+  readingsTimer = setTimeout(() => { readingsTimer = null; readingsAt = Date.now(); refresh("readings"); }, wait);
 }
 
 function setNodeDown(down) {
