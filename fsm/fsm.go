@@ -27,8 +27,8 @@ type Result struct {
 // FSM is the replicated state machine. It implements raft.FSM; its query
 // methods are safe to call from any goroutine.
 type FSM struct {
-	mu sync.RWMutex
-	s  *state
+	mu  sync.RWMutex
+	s   *state
 	rd  *store // the readings store; nil until OpenReadings
 	log *slog.Logger
 
