@@ -453,94 +453,12 @@ func (s *store) seriesOf(exp, kind string) map[string]uint32 {
 // until unless until is zero), by unit, oldest first: the minute averages
 // of downsampled hours, the raw readings, and the buffered ones.
 func (s *store) query(exp, kind string, since, until time.Time) (map[string][]Reading, error) {
-	lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
-	if !since.IsZero() {
-		lo = since.UnixNano()
-	}
-	if !until.IsZero() {
-		hi = until.UnixNano()
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
 	out := map[string][]Reading{}
-	mk := func(unit string, t int64, v float64) Reading {
-		return Reading{Unit: unit, Experiment: exp, Kind: kind, Time: time.Unix(0, t).UTC(), Value: v}
-	}
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		raw, minutes := tx.Bucket(rawBucket).Cursor(), tx.Bucket(minutesBucket).Cursor()
-		for unit, id := range s.seriesOf(exp, kind) {
-			var rs []Reading
-			var prefix [4]byte
-			binary.BigEndian.PutUint32(prefix[:], id)
-			hour := lo
-			if lo != math.MinInt64 {
-				hour = time.Unix(0, lo).Truncate(time.Hour).Unix()
-			}
-			for k, v := minutes.Seek(seriesKey(id, hour)); k != nil && bytes.HasPrefix(k, prefix[:]); k, v = minutes.Next() {
-				start := fromOrdered(k[4:])
-				if time.Unix(start, 0).UnixNano() > hi {
-					break
-				}
-				for i := 0; i+4 <= len(v); i += 4 {
-					x := math.Float32frombits(binary.BigEndian.Uint32(v[i:]))
-					t := time.Unix(start+int64(i/4)*60, 0).UnixNano()
-					if !math.IsNaN(float64(x)) && t >= lo && t <= hi {
-						rs = append(rs, mk(unit, t, float64(x)))
-					}
-				}
-			}
-			for k, v := raw.Seek(seriesKey(id, lo)); k != nil && bytes.HasPrefix(k, prefix[:]); k, v = raw.Next() {
-				t := fromOrdered(k[4:])
-				if t > hi {
-					break
-				}
-				rs = append(rs, mk(unit, t, math.Float64frombits(binary.BigEndian.Uint64(v))))
-			}
-			if len(rs) > 0 {
-				out[unit] = rs
-			}
-		}
+	err := s.each(exp, kind, since, until, true, func(r Reading) error {
+		out[r.Unit] = append(out[r.Unit], r)
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	for _, b := range []*buffer{s.flushing, s.pending} {
-		if b == nil {
-			continue
-		}
-		for n, m := range b.points {
-			if n.exp != exp || n.kind != kind {
-				continue
-			}
-			for t, v := range m {
-				if t >= lo && t <= hi {
-					out[n.unit] = append(out[n.unit], mk(n.unit, t, v))
-				}
-			}
-		}
-	}
-	for unit, rs := range out {
-		out[unit] = sortedUnique(rs)
-	}
-	return out, nil
-}
-
-// sortedUnique orders rs by time and keeps the last of equal times (the
-// buffered reading over the committed one).
-func sortedUnique(rs []Reading) []Reading {
-	if sort.SliceIsSorted(rs, func(i, j int) bool { return rs[i].Time.Before(rs[j].Time) }) {
-		return rs
-	}
-	sort.SliceStable(rs, func(i, j int) bool { return rs[i].Time.Before(rs[j].Time) })
-	out := rs[:0]
-	for i, r := range rs {
-		if i+1 < len(rs) && rs[i+1].Time.Equal(r.Time) {
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
+	return out, err
 }
 
 // logs returns the log lines q selects, newest first.

@@ -403,3 +403,45 @@ func TestRestoreOlderSnapshot(t *testing.T) {
 		t.Fatalf("imported %d readings, %d log lines, index %d", len(got), len(logs), g.ReadingsIndex())
 	}
 }
+
+// An export reads readings in time order across units, or unit by unit,
+// within inclusive bounds, from the file and the buffer alike.
+func TestEachReadingAndLog(t *testing.T) {
+	f := withStore(t, storeConfig(time.Hour, 15))
+	mustApply(t, f, cmd(t, CmdRecordReadings, "each-1", t0, odBatch("worker2", t0, 10, 0)))
+	mustApply(t, f, cmd(t, CmdRecordReadings, "each-2", t0, odBatch("worker1", t0.Add(500*time.Millisecond), 10, 100))) // commits e1 and e2
+	mustApply(t, f, cmd(t, CmdRecordReadings, "each-3", t0, RecordReadings{Readings: odBatch("worker1", t0.Add(20*time.Second), 2, 200).Readings,
+		Logs: []LogEntry{{Time: t0.Add(time.Second), Level: "INFO", Unit: "worker2", Message: "b", Task: "x", Experiment: "exp1"},
+			{Time: t0, Level: "INFO", Unit: "worker1", Message: "a", Task: "x", Experiment: "exp1"},
+			{Time: t0, Level: "INFO", Unit: "worker1", Message: "other", Task: "x", Experiment: "exp2"}}}))
+	if f.ReadingsIndex() == 0 || f.ReadingsIndex() == f.AppliedIndex() {
+		t.Fatalf("the test needs readings both committed and buffered: index %d, applied %d", f.ReadingsIndex(), f.AppliedIndex())
+	}
+	var byTime, byUnit []string
+	collect := func(dst *[]string) func(Reading) error {
+		return func(r Reading) error {
+			*dst = append(*dst, fmt.Sprintf("%s@%d", r.Unit, r.Time.Sub(t0).Milliseconds()))
+			return nil
+		}
+	}
+	if err := f.EachReading("exp1", "od", t0.Add(time.Second), t0.Add(20*time.Second), false, collect(&byTime)); err != nil {
+		t.Fatal(err)
+	}
+	if len(byTime) != 19 || byTime[0] != "worker2@1000" || byTime[1] != "worker1@1500" || byTime[18] != "worker1@20000" {
+		t.Fatalf("by time: %v", byTime)
+	}
+	if err := f.EachReading("exp1", "od", time.Time{}, time.Time{}, true, collect(&byUnit)); err != nil {
+		t.Fatal(err)
+	}
+	if len(byUnit) != 22 || byUnit[0] != "worker1@500" || byUnit[11] != "worker1@21000" || byUnit[12] != "worker2@0" {
+		t.Fatalf("by unit: %v", byUnit)
+	}
+	var lines []string
+	_ = f.EachLog("exp1", "", time.Time{}, time.Time{}, func(l LogEntry) error { lines = append(lines, l.Message); return nil })
+	if !reflect.DeepEqual(lines, []string{"a", "b"}) {
+		t.Fatalf("logs of exp1: %v", lines)
+	}
+	if got := f.ReadingKinds("exp1"); !reflect.DeepEqual(got, []string{"od"}) {
+		t.Fatalf("kinds: %v", got)
+	}
+}
