@@ -38,10 +38,63 @@ type RecordReadings struct {
 
 // Batch is one worker's batch in a CmdRecordBatches entry, with the request
 // ID the worker sent it with: each batch is stored once, whatever entry
-// carries it again.
+// carries it again. Its readings are grouped by series, each time and value
+// written once (a third of the bytes of a list of readings): every byte of an
+// entry is written to every node's disk.
 type Batch struct {
-	RequestID string `json:"request_id"`
-	RecordReadings
+	RequestID string      `json:"request_id"`
+	Series    []Series    `json:"series,omitempty"`
+	Logs      []LogEntry  `json:"logs,omitempty"`
+	Jobs      *JobsReport `json:"jobs,omitempty"`
+}
+
+// Series is readings of one kind of one unit in one experiment: Times
+// (Unix nanoseconds) and Values, pairwise.
+type Series struct {
+	Unit       string    `json:"pioreactor_unit"`
+	Experiment string    `json:"experiment"`
+	Kind       string    `json:"kind"`
+	Times      []int64   `json:"times"`
+	Values     []float64 `json:"values"`
+}
+
+// NewBatch groups a worker's batch by series, in the order they first appear.
+func NewBatch(requestID string, r RecordReadings) Batch {
+	b := Batch{RequestID: requestID, Logs: r.Logs, Jobs: r.Jobs}
+	at := map[[3]string]int{}
+	for _, x := range r.Readings {
+		k := [3]string{x.Unit, x.Experiment, x.Kind}
+		i, ok := at[k]
+		if !ok {
+			i = len(b.Series)
+			at[k] = i
+			b.Series = append(b.Series, Series{Unit: x.Unit, Experiment: x.Experiment, Kind: x.Kind})
+		}
+		b.Series[i].Times = append(b.Series[i].Times, x.Time.UnixNano())
+		b.Series[i].Values = append(b.Series[i].Values, x.Value)
+	}
+	return b
+}
+
+// Record returns the batch as a worker sent it, or why it is malformed.
+func (b Batch) Record() (RecordReadings, string) {
+	r := RecordReadings{Logs: b.Logs, Jobs: b.Jobs}
+	n := 0
+	for _, s := range b.Series {
+		if len(s.Times) != len(s.Values) {
+			return r, fmt.Sprintf("a series of %d times and %d values", len(s.Times), len(s.Values))
+		}
+		if n += len(s.Times); n > MaxBatchReadings {
+			return r, fmt.Sprintf("more than %d readings in one batch", MaxBatchReadings)
+		}
+	}
+	r.Readings = make([]Reading, 0, n)
+	for _, s := range b.Series {
+		for i, t := range s.Times {
+			r.Readings = append(r.Readings, Reading{Unit: s.Unit, Experiment: s.Experiment, Kind: s.Kind, Time: time.Unix(0, t).UTC(), Value: s.Values[i]})
+		}
+	}
+	return r, ""
 }
 
 // RecordBatches is the payload of CmdRecordBatches: the batches of several
@@ -121,7 +174,11 @@ func (f *FSM) applyBatches(cmd Command, part *storePart) ([]error, error) {
 			errs[i] = errorFromString(prev)
 			continue
 		}
-		errs[i] = f.applyBatch(b.RecordReadings, cmd.Time, part)
+		if r, why := b.Record(); why != "" {
+			errs[i] = badPayload(why)
+		} else {
+			errs[i] = f.applyBatch(r, cmd.Time, part)
+		}
 		text := ""
 		if errs[i] != nil {
 			text = errs[i].Error()

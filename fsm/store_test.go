@@ -191,16 +191,18 @@ func TestReadingsReplayAfterPowerCut(t *testing.T) {
 func TestRecordBatches(t *testing.T) {
 	f := withStore(t, DefaultStoreConfig(""))
 	b := func(id, unit string, base float64) Batch {
-		return Batch{RequestID: id, RecordReadings: odBatch(unit, t0, 3, base)}
+		return NewBatch(id, odBatch(unit, t0, 3, base))
 	}
 	r := mustApply(t, f, cmd(t, CmdRecordBatches, "", t0, RecordBatches{Batches: []Batch{b("a", "worker1", 0), b("b", "worker2", 10)}}))
 	if r.Err != nil || len(r.Batches) != 2 || r.Batches[0] != nil || r.Batches[1] != nil || f.ReadingsCount() != 6 {
 		t.Fatalf("two batches: %+v, %d readings", r, f.ReadingsCount())
 	}
-	bad := Batch{RequestID: "c", RecordReadings: RecordReadings{Readings: []Reading{{Unit: "worker1", Experiment: "exp1", Kind: "", Time: t0, Value: 1}}}}
+	bad := NewBatch("c", RecordReadings{Readings: []Reading{{Unit: "worker1", Experiment: "exp1", Kind: "", Time: t0, Value: 1}}})
+	uneven := NewBatch("e", odBatch("worker1", t0, 2, 0))
+	uneven.Series[0].Values = uneven.Series[0].Values[:1]
 	again := b("b", "worker2", 50) // a retry of b, with other values: stored once, the first time
-	r = mustApply(t, f, cmd(t, CmdRecordBatches, "", t0, RecordBatches{Batches: []Batch{again, bad, b("d", "worker1", 20), {RecordReadings: odBatch("worker1", t0, 1, 0)}}}))
-	if r.Err != nil || r.Batches[0] != nil || !errors.Is(r.Batches[1], ErrBadPayload) || r.Batches[2] != nil || !errors.Is(r.Batches[3], ErrBadPayload) {
+	r = mustApply(t, f, cmd(t, CmdRecordBatches, "", t0, RecordBatches{Batches: []Batch{again, bad, b("d", "worker1", 20), NewBatch("", odBatch("worker1", t0, 1, 0)), uneven}}))
+	if r.Err != nil || r.Batches[0] != nil || !errors.Is(r.Batches[1], ErrBadPayload) || r.Batches[2] != nil || !errors.Is(r.Batches[3], ErrBadPayload) || !errors.Is(r.Batches[4], ErrBadPayload) {
 		t.Fatalf("outcomes: %+v", r.Batches)
 	}
 	got := series(t, f)

@@ -59,7 +59,13 @@ func newGatherer(apply func(fsm.Command) (fsm.Result, error), window time.Durati
 	return g
 }
 
-func items(b fsm.RecordReadings) int { return len(b.Readings) + len(b.Logs) }
+func items(b fsm.Batch) int {
+	n := len(b.Logs)
+	for _, s := range b.Series {
+		n += len(s.Times)
+	}
+	return n
+}
 
 // submit queues b and waits until the entry carrying it is applied (its
 // outcome) or ctx ends.
@@ -67,7 +73,7 @@ func (g *gatherer) submit(ctx context.Context, b fsm.Batch) error {
 	w := &waiting{b: b, done: make(chan error, 1)}
 	g.mu.Lock()
 	g.queue = append(g.queue, w)
-	g.items += items(b.RecordReadings)
+	g.items += items(b)
 	g.mu.Unlock()
 	select {
 	case g.wake <- struct{}{}:
@@ -133,7 +139,7 @@ func (g *gatherer) propose() {
 	g.mu.Lock()
 	k, n := 0, 0
 	for k < len(g.queue) && k < fsm.MaxBatches {
-		m := items(g.queue[k].b.RecordReadings)
+		m := items(g.queue[k].b)
 		if k > 0 && n+m > maxEntryItems {
 			break
 		}

@@ -99,7 +99,7 @@ func (s *Server) readings(w http.ResponseWriter, r *http.Request, c Caller) {
 			}
 		}
 		// The batch waits for the next entry of gathered batches (gather.go).
-		if err := s.gather.submit(r.Context(), fsm.Batch{RequestID: rid, RecordReadings: b}); err != nil {
+		if err := s.gather.submit(r.Context(), fsm.NewBatch(rid, b)); err != nil {
 			s.writeError(w, err)
 			return
 		}

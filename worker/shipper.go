@@ -34,8 +34,10 @@ const (
 )
 
 // reportEvery is how often a worker's job report is sent even when only its
-// measurements (od, temperature, rpm…) changed.
-const reportEvery = 10 * time.Second
+// measurements (od, temperature, rpm…) changed: a report is replicated to
+// every node's disk, and the live values come from the worker itself; a
+// change of state or settings is sent at once.
+const reportEvery = time.Minute
 
 // Config configures a Shipper.
 type Config struct {

@@ -58,8 +58,11 @@ type serveConfig struct {
 	logOut io.Writer
 	// onReboot, set by the runtime, restarts this node in-process (simulated hardware).
 	onReboot func()
-	// pruneEvery is how often the leader applies the retention (not a setting; tests shorten it).
-	pruneEvery time.Duration
+	// pruneEvery is how often the leader applies the retention, and
+	// gatherWindow how often it stores the workers' batches (not settings;
+	// tests shorten them).
+	pruneEvery   time.Duration
+	gatherWindow time.Duration
 	// open makes a new cluster without secrets, as pio did before it had
 	// them; only tests set it, to make an open cluster to secure.
 	open bool

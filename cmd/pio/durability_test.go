@@ -153,13 +153,15 @@ func TestDiskFull(t *testing.T) {
 		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
-	n := startNode(t, "full", withDataDir(filepath.Join(dir, "data")))
+	n := startNode(t, "full", withDataDir(filepath.Join(dir, "data")), withGather(10*time.Millisecond))
 	waitCluster(t, []*testNode{n}, 1, 1)
 	for i := 0; i < 20; i++ {
 		if code, _ := createExperiment(t, n, fmt.Sprintf("before-%d", i)); code != http.StatusCreated {
 			t.Fatal(code)
 		}
 	}
+	t0 := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+	shipOwn(t, n, n, "before-0", t0, 50)
 	// Fill the disk.
 	filler := filepath.Join(dir, "filler")
 	f, err := os.Create(filler)
@@ -203,13 +205,27 @@ func TestDiskFull(t *testing.T) {
 		}
 		return nil
 	})
-	exps, err := experimentsOf(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 20; i++ {
-		if !exps[fmt.Sprintf("before-%d", i)] {
-			t.Fatalf("lost before-%d after the disk filled up", i)
+	shipOwn(t, n, n, "before-0", t0.Add(time.Minute), 50)
+	check := func(n *testNode) {
+		t.Helper()
+		exps, err := experimentsOf(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 20; i++ {
+			if !exps[fmt.Sprintf("before-%d", i)] {
+				t.Fatalf("lost before-%d after the disk filled up", i)
+			}
+		}
+		if got := n.a.node.FSM().ReadingsCount(); got != 100 {
+			t.Fatalf("%d readings after the disk filled up, want the 100 acknowledged", got)
 		}
 	}
+	check(n)
+	// The files are whole: the node starts again on them with everything.
+	cfg := n.restartConfig()
+	n.stop()
+	back := startConfigured(t, cfg)
+	waitCluster(t, []*testNode{back}, 1, 1)
+	check(back)
 }

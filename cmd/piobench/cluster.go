@@ -25,6 +25,8 @@ type bench struct {
 	dir   string
 	ip    int
 	procs []*node
+	// devices gives each node started a file system of its own (device.go).
+	devices bool
 }
 
 func (b *bench) init() error {
@@ -43,6 +45,11 @@ func (b *bench) init() error {
 func (b *bench) cleanup() {
 	for _, p := range b.procs {
 		p.kill()
+	}
+	for _, p := range b.procs {
+		if p.dev != nil {
+			p.dev.close()
+		}
 	}
 	b.procs = nil
 	if b.keep {
@@ -63,6 +70,7 @@ type node struct {
 	logPath    string
 	dataDir    string
 	tokens     *tokenSource
+	dev        *device // the node's own file system, or nil
 }
 
 func freePort(ip string) (string, error) {
@@ -99,6 +107,11 @@ func (b *bench) startConcurrent(name string, extra ...string) (*node, error) {
 	}
 	dataDir := filepath.Join(b.dir, name)
 	n := &node{name: name, http: httpAddr, bin: b.pio, logPath: filepath.Join(b.dir, name+".log"), dataDir: dataDir, tokens: &tokenSource{dir: dataDir}}
+	if b.devices {
+		if n.dev, err = newDevice(dataDir, 8); err != nil {
+			return nil, err
+		}
+	}
 	hc := client.NewHTTPClient(30 * time.Second)
 	hc.Transport = &authTransport{base: hc.Transport, token: n.tokens.get}
 	n.c = &client.Client{Base: "http://" + httpAddr, HTTP: hc}
