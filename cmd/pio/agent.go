@@ -210,7 +210,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	srv := api.New(acfg, node, mem)
 	rpcSrv := rpc.NewServer(rpc.ServerConfig{Transport: port, Client: rc, Raft: node, FSM: f, Members: mem, Public: srv.Handler(), Logger: log,
 		GatherWindow: cfg.gatherWindow,
-		Explain: func(err error) rpc.Error { e := api.Explain(err); return rpc.Error(e) }})
+		Explain:      func(err error) rpc.Error { e := api.Explain(err); return rpc.Error(e) }})
 	a := &agent{cfg: cfg, log: log, nodeID: nodeID, lock: lock, httpAddr: httpAddr, trust: store, port: port, rpc: rpcSrv, peers: rc, node: node, mem: mem,
 		api: srv, hw: hw, jobs: rt, srv: cfg.HTTPLimits.server(srv.Handler())}
 

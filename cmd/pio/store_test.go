@@ -217,7 +217,6 @@ func TestReadingsSurvivePowerCut(t *testing.T) {
 	})
 }
 
-
 // TestDiskFullFollowerCatchesUp fills the disk of a follower while workers
 // store readings: the cluster goes on; the follower, unable to write, falls
 // behind without diverging; with space again it catches up, and it serves
