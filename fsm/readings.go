@@ -39,11 +39,11 @@ type RecordReadings struct {
 // Batch is one worker's batch in a CmdRecordBatches entry, with the request
 // ID the worker sent it with: each batch is stored once, whatever entry
 // carries it again. Its readings are grouped by series, each time and value
-// written once (a third of the bytes of a list of readings): every byte of an
-// entry is written to every node's disk.
+// written once, under short keys (a fifth of the bytes of a list of
+// readings): every byte of an entry is written to every node's disk.
 type Batch struct {
-	RequestID string      `json:"request_id"`
-	Series    []Series    `json:"series,omitempty"`
+	RequestID string      `json:"id"`
+	Series    []Series    `json:"s,omitempty"`
 	Logs      []LogEntry  `json:"logs,omitempty"`
 	Jobs      *JobsReport `json:"jobs,omitempty"`
 }
@@ -51,11 +51,11 @@ type Batch struct {
 // Series is readings of one kind of one unit in one experiment: Times
 // (Unix nanoseconds) and Values, pairwise.
 type Series struct {
-	Unit       string    `json:"pioreactor_unit"`
-	Experiment string    `json:"experiment"`
-	Kind       string    `json:"kind"`
-	Times      []int64   `json:"times"`
-	Values     []float64 `json:"values"`
+	Unit       string    `json:"u"`
+	Experiment string    `json:"e"`
+	Kind       string    `json:"k"`
+	Times      []int64   `json:"t"`
+	Values     []float64 `json:"v"`
 }
 
 // NewBatch groups a worker's batch by series, in the order they first appear.

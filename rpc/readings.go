@@ -20,9 +20,22 @@ const (
 	readingsBurst = 60000
 )
 
-// StoreReadings sends a worker's batch to the leader, through the member at addr.
-func (c *Client) StoreReadings(ctx context.Context, addr, requestID string, b fsm.RecordReadings) error {
-	return c.Do(ctx, addr, http.MethodPost, "/rpc/readings", http.Header{RequestIDHeader: {requestID}}, b, nil)
+// Ack is the leader's answer to a stored batch.
+type Ack struct {
+	Stored int `json:"stored"`
+	Logs   int `json:"logs"`
+	// NextMS is how long, in milliseconds, until the leader proposes its
+	// next entry of gathered batches: a worker that sends its next batch a
+	// little before then has it stored soonest (worker.Shipper does).
+	NextMS int64 `json:"next_ms"`
+}
+
+// StoreReadings sends a worker's batch to the leader, through the member at
+// addr, and returns the leader's answer once the batch is stored.
+func (c *Client) StoreReadings(ctx context.Context, addr, requestID string, b fsm.RecordReadings) (Ack, error) {
+	var ack Ack
+	err := c.Do(ctx, addr, http.MethodPost, "/rpc/readings", http.Header{RequestIDHeader: {requestID}}, b, &ack)
+	return ack, err
 }
 
 // bucket is a token bucket of one worker's readings.
@@ -103,7 +116,7 @@ func (s *Server) readings(w http.ResponseWriter, r *http.Request, c Caller) {
 			s.writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]int{"stored": len(b.Readings), "logs": len(b.Logs)})
+		writeJSON(w, http.StatusOK, Ack{Stored: len(b.Readings), Logs: len(b.Logs), NextMS: s.gather.next().Milliseconds()})
 	})
 }
 

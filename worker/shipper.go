@@ -45,7 +45,7 @@ type Config struct {
 	Unit   string
 	NodeID string
 	// Send stores a batch with its request ID on the leader (node-to-node).
-	Send func(ctx context.Context, requestID string, b fsm.RecordReadings) error
+	Send func(ctx context.Context, requestID string, b fsm.RecordReadings) (rpc.Ack, error)
 	// Running lists this worker's jobs for its job report; nil sends none.
 	Running func() []jobs.Info
 	// Logger receives what the shipper drops or cannot send; nil means slog.Default().
@@ -68,7 +68,7 @@ func NewShipper(cfg Config) *Shipper {
 type Shipper struct {
 	unit    string
 	nodeID  string
-	send    func(ctx context.Context, requestID string, b fsm.RecordReadings) error
+	send    func(ctx context.Context, requestID string, b fsm.RecordReadings) (rpc.Ack, error)
 	log     *slog.Logger
 	running func() []jobs.Info
 
@@ -154,9 +154,15 @@ func (s *Shipper) report() (*fsm.JobsReport, string) {
 	return r, string(b)
 }
 
-// Run ships batches until ctx ends.
+// sendAhead is how long before the leader's next entry a worker sends its
+// batch: enough for the call to arrive on a LAN.
+const sendAhead = 400 * time.Millisecond
+
+// Run ships batches until ctx ends: a second after the last, or, when the
+// leader said when it stores the next entry (rpc.Ack), just before that, so
+// that the batch carries every reading measured until then.
 func (s *Shipper) Run(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+	t := time.NewTimer(time.Second)
 	defer t.Stop()
 	var batch fsm.RecordReadings
 	var batchSig, ackedSig string
@@ -174,6 +180,7 @@ func (s *Shipper) Run(ctx context.Context) {
 			return
 		}
 		backlog = false
+		t.Reset(time.Second)
 		empty := len(batch.Readings) == 0 && len(batch.Logs) == 0 && batch.Jobs == nil
 		if empty {
 			s.mu.Lock()
@@ -200,7 +207,7 @@ func (s *Shipper) Run(ctx context.Context) {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := s.send(cctx, id, batch)
+		ack, err := s.send(cctx, id, batch)
 		cancel()
 		var re *rpc.Error
 		if errors.As(err, &re) && refused(re.Status) {
@@ -220,6 +227,9 @@ func (s *Shipper) Run(ctx context.Context) {
 		s.mu.Lock()
 		backlog = len(s.pending) >= MaxBatch || len(s.logs) >= MaxBatch // more kept than one batch: send it now
 		s.mu.Unlock()
+		if next := time.Duration(ack.NextMS) * time.Millisecond; next > 0 {
+			t.Reset(min(10*time.Second, max(100*time.Millisecond, next-sendAhead)))
+		}
 	}
 }
 

@@ -28,7 +28,7 @@ func shipperAgainst(t *testing.T, answer func(n int, b fsm.RecordReadings) int) 
 		batches []fsm.RecordReadings
 		ids     []string
 	)
-	send := func(_ context.Context, id string, b fsm.RecordReadings) error {
+	send := func(_ context.Context, id string, b fsm.RecordReadings) (rpc.Ack, error) {
 		// As the leader receives it: the batch goes through JSON.
 		data, err := json.Marshal(b)
 		if err != nil {
@@ -44,9 +44,9 @@ func shipperAgainst(t *testing.T, answer func(n int, b fsm.RecordReadings) int) 
 		n := len(batches)
 		mu.Unlock()
 		if status := answer(n, got); status >= 400 {
-			return &rpc.Error{Message: "refused", Status: status, Cause: "test", Remediation: "none"}
+			return rpc.Ack{}, &rpc.Error{Message: "refused", Status: status, Cause: "test", Remediation: "none"}
 		}
-		return nil
+		return rpc.Ack{Stored: len(got.Readings)}, nil
 	}
 	s := NewShipper(Config{Unit: "w1", NodeID: "0b6e5a8e-3c1f-4d53-9f8e-5f6b1e2a9c11", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Send: send})
 	got := func() []fsm.RecordReadings {

@@ -187,10 +187,10 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 		rt = jobs.NewRuntime(jobs.NewPlant(seedOf(nodeID)), api.JobGuard(node.FSM(), nodeID), log)
 		acfg.Jobs = rt
 	}
-	scfg := worker.Config{Unit: cfg.Name, NodeID: nodeID, Logger: log, Send: func(ctx context.Context, id string, b fsm.RecordReadings) error {
+	scfg := worker.Config{Unit: cfg.Name, NodeID: nodeID, Logger: log, Send: func(ctx context.Context, id string, b fsm.RecordReadings) (rpc.Ack, error) {
 		_, addr := node.Leader()
 		if addr == "" {
-			return cluster.ErrNotLeader
+			return rpc.Ack{}, cluster.ErrNotLeader
 		}
 		return rc.StoreReadings(ctx, addr, id, b)
 	}}

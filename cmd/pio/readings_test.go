@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pioreactor/pio/fsm"
+	"github.com/pioreactor/pio/rpc"
 	"github.com/pioreactor/pio/worker"
 )
 
@@ -17,9 +18,9 @@ import (
 func TestShipperSendsABacklogInBatches(t *testing.T) {
 	n := startNode(t, "solo")
 	s := worker.NewShipper(worker.Config{Unit: "solo", NodeID: n.a.nodeID, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Send: func(ctx context.Context, id string, b fsm.RecordReadings) error {
+		Send: func(ctx context.Context, id string, b fsm.RecordReadings) (rpc.Ack, error) {
 			if len(b.Readings) > worker.MaxBatch || len(b.Logs) > worker.MaxBatch {
-				return fmt.Errorf("a batch of %d readings and %d logs is over the limit", len(b.Readings), len(b.Logs))
+				return rpc.Ack{}, fmt.Errorf("a batch of %d readings and %d logs is over the limit", len(b.Readings), len(b.Logs))
 			}
 			return n.a.peers.StoreReadings(ctx, n.a.port.Addr().String(), id, b)
 		}})

@@ -34,7 +34,7 @@ func shipOwn(t *testing.T, n *testNode, leader *testNode, exp string, from time.
 	for i := 0; i < count; i++ {
 		b := fsm.RecordReadings{Readings: []fsm.Reading{{Unit: n.cfg.Name, Experiment: exp, Kind: "od", Time: from.Add(time.Duration(i) * time.Second), Value: float64(i) / 7}},
 			Logs: []fsm.LogEntry{{Time: from.Add(time.Duration(i) * time.Second), Level: "INFO", Unit: n.cfg.Name, Message: fmt.Sprint("reading ", i), Task: "od_reading", Experiment: exp}}}
-		if err := n.a.peers.StoreReadings(ctx, leader.a.node.Addr(), uuid.NewString(), b); err != nil {
+		if _, err := n.a.peers.StoreReadings(ctx, leader.a.node.Addr(), uuid.NewString(), b); err != nil {
 			t.Fatalf("store readings of %s: %v", n.cfg.Name, err)
 		}
 	}
@@ -134,7 +134,7 @@ func TestGatheredBatches(t *testing.T) {
 				id := uuid.NewString()
 				b := fsm.RecordReadings{Readings: []fsm.Reading{{Unit: n.cfg.Name, Experiment: "gather", Kind: "od", Time: t0.Add(time.Duration(round) * time.Second), Value: 1}}}
 				for try := 0; try < 2; try++ { // the second send is a retry after a lost answer
-					if err := n.a.peers.StoreReadings(ctx, leader.a.node.Addr(), id, b); err != nil {
+					if _, err := n.a.peers.StoreReadings(ctx, leader.a.node.Addr(), id, b); err != nil {
 						errs <- err
 					}
 				}

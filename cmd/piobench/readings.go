@@ -196,7 +196,7 @@ func (b *bench) readingsWeek(ctx context.Context, units, days int) (any, error) 
 				id := uuid.NewString()
 				var err error
 				for try := 0; try < 20; try++ {
-					if err = m.rc.StoreReadings(ctx, raftAddr, id, fsm.RecordReadings{Readings: rs}); err == nil {
+					if _, err = m.rc.StoreReadings(ctx, raftAddr, id, fsm.RecordReadings{Readings: rs}); err == nil {
 						break
 					}
 					retries.Add(1)

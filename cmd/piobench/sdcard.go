@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/jobs"
+	"github.com/pioreactor/pio/rpc"
 	"github.com/pioreactor/pio/worker"
 )
 
@@ -152,7 +153,7 @@ func (b *bench) sdcard(ctx context.Context, units, historyDays int, window time.
 				id := uuid.NewString()
 				var err error
 				for try := 0; try < 60; try++ {
-					if err = members[i].rc.StoreReadings(ctx, leaderAddr(), id, fsm.RecordReadings{Readings: batch}); err == nil {
+					if _, err = members[i].rc.StoreReadings(ctx, leaderAddr(), id, fsm.RecordReadings{Readings: batch}); err == nil {
 						injected.Add(int64(len(batch)))
 						batch = batch[:0]
 						return nil
@@ -222,13 +223,17 @@ func (b *bench) sdcard(ctx context.Context, units, historyDays int, window time.
 			{Name: "temperature_automation", Experiment: "sd", State: "ready", Settings: map[string]any{"target_temperature": 30.0}, StartedAt: now},
 		}
 	}
+	var probe *worker.Shipper
 	for i := 0; i < units; i++ {
 		m := members[i]
 		sh := worker.NewShipper(worker.Config{Unit: unit(i), NodeID: ids[i], Running: jobsOf,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Send: func(ctx context.Context, id string, batch fsm.RecordReadings) error {
+			Send: func(ctx context.Context, id string, batch fsm.RecordReadings) (rpc.Ack, error) {
 				return m.rc.StoreReadings(ctx, leaderAddr(), id, batch)
 			}})
+		if i == 0 {
+			probe = sh
+		}
 		running.Add(2)
 		go func() { defer running.Done(); sh.Run(wctx) }()
 		go func(i int) {
@@ -258,7 +263,7 @@ func (b *bench) sdcard(ctx context.Context, units, historyDays int, window time.
 		return nil, err
 	}
 	wStart := time.Now()
-	time.Sleep(window)
+	latencies := b.probeLatency(ctx, probe, nodes, window)
 	elapsed := time.Since(wStart)
 	after, err := read()
 	stop()
@@ -297,5 +302,60 @@ func (b *bench) sdcard(ctx context.Context, units, historyDays int, window time.
 		"written_mb_per_day_max": worstDayMB, "readings_stored": stored, "readings_db_mb": readingsMB,
 		"disk_bytes_per_reading": perReading, "disk_mb_month_of_readings_projected": perReading * month / 1e6,
 		"largest_snapshot_seconds": maxSnapSeconds, "largest_snapshot_mb": maxSnapMB,
+		"reading_to_api_ms": summarize(latencies), "latency_probes": len(latencies),
 		"target": "<= 1,000 MB written a day per node, <= 2,000 MB of disk whatever the history"}, nil
+}
+
+// probeLatency measures, for the length of window, how long a reading takes
+// from its worker (Add) to a follower's API (the UI's source): every 7 s
+// the worker adds a dosing reading of a value of its own, and a follower's
+// time series is read every 50 ms until it shows it.
+func (b *bench) probeLatency(ctx context.Context, sh *worker.Shipper, nodes []*node, window time.Duration) []time.Duration {
+	var out []time.Duration
+	end := time.Now().Add(window)
+	for i := 1; time.Now().Add(10 * time.Second).Before(end); i++ {
+		addr, _ := leaderRaftAddr(ctx, nodes)
+		var follower *node
+		for _, n := range nodes {
+			if h, err := n.health(); err == nil && !h.Leader && n.c != nil && addr != "" {
+				follower = n
+				break
+			}
+		}
+		if follower == nil {
+			time.Sleep(time.Second)
+			continue
+		}
+		v := float64(i) + 0.5
+		start := time.Now()
+		sh.Add("sd", "dosing", v)
+		for time.Since(start) < 20*time.Second {
+			var ts struct {
+				Data [][]struct {
+					Y float64 `json:"y"`
+				} `json:"data"`
+			}
+			if err := follower.c.Do(ctx, http.MethodGet, "/api/experiments/sd/time_series/dosing_events?lookback=0.1", nil, &ts); err == nil && seen(ts.Data, v) {
+				out = append(out, time.Since(start))
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(time.Until(start.Add(7 * time.Second)))
+	}
+	time.Sleep(time.Until(end))
+	return out
+}
+
+func seen(data [][]struct {
+	Y float64 `json:"y"`
+}, v float64) bool {
+	for _, s := range data {
+		for _, p := range s {
+			if p.Y == v {
+				return true
+			}
+		}
+	}
+	return false
 }
