@@ -298,8 +298,8 @@ func exportFailure(err error) error {
 		Remediation: "export again; if it fails again, look at this node's log (journalctl -u pio)"}
 }
 
-// downloadExport answers GET /exports/{file}: an export of this node's export
-// dir, as application/zip. Names other than an export's are 404.
+// downloadExport answers GET (and HEAD) /exports/{file}: an export of this
+// node's export dir, as application/zip. Names other than an export's are 404.
 func (s *Server) downloadExport(c *gin.Context) {
 	name := c.Param("filename")
 	notFound := func(cause string) {

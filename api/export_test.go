@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -278,6 +279,7 @@ func exportServer(t *testing.T) (*Server, http.Handler) {
 	e.GET("/api/datasets/exportable/:name/preview", s.previewDataset)
 	e.POST("/api/datasets/exportable/export", s.exportData)
 	e.GET("/exports/:filename", s.downloadExport)
+	e.HEAD("/exports/:filename", s.downloadExport)
 	return s, e
 }
 
@@ -384,6 +386,10 @@ func TestExportTaskAndDownload(t *testing.T) {
 	w := do(t, h, http.MethodGet, "/exports/"+name, "", nil)
 	if w.Code != http.StatusOK || w.Header().Get("Content-Type") != "application/zip" {
 		t.Fatalf("download: %d %s", w.Code, w.Header())
+	}
+	if head := do(t, h, http.MethodHead, "/exports/"+name, "", nil); head.Code != http.StatusOK || head.Body.Len() != 0 ||
+		head.Header().Get("Content-Length") != fmt.Sprint(w.Body.Len()) {
+		t.Fatalf("HEAD: %d %v", head.Code, head.Header())
 	}
 	zr, err := zip.NewReader(strings.NewReader(w.Body.String()), int64(w.Body.Len()))
 	if err != nil || len(zr.File) != 4 || zr.File[3].Name != "manifest.json" {

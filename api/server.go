@@ -171,6 +171,7 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 	e.GET("/api/datasets/exportable/:name/preview", s.previewDataset)
 	e.POST("/api/datasets/exportable/export", s.exportData)
 	e.GET("/exports/:filename", s.downloadExport)
+	e.HEAD("/exports/:filename", s.downloadExport)
 
 	// The cluster's API: answered by the leader, forwarded by followers.
 	g := e.Group("/api", s.leaderOrForward)
