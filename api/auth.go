@@ -51,7 +51,7 @@ func (s *Server) authorize(c *gin.Context) {
 	}
 	b := s.cfg.Trust.Current()
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok && r.Method == http.MethodGet && (path == "/api/events" || export) {
+	if !ok && (r.Method == http.MethodGet && path == "/api/events" || export && !isWrite(r.Method)) {
 		// A browser's EventSource and a download link cannot send headers (only with api.read_auth on).
 		token = r.URL.Query().Get("access_token")
 	}

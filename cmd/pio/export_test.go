@@ -223,6 +223,14 @@ func TestExportDownloadWithReadAuth(t *testing.T) {
 	if code, _, _ := download(t, n, n.c.HTTP, name); code != http.StatusOK {
 		t.Fatalf("a download with the header: %d", code)
 	}
+	resp, err := n.anonymous().HTTP.Head(n.c.Base + "/exports/" + name + "?access_token=" + url.QueryEscape(n.apiToken()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.ContentLength <= 0 {
+		t.Fatalf("HEAD with ?access_token: %d, %d bytes", resp.StatusCode, resp.ContentLength)
+	}
 }
 
 func keys[V any](m map[string]V) []string {
