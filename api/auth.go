@@ -9,7 +9,8 @@ import (
 )
 
 // Writes to the API need the cluster's API token (Authorization: Bearer
-// API-TOKEN); reads need it too when api.read_auth is on. Requests that come
+// API-TOKEN); reads need it too when api.read_auth is on, downloads of
+// exports (GET /exports/{file}) included. Requests that come
 // from a member over the cluster port (forwarded to the leader, or dispatched
 // to a worker) were checked by the node that received them. A cluster made
 // before pio had secrets has no token: its API stays open until
@@ -35,7 +36,8 @@ func isWrite(method string) bool {
 func (s *Server) authorize(c *gin.Context) {
 	r := c.Request
 	path := r.URL.Path
-	api := strings.HasPrefix(path, "/api/") || strings.HasPrefix(path, "/unit_api/") || path == "/metrics"
+	export := strings.HasPrefix(path, "/exports/")
+	api := strings.HasPrefix(path, "/api/") || strings.HasPrefix(path, "/unit_api/") || path == "/metrics" || export
 	switch {
 	case rpc.FromMember(r.Context()), s.authMode() != "token":
 		c.Next()
@@ -49,8 +51,8 @@ func (s *Server) authorize(c *gin.Context) {
 	}
 	b := s.cfg.Trust.Current()
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok && r.Method == http.MethodGet && path == "/api/events" {
-		// A browser's EventSource cannot send headers (only with api.read_auth on).
+	if !ok && (r.Method == http.MethodGet && path == "/api/events" || export && !isWrite(r.Method)) {
+		// A browser's EventSource and a download link cannot send headers (only with api.read_auth on).
 		token = r.URL.Query().Get("access_token")
 	}
 	if b.CheckAPIToken(strings.TrimSpace(token)) {

@@ -73,6 +73,9 @@ type Config struct {
 	MaxEventStreams int
 	// Logger receives request errors; nil means slog.Default().
 	Logger *slog.Logger
+	// ExportDir is where this node writes the exports of experiment data and
+	// serves them from (GET /exports/{file}); "" means it makes none.
+	ExportDir string
 }
 
 // DefaultMaxEventStreams is how many GET /api/events streams a node serves at once by default.
@@ -102,6 +105,9 @@ type Server struct {
 	streamsOnce sync.Once
 	// barrierTerm is the last term in which this leader committed a barrier (see readable).
 	barrierTerm atomic.Uint64
+	// exportMu guards exportTask, the task ID of the export this node runs ("" when none).
+	exportMu   sync.Mutex
+	exportTask string
 }
 
 // New builds the API of a node.
@@ -130,7 +136,7 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 	e.HandleMethodNotAllowed = true
 	ui := web.Handler()
 	e.NoRoute(func(c *gin.Context) {
-		if c.Request.Method == http.MethodGet && !strings.HasPrefix(c.Request.URL.Path, "/api/") && !strings.HasPrefix(c.Request.URL.Path, "/unit_api/") {
+		if p := c.Request.URL.Path; c.Request.Method == http.MethodGet && !strings.HasPrefix(p, "/api/") && !strings.HasPrefix(p, "/unit_api/") && !strings.HasPrefix(p, "/exports/") {
 			ui.ServeHTTP(c.Writer, c.Request)
 			return
 		}
@@ -159,6 +165,13 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 	e.PATCH("/unit_api/jobs/update/job_name/:job", s.unitUpdate)
 	e.POST("/unit_api/jobs/stop/job_name/:job", s.unitStop)
 	e.POST("/unit_api/jobs/stop/all", s.unitStopAll)
+	// Exports are made and served by the node asked: every node holds every
+	// reading, and the browser downloads the file from the node it asked.
+	e.GET("/api/datasets/exportable", s.listDatasets)
+	e.GET("/api/datasets/exportable/:name/preview", s.previewDataset)
+	e.POST("/api/datasets/exportable/export", s.exportData)
+	e.GET("/exports/:filename", s.downloadExport)
+	e.HEAD("/exports/:filename", s.downloadExport)
 
 	// The cluster's API: answered by the leader, forwarded by followers.
 	g := e.Group("/api", s.leaderOrForward)
@@ -204,6 +217,11 @@ func New(cfg Config, node *cluster.Node, mem Membership) *Server {
 	g.PUT("/experiments/:exp/unit_labels", s.putUnitLabel)
 	s.engine = e
 	s.bcast = newBroadcaster(s, cfg.MaxEventStreams)
+	if dir, err := s.exportDir(); err != nil {
+		s.log.Warn("export dir not made: exports will fail", "dir", cfg.ExportDir, "error", err)
+	} else if dir != "" {
+		s.pruneExports(dir, time.Now())
+	}
 	return s
 }
 

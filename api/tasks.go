@@ -17,6 +17,9 @@ import (
 // maxTasks bounds how many finished tasks a node remembers.
 const maxTasks = 1000
 
+// taskTimeout is how long a task may run unless it says otherwise (runFor).
+const taskTimeout = 2 * time.Minute
+
 // task is work answered with 202 and polled at /unit_api/task_results/{id}.
 type task struct {
 	ID          string `json:"task_id"`
@@ -44,8 +47,14 @@ func newTaskRunner(nodeID string) *taskRunner {
 	return &taskRunner{prefix: nodeID, tasks: map[string]*task{}, ctx: ctx, cancel: cancel}
 }
 
-// run starts fn as a task for unit and returns its 202 answer.
+// run starts fn as a task for unit, within taskTimeout, and returns its 202 answer.
 func (r *taskRunner) run(unit string, fn func(ctx context.Context) (any, error)) gin.H {
+	return r.runFor(unit, taskTimeout, fn)
+}
+
+// runFor starts fn as a task for unit whose context ends after timeout (or
+// when the runner closes), and returns its 202 answer.
+func (r *taskRunner) runFor(unit string, timeout time.Duration, fn func(ctx context.Context) (any, error)) gin.H {
 	t := &task{ID: r.prefix + "." + uuid.NewString(), Unit: unit, Status: "pending"}
 	r.mu.Lock()
 	r.tasks[t.ID] = t
@@ -59,7 +68,7 @@ func (r *taskRunner) run(unit string, fn func(ctx context.Context) (any, error))
 	go func() {
 		defer r.wg.Done()
 		r.set(t.ID, func(t *task) { t.Status = "running" })
-		ctx, cancel := context.WithTimeout(r.ctx, 2*time.Minute)
+		ctx, cancel := context.WithTimeout(r.ctx, timeout)
 		defer cancel()
 		res, err := fn(ctx)
 		r.set(t.ID, func(t *task) {

@@ -182,6 +182,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	acfg.Trust, acfg.RPC, acfg.Auth, acfg.ReadAuth = store, rc, cfg.APIAuth, cfg.ReadAuth
 	acfg.Hardware, acfg.Reboot = hw, rebootFunc(cfg, hw)
 	acfg.MaxEventStreams = cfg.MaxEventStreams
+	acfg.ExportDir = filepath.Join(cfg.DataDir, "exports")
 	var rt *jobs.Runtime
 	if cfg.Worker {
 		rt = jobs.NewRuntime(jobs.NewPlant(seedOf(nodeID)), api.JobGuard(node.FSM(), nodeID), log)

@@ -116,8 +116,8 @@ async function api(method, path, body, { patience = 20000 } = {}) {
 }
 const get = async path => (await api("GET", path)).data;
 
-/** task waits for a 202 task answer to finish (polling its result URL on this node). */
-async function task(accepted, timeout = 30000) {
+/** task waits for a 202 task answer to finish, polling its result URL on this node every `every` ms. */
+async function task(accepted, timeout = 30000, every = 250) {
   const a = accepted.data || accepted;
   if (!a || !a.result_url_path) return a;
   const deadline = Date.now() + timeout;
@@ -132,7 +132,7 @@ async function task(accepted, timeout = 30000) {
       }
       return r.data;
     }
-    await sleep(250);
+    await sleep(every);
   }
   throw new ApiError({ error: "the task did not finish in time", cause: `still running after ${timeout / 1000} s`, remediation: "look at the unit's state again in a moment" }, 0);
 }
@@ -800,6 +800,7 @@ function experimentDetail(exp) {
   return h("section", { class: "card", id: "experiment-detail", "aria-labelledby": "exp-h" },
     h("div", { class: "page-head" }, h("h2", { id: "exp-h", style: "margin:0" }, expChip(name)),
       h("div", {}, h("a", { class: "button", href: `#/pioreactors/${en}` }, "Pioreactors"), " ",
+        h("button", { id: "export-open", "data-key": "export-open", onclick: ev => exportDialog(ev.currentTarget, name) }, "Export data"), " ",
         h("button", { class: "danger", onclick: ev => confirmDialog(ev.currentTarget, {
           title: `Delete ${name}?`, body: "Its jobs stop and its workers are unassigned. Its readings stay in the history.", yes: "Delete", danger: true,
           run: async () => { await api("DELETE", `/api/experiments/${en}`); toast(`${name} deleted`); location.hash = "#/experiments"; await refresh("experiments", "inventory"); },
@@ -810,6 +811,88 @@ function experimentDetail(exp) {
     h("h2", {}, `Workers (${assigned.length})`),
     assigned.length ? h("div", { class: "scroll" }, h("table", { class: "stack", id: "experiment-workers" }, h("tbody", {}, rows))) : h("p", { class: "empty" }, "No workers assigned."),
     assign);
+}
+
+// ----- Export data -----
+
+// An export is made by the node this page talks to (every node holds every
+// reading) as a task; the page polls it, then downloads the zip from that node.
+
+let exportable = null; // GET /api/datasets/exportable: built into the node, fetched once
+
+/** exportHref is the download address of an export file (with the token when reads need it: a link sends no header). */
+const exportHref = file => `/exports/${encodeURIComponent(file)}` + (auth.readAuth && auth.token ? `?access_token=${encodeURIComponent(auth.token)}` : "");
+
+/** download makes the browser save an export file, as a click on a link would. */
+function download(file) {
+  const a = h("a", { href: exportHref(file), download: file, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
+function exportDialog(opener, exp) {
+  openDialog(opener, close => {
+    const legend = () => h("legend", {}, "Datasets");
+    const sets = h("fieldset", { id: "export-datasets", class: "datasets" }, legend(), h("p", { class: "muted" }, "Loading…"));
+    const byUnit = h("input", { type: "checkbox", id: "export-by-unit", name: "partition_by_unit" });
+    const start = h("input", { type: "datetime-local", id: "export-start", name: "start_time", step: 1 });
+    const end = h("input", { type: "datetime-local", id: "export-end", name: "end_time", step: 1 });
+    const progress = h("div", { id: "export-progress", "aria-live": "polite" });
+    const submit = h("button", { class: "primary", type: "submit", id: "export-submit", disabled: true }, "Export");
+    (exportable ? Promise.resolve(exportable) : get("/api/datasets/exportable")).then(list => {
+      exportable = list;
+      sets.replaceChildren(legend(), ...list.map(d => h("label", { class: "check" },
+        h("input", { type: "checkbox", name: "dataset", value: d.dataset_name }),
+        h("span", {}, d.display_name, d.source && d.source !== "app" ? h("span", { class: "hint" }, ` (provided by ${d.source})`) : null,
+          d.description ? h("span", { class: "hint block" }, d.description) : null))));
+      submit.disabled = false;
+    }, e => sets.replaceChildren(legend(), errorBox(e)));
+    const iso = input => (input.value ? new Date(input.value).toISOString() : null);
+    const form = h("form", {
+      onsubmit: async ev => {
+        ev.preventDefault();
+        const datasets = [...sets.querySelectorAll("input[name=dataset]:checked")].map(i => i.value);
+        if (!datasets.length) {
+          progress.replaceChildren(errorBox({ message: "choose what to export", cause: "no dataset is ticked", remediation: "tick at least one dataset" }));
+          return;
+        }
+        const body = { experiment: exp, datasets, partition_by_unit: byUnit.checked, partition_by_experiment: true, start_time: iso(start), end_time: iso(end) };
+        const inputs = [...form.querySelectorAll("input")];
+        inputs.forEach(i => { i.disabled = true; });
+        submit.disabled = true;
+        const began = Date.now();
+        const label = h("span", {}, "Exporting…");
+        progress.replaceChildren(label, h("progress", { "aria-label": "exporting" }));
+        const tick = setInterval(() => { label.textContent = `Exporting… ${Math.round((Date.now() - began) / 1000)} s`; }, 1000);
+        try {
+          // An export may take minutes on a Pi (the node gives it up to 30).
+          const done = await task(await api("POST", "/api/datasets/exportable/export", body), 31 * 60 * 1000, 1000);
+          const file = done?.result?.filename;
+          if (!file) throw new ApiError({ error: "the export finished without a file", cause: "its task answered no filename", remediation: "look at this node's log (journalctl -u pio), then export again" }, 0);
+          progress.replaceChildren(h("p", {}, "Done: ", h("a", { id: "export-link", href: exportHref(file), download: file }, file), " is downloading."));
+          download(file);
+          toast(`${file} exported`);
+        } catch (e) {
+          progress.replaceChildren(errorBox(e));
+        } finally {
+          clearInterval(tick);
+          inputs.forEach(i => { i.disabled = false; });
+          submit.disabled = false;
+        }
+      },
+    },
+    h("h2", { id: "dialog-title" }, "Export data of ", expChip(exp)),
+    sets,
+    h("label", { class: "check" }, byUnit, h("span", {}, "One file per Pioreactor ", h("span", { class: "hint" }, "(partition by unit)"))),
+    h("div", { class: "row" },
+      h("div", { class: "field" }, h("label", { for: "export-start" }, "From ", h("span", { class: "hint" }, "(optional)")), start),
+      h("div", { class: "field" }, h("label", { for: "export-end" }, "To ", h("span", { class: "hint" }, "(optional)")), end)),
+    h("p", { class: "hint" }, "Times are this browser's local time. The zip holds one folder of CSV files per dataset."),
+    progress,
+    h("div", { class: "buttons" }, h("button", { type: "button", id: "export-close", onclick: close }, "Close"), submit));
+    return [form];
+  });
 }
 
 // ----- Pioreactors -----
