@@ -19,11 +19,11 @@ import (
 	"github.com/pioreactor/pio/fsm"
 )
 
-// shipOwn stores a node's own readings and log lines, as its shipper does:
+// shipBatch stores a node's own readings and log lines, as its shipper does:
 // node to node, through its cluster port, to the leader.
-func shipOwn(t *testing.T, n *testNode, b fsm.RecordReadings) {
+func shipBatch(t *testing.T, n *testNode, b fsm.RecordReadings) {
 	t.Helper()
-	if err := n.a.peers.StoreReadings(ctx, n.a.port.Addr().String(), uuid.NewString(), b); err != nil {
+	if _, err := n.a.peers.StoreReadings(ctx, n.a.port.Addr().String(), uuid.NewString(), b); err != nil {
 		t.Fatalf("store %s's readings: %v", n.cfg.Name, err)
 	}
 }
@@ -112,13 +112,13 @@ func TestExportExperimentData(t *testing.T) {
 		return fsm.Reading{Unit: unit, Experiment: "exp1", Kind: "od", Time: at(minutes), Value: v}
 	}
 	alpha, beta := nodes[0], nodes[1]
-	shipOwn(t, alpha, fsm.RecordReadings{
+	shipBatch(t, alpha, fsm.RecordReadings{
 		Readings: []fsm.Reading{od("alpha", 60, 0.1), od("alpha", 120, 0.2), od("alpha", 180, 0.30000000000000004),
 			{Unit: "alpha", Experiment: "other", Kind: "od", Time: at(90), Value: 9}},
 		Logs: []fsm.LogEntry{{Time: at(30), Level: "INFO", Unit: "alpha", Message: "started, at last", Task: "od_reading", Experiment: "exp1"},
 			{Time: at(150), Level: "WARNING", Unit: "alpha", Message: "bubbles", Task: "od_reading", Experiment: "exp1"}},
 	})
-	shipOwn(t, beta, fsm.RecordReadings{
+	shipBatch(t, beta, fsm.RecordReadings{
 		Readings: []fsm.Reading{od("beta", 90, 1.5), od("beta", 150, 2.5)},
 		Logs:     []fsm.LogEntry{{Time: at(100), Level: "INFO", Unit: "beta", Message: "stirring", Task: "stirring", Experiment: "exp1"}},
 	})

@@ -32,7 +32,7 @@ func TestUIExportData(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		rs = append(rs, fsm.Reading{Unit: "solo", Experiment: "exp1", Kind: "od", Time: start.Add(time.Duration(i) * time.Minute), Value: float64(i) / 10})
 	}
-	shipOwn(t, n, fsm.RecordReadings{Readings: rs})
+	shipBatch(t, n, fsm.RecordReadings{Readings: rs})
 	eventually(t, short, "the readings stored", func() error {
 		c := 0
 		_ = n.a.node.FSM().EachReading("exp1", "od", time.Time{}, time.Time{}, false, func(fsm.Reading) error { c++; return nil })
