@@ -447,3 +447,34 @@ func TestEachReadingAndLog(t *testing.T) {
 		t.Fatalf("kinds: %v", got)
 	}
 }
+
+// A long command goes into the log compressed, and decodes to itself.
+func TestCommandCompression(t *testing.T) {
+	var batches RecordBatches
+	for i := 0; i < 20; i++ {
+		batches.Batches = append(batches.Batches, NewBatch(fmt.Sprint("id-", i), odBatch(fmt.Sprintf("worker%d", i), t0, 3, float64(i))))
+	}
+	c, err := NewCommand(CmdRecordBatches, "", t0, batches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := json.Marshal(c)
+	b, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[0] != compressedMark || len(b)*3 > len(plain) {
+		t.Fatalf("%d bytes encoded of %d: not compressed enough", len(b), len(plain))
+	}
+	back, err := DecodeCommand(b)
+	if err != nil || !reflect.DeepEqual(back, c) {
+		t.Fatalf("decoded %+v, %v", back, err)
+	}
+	short, _ := NewCommand(CmdCreateExperiment, "x", t0, CreateExperiment{Experiment: "e"})
+	if b, _ := short.Encode(); b[0] != '{' {
+		t.Fatal("a short command was compressed")
+	}
+	if _, err := DecodeCommand([]byte{compressedMark, 0xff, 0x00}); !errors.Is(err, ErrBadPayload) {
+		t.Fatalf("garbage after the mark: %v", err)
+	}
+}

@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -10,7 +12,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/jobs"
 	"github.com/pioreactor/pio/rpc"
@@ -167,7 +168,7 @@ func (s *Shipper) Run(ctx context.Context) {
 	var batch fsm.RecordReadings
 	var batchSig, ackedSig string
 	var lastReport time.Time
-	id := uuid.NewString()
+	id := newID()
 	backlog := false
 	for {
 		if !backlog {
@@ -201,7 +202,7 @@ func (s *Shipper) Run(ctx context.Context) {
 					batch.Jobs, batchSig = rep, sig
 				}
 			}
-			id = uuid.NewString()
+			id = newID()
 		}
 		if len(batch.Readings) == 0 && len(batch.Logs) == 0 && batch.Jobs == nil {
 			continue
@@ -237,6 +238,14 @@ func (s *Shipper) Run(ctx context.Context) {
 // (a 4xx other than a timeout or "too many requests"), so it is never retried.
 func refused(status int) bool {
 	return status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests
+}
+
+// newID returns a batch's request ID: 96 random bits in 16 characters
+// (every batch's ID is written to every node's disk).
+func newID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // takeUpTo splits off the first n elements of xs (all of them if fewer).

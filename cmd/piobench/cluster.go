@@ -43,15 +43,18 @@ func (b *bench) init() error {
 
 // cleanup kills every process started and removes the data unless kept.
 func (b *bench) cleanup() {
-	for _, p := range b.procs {
+	b.mu.Lock()
+	procs := b.procs
+	b.procs = nil
+	b.mu.Unlock()
+	for _, p := range procs {
 		p.kill()
 	}
-	for _, p := range b.procs {
+	for _, p := range procs {
 		if p.dev != nil {
 			p.dev.close()
 		}
 	}
-	b.procs = nil
 	if b.keep {
 		fmt.Fprintln(os.Stderr, "piobench: data and logs kept in", b.dir)
 		return

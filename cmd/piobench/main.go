@@ -9,7 +9,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -43,6 +45,14 @@ func main() {
 		os.Exit(1)
 	}
 	defer b.cleanup()
+	// Interrupted, it still stops the nodes and unmounts their devices.
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		<-sig
+		b.cleanup()
+		os.Exit(130)
+	}()
 	ctx := context.Background()
 	if *chaosN > 0 {
 		res, err := b.chaos(*chaosN, *faults, *seed, *outDir)
