@@ -19,3 +19,7 @@ var ErrTimeout = errors.New("timed out enqueuing the command")
 
 // ErrDataDirInUse is returned when another process holds this data dir's Raft store.
 var ErrDataDirInUse = errors.New("data dir is in use by another process")
+
+// ErrStoreClosed is returned by the Raft log and stable store of a node after
+// it was closed (the node shut down or reset); nothing was read or written.
+var ErrStoreClosed = errors.New("raft log store is closed")

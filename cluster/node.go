@@ -35,7 +35,7 @@ type Node struct {
 
 	mu       sync.RWMutex // guards the fields below, swapped by Reset
 	raft     *raft.Raft
-	store    *raftboltdb.BoltStore
+	store    *guardedStore
 	trans    *raft.NetworkTransport
 	stream   raft.StreamLayer
 	hadState bool
@@ -86,7 +86,7 @@ func (n *Node) open() error {
 		stream.Close()
 		return err
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{
+	bolt, err := raftboltdb.New(raftboltdb.Options{
 		Path:        filepath.Join(n.raftDir(), "raft.db"),
 		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
 	})
@@ -97,6 +97,7 @@ func (n *Node) open() error {
 		}
 		return fmt.Errorf("open raft log %s: %w (if the file is damaged, restore the data dir from a backup or remove it and re-join the node)", filepath.Join(n.raftDir(), "raft.db"), err)
 	}
+	store := &guardedStore{s: bolt}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.raftDir(), n.cfg.SnapshotRetain, n.cfg.Logger.Named("snapshot"))
 	if err != nil {
 		store.Close()

@@ -2165,6 +2165,15 @@ func (r *Raft) persistVote(term uint64, candidate []byte) error {
 func (r *Raft) setCurrentTerm(t uint64) {
 	// Persist to disk first
 	if err := r.stable.SetUint64(keyCurrentTerm, t); err != nil {
+		// pio patch: the heartbeat fast path runs on a transport goroutine
+		// that Shutdown does not wait for; once shut down, the store may be
+		// closed under it, and the term need not be saved (hashicorp/raft #717).
+		select {
+		case <-r.shutdownCh:
+			r.logger.Warn("not saving the current term: raft is shut down", "term", t, "error", err)
+			return
+		default:
+		}
 		panic(fmt.Errorf("failed to save current term: %v", err))
 	}
 	r.raftState.setCurrentTerm(t)
