@@ -24,7 +24,7 @@
 // the readings, with the index of the last log entry it holds in its meta
 // bucket, rather than a cache rebuilt from snapshots:
 //
-//   - Applied readings wait in memory and are committed (fsync'd) every five
+//   - Applied readings wait in memory and are committed (fsync'd) every 15
 //     minutes of the commands' time, or every 20,000 readings: the Raft log is
 //     their durable copy meanwhile. After a restart, the entries the store
 //     already holds are replayed without their readings.

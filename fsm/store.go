@@ -59,7 +59,7 @@ type StoreConfig struct {
 
 // DefaultStoreConfig returns the settings pio runs with, for the file at path.
 func DefaultStoreConfig(path string) StoreConfig {
-	return StoreConfig{Path: path, FlushEvery: 5 * time.Minute, FlushReadings: 20000, MaxPrune: 200000}
+	return StoreConfig{Path: path, FlushEvery: 15 * time.Minute, FlushReadings: 20000, MaxPrune: 200000}
 }
 
 // Validate checks the settings.

@@ -11,12 +11,12 @@ import (
 
 // DefaultGatherWindow is how often, at most, the leader proposes the
 // workers' batches as one Raft entry. Every entry costs each node an fsync'd
-// commit of some 25 KB (the log's pages, the file system's journal) whatever
-// its size: one entry every 3 s, rather than one per worker a second, is
+// commit of some 35 KB (the log's pages, the file system's journal) whatever
+// its size: one entry every 4 s, rather than one per worker a second, is
 // what keeps a 20-unit lab under 1 GB written a day on an SD card. Workers
 // send their batch just before the leader's next entry (Ack.NextMS), so a
 // reading is stored within about a window of being measured.
-const DefaultGatherWindow = 3 * time.Second
+const DefaultGatherWindow = 4 * time.Second
 
 // maxEntryItems bounds the readings and log lines of one gathered entry
 // (~200 KB of JSON): Raft keeps its last 1,024 entries in memory.

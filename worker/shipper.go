@@ -157,7 +157,7 @@ func (s *Shipper) report() (*fsm.JobsReport, string) {
 
 // sendAhead is how long before the leader's next entry a worker sends its
 // batch: enough for the call to arrive on a LAN.
-const sendAhead = 400 * time.Millisecond
+const sendAhead = 300 * time.Millisecond
 
 // Run ships batches until ctx ends: a second after the last, or, when the
 // leader said when it stores the next entry (rpc.Ack), just before that, so

@@ -27,7 +27,7 @@ func main() {
 		scaleN    = flag.Int("scale", 100, "nodes of the scale scenario")
 		weekDays  = flag.Int("week-days", 7, "days of readings the readings_week scenario stores")
 		sdDays    = flag.Int("sd-days", 2, "days of readings history the sdcard scenario stores before it measures")
-		sdWindow  = flag.Duration("sd-window", 5*time.Minute, "how long the sdcard scenario measures the writes of 20 workers")
+		sdWindow  = flag.Duration("sd-window", 16*time.Minute, "how long the sdcard scenario measures the writes of 20 workers (at least one readings.db commit: 15 min)")
 		chaosN    = flag.Int("chaos", 0, "run this many chaos schedules instead of the scenarios")
 		faults    = flag.Int("chaos-faults", 4, "faults per chaos schedule")
 		seed      = flag.Uint64("seed", uint64(time.Now().UnixNano()%1000000), "first chaos seed (a schedule's seed reproduces it)")
