@@ -28,6 +28,10 @@ type Ack struct {
 	// next entry of gathered batches: a worker that sends its next batch a
 	// little before then has it stored soonest (worker.Shipper does).
 	NextMS int64 `json:"next_ms"`
+	// WindowMS is the leader's gathering window: after the next entry, one
+	// every window while batches keep coming. A worker with nothing to send
+	// at one entry aims at the one after.
+	WindowMS int64 `json:"window_ms"`
 }
 
 // StoreReadings sends a worker's batch to the leader, through the member at
@@ -116,7 +120,7 @@ func (s *Server) readings(w http.ResponseWriter, r *http.Request, c Caller) {
 			s.writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, Ack{Stored: len(b.Readings), Logs: len(b.Logs), NextMS: s.gather.next().Milliseconds()})
+		writeJSON(w, http.StatusOK, Ack{Stored: len(b.Readings), Logs: len(b.Logs), NextMS: s.gather.next().Milliseconds(), WindowMS: s.gather.window.Milliseconds()})
 	})
 }
 

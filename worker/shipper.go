@@ -160,11 +160,30 @@ func (s *Shipper) report() (*fsm.JobsReport, string) {
 const sendAhead = 300 * time.Millisecond
 
 // Run ships batches until ctx ends: a second after the last, or, when the
-// leader said when it stores the next entry (rpc.Ack), just before that, so
-// that the batch carries every reading measured until then.
+// leader said when it stores its next entry and how often (rpc.Ack), just
+// before the first of its entries that is at least sendAhead/2 away, so that
+// the batch carries every reading measured until then and none waits at the
+// leader for more than sendAhead.
 func (s *Shipper) Run(ctx context.Context) {
 	t := time.NewTimer(time.Second)
 	defer t.Stop()
+	// The leader's schedule, from its last answer: its next entry and its
+	// window. Without one, the shipper sends every second.
+	var slot time.Time
+	var window time.Duration
+	rearm := func(skip bool) {
+		if window <= 0 || slot.IsZero() {
+			t.Reset(time.Second)
+			return
+		}
+		if skip {
+			slot = slot.Add(window)
+		}
+		for time.Until(slot) < sendAhead/2 {
+			slot = slot.Add(window)
+		}
+		t.Reset(max(0, time.Until(slot)-sendAhead))
+	}
 	var batch fsm.RecordReadings
 	var batchSig, ackedSig string
 	var lastReport time.Time
@@ -181,7 +200,6 @@ func (s *Shipper) Run(ctx context.Context) {
 			return
 		}
 		backlog = false
-		t.Reset(time.Second)
 		empty := len(batch.Readings) == 0 && len(batch.Logs) == 0 && batch.Jobs == nil
 		if empty {
 			s.mu.Lock()
@@ -205,6 +223,7 @@ func (s *Shipper) Run(ctx context.Context) {
 			id = newID()
 		}
 		if len(batch.Readings) == 0 && len(batch.Logs) == 0 && batch.Jobs == nil {
+			rearm(true) // nothing now: aim at the leader's following entry
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -215,10 +234,13 @@ func (s *Shipper) Run(ctx context.Context) {
 			// Sending it again would be refused again, and hold up every later batch.
 			s.log.Warn("the leader refused a batch of readings; dropping it", "readings", len(batch.Readings), "logs", len(batch.Logs), "status", re.Status, "cause", re.Cause)
 			batch = fsm.RecordReadings{}
+			rearm(true)
 			continue
 		}
 		if err != nil {
 			s.log.Warn("cannot store readings yet; keeping them", "readings", len(batch.Readings), "logs", len(batch.Logs), "error", err)
+			slot, window = time.Time{}, 0 // the leader may have changed: retry in a second
+			t.Reset(time.Second)
 			continue
 		}
 		if batch.Jobs != nil {
@@ -228,9 +250,12 @@ func (s *Shipper) Run(ctx context.Context) {
 		s.mu.Lock()
 		backlog = len(s.pending) >= MaxBatch || len(s.logs) >= MaxBatch // more kept than one batch: send it now
 		s.mu.Unlock()
-		if next := time.Duration(ack.NextMS) * time.Millisecond; next > 0 {
-			t.Reset(min(10*time.Second, max(100*time.Millisecond, next-sendAhead)))
+		window = min(10*time.Second, time.Duration(ack.WindowMS)*time.Millisecond)
+		slot = time.Now().Add(min(10*time.Second, time.Duration(ack.NextMS)*time.Millisecond))
+		if window <= 0 {
+			slot = time.Time{} // a leader that does not say: every second
 		}
+		rearm(false)
 	}
 }
 

@@ -170,3 +170,63 @@ func eventually(t *testing.T, within time.Duration, what string, f func() error)
 	}
 	t.Fatalf("%s: not true within %s: %v", what, within, err)
 }
+
+// TestShipperFollowsTheLeadersWindow checks that a worker sends on the
+// leader's schedule (rpc.Ack's next entry and window), not every second:
+// each batch is sent no earlier than sendAhead before one of the leader's
+// entries, also after turns with nothing to send.
+func TestShipperFollowsTheLeadersWindow(t *testing.T) {
+	const window = 1500 * time.Millisecond
+	var (
+		mu    sync.Mutex
+		sends []time.Time
+		first time.Time // the leader's first entry: the schedule starts there
+	)
+	send := func(_ context.Context, _ string, b fsm.RecordReadings) (rpc.Ack, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		now := time.Now()
+		if first.IsZero() {
+			first = now
+		}
+		sends = append(sends, now)
+		// The leader's entries are at first + k·window.
+		k := now.Sub(first)/window + 1
+		return rpc.Ack{Stored: len(b.Readings), NextMS: time.Until(first.Add(k * window)).Milliseconds(), WindowMS: window.Milliseconds()}, nil
+	}
+	s := NewShipper(Config{Unit: "w1", NodeID: "0b6e5a8e-3c1f-4d53-9f8e-5f6b1e2a9c11", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Send: send})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	// A job measuring less often than the leader's window: some of the
+	// shipper's turns find nothing to send, and must still keep to the
+	// leader's schedule.
+	tick := time.NewTicker(2200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		<-tick.C
+		s.Add("exp", "od", 0.5)
+		mu.Lock()
+		n := len(sends)
+		mu.Unlock()
+		if n >= 4 {
+			break
+		}
+	}
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(sends); i++ {
+		gap := sends[i].Sub(sends[i-1])
+		if gap < window-sendAhead {
+			t.Errorf("send %d came %v after the previous one; the leader's window is %v", i, gap, window)
+		}
+		// Each later send is just before one of the leader's entries.
+		toEntry := window - sends[i].Sub(first)%window
+		if toEntry > sendAhead+50*time.Millisecond && toEntry < window-50*time.Millisecond {
+			t.Errorf("send %d came %v before the leader's entry; want at most %v", i, toEntry, sendAhead)
+		}
+	}
+}
