@@ -15,6 +15,7 @@ run: build
 	./bin/pio serve $(RUN_FLAGS)
 
 test:
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^third_party/'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go' | grep -v '^third_party/'); exit 1; }
 	$(GO) test -race -count=1 -timeout 10m ./...
