@@ -34,7 +34,7 @@ type followerReplication struct {
 	// resumeCh is signalled by the heartbeat goroutine when the follower
 	// answers again after failures, so that log replication stops backing off
 	// (pio patch: without it a follower restarted after a long outage waits up
-	// to 41 s for the log, as the backoff grows to 2^12 * 10 ms).
+	// to 10.24 s for the log, as the backoff grows to 10 ms * 2^10).
 	resumeCh chan struct{}
 
 	// currentTerm and nextIndex must be kept at the top of the struct so
