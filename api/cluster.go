@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"time"
@@ -50,13 +51,12 @@ func (s *Server) readable(c *gin.Context) bool {
 		fail(c, err)
 		return false
 	}
-	deadline := time.Now().Add(s.cfg.HoldTimeout)
-	for s.node.Status().AppliedIndex < idx {
-		if time.Now().After(deadline) {
-			fail(c, cluster.ErrTimeout)
-			return false
-		}
-		time.Sleep(time.Millisecond)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.HoldTimeout)
+	defer cancel()
+	if err := s.node.WaitApplied(ctx, idx); err != nil {
+		s.barrierTerm.Store(0) // a new term's no-op may be what is missing: barrier again
+		fail(c, cluster.ErrTimeout)
+		return false
 	}
 	c.Set("pio.readIndex", true)
 	return true

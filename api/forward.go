@@ -50,7 +50,17 @@ func (s *Server) leaderOrForward(c *gin.Context) {
 		c.Request.Header.Set(client.RequestIDHeader, uuid.NewString())
 	}
 	hops, _ := strconv.Atoi(c.GetHeader(rpc.HopsHeader))
-	deadline := time.Now().Add(s.cfg.HoldTimeout)
+	hold := time.NewTimer(s.cfg.HoldTimeout)
+	defer hold.Stop()
+	// Without a leader, wait for Raft to say there is one (a notification).
+	changed := make(chan struct{}, 1)
+	stop := s.node.OnLeaderChange(func(string) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	})
+	defer stop()
 	var lastErr error
 	for {
 		if s.node.IsLeader() {
@@ -65,16 +75,27 @@ func (s *Server) leaderOrForward(c *gin.Context) {
 			}
 			lastErr = err
 		}
-		if time.Now().After(deadline) || c.Request.Context().Err() != nil {
-			cause := fmt.Sprintf("no leader was elected within %s", s.cfg.HoldTimeout)
-			if lastErr != nil {
-				cause += "; last attempt: " + lastErr.Error()
-			}
-			abort(c, http.StatusServiceUnavailable, "no leader", cause,
-				"a majority of the voters must be running and reach each other; check `pio status --node` on each node, then retry (reads may use ?stale=true)")
-			return
+		// A leader that did not answer is tried again after a short backoff,
+		// in case it answers after all; otherwise Raft tells of the next one.
+		var retry <-chan time.Time
+		if id, _ := s.node.Leader(); id != "" && id != s.cfg.NodeID {
+			retry = time.After(100 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
+		select {
+		case <-changed:
+			continue
+		case <-retry:
+			continue
+		case <-hold.C:
+		case <-c.Request.Context().Done():
+		}
+		cause := fmt.Sprintf("no leader was elected within %s", s.cfg.HoldTimeout)
+		if lastErr != nil {
+			cause += "; last attempt: " + lastErr.Error()
+		}
+		abort(c, http.StatusServiceUnavailable, "no leader", cause,
+			"a majority of the voters must be running and reach each other; check `pio status --node` on each node, then retry (reads may use ?stale=true)")
+		return
 	}
 }
 

@@ -14,10 +14,8 @@ import (
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/jobs"
 	"github.com/pioreactor/pio/membership"
+	"github.com/pioreactor/pio/worker"
 )
-
-// ErrRefused is returned by a worker that may not run jobs of an experiment now.
-var ErrRefused = errors.New("not found, not active, or not assigned")
 
 // jobProblem maps the runtime's errors to answers.
 func jobProblem(c *gin.Context, err error) {
@@ -28,7 +26,7 @@ func jobProblem(c *gin.Context, err error) {
 		abort(c, http.StatusConflict, "job already running", err.Error(), "update its settings, or stop it first")
 	case errors.Is(err, jobs.ErrNotRunning):
 		abort(c, http.StatusNotFound, "job not running", err.Error(), "list running jobs with GET /api/workers/{unit}/jobs/running")
-	case errors.Is(err, ErrRefused):
+	case errors.Is(err, worker.ErrNotAllowed):
 		abort(c, http.StatusNotFound, "not found, not active, or not assigned", err.Error(), "make the unit active and assign it to the experiment first")
 	default:
 		fail(c, err)
@@ -138,18 +136,6 @@ func (s *Server) unitStopAll(c *gin.Context) {
 	exp := c.Query("experiment")
 	stopped := s.cfg.Jobs.StopWhere(func(i jobs.Info) bool { return exp == "" || i.Experiment == exp })
 	c.JSON(http.StatusOK, gin.H{"stopped": stopped})
-}
-
-// JobGuard is the worker-side check before a job starts: this unit is in the
-// inventory, active, and assigned to the experiment.
-func JobGuard(f *fsm.FSM, nodeID string) jobs.Guard {
-	return func(exp string) error {
-		u, ok := f.UnitByID(nodeID)
-		if !ok || !u.Worker || u.IsActive != 1 || f.ExperimentOf(nodeID) != exp {
-			return fmt.Errorf("%w: this unit is not an active worker assigned to %q", ErrRefused, exp)
-		}
-		return nil
-	}
 }
 
 // --- the leader side: dispatch to workers ---

@@ -25,6 +25,7 @@ func openCluster(tb testing.TB, n int) []*Node {
 			tb.Fatal(err)
 		}
 		cfg.Streams = streams
+		tb.Cleanup(func() { streams.ln.Close() })
 		cfg.Logger = hclog.NewNullLogger()
 		node, err := Open(cfg, fsm.New())
 		if err != nil {

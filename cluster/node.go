@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -32,6 +33,9 @@ type Node struct {
 	// current is the running Raft instance, read without mu (by the
 	// snapshot store, which Raft calls while Reset holds mu).
 	current atomic.Pointer[raft.Raft]
+	// barrier is the index of the last Barrier that returned: every entry up
+	// to it is applied, those the state machine never sees included.
+	barrier atomic.Uint64
 
 	mu       sync.RWMutex // guards the fields below, swapped by Reset
 	raft     *raft.Raft
@@ -309,7 +313,32 @@ func (n *Node) Barrier(timeout time.Duration) error {
 	if r == nil {
 		return ErrShutdown
 	}
-	return mapRaftError(r.Barrier(timeout).Error())
+	f := r.Barrier(timeout)
+	if err := f.Error(); err != nil {
+		return mapRaftError(err)
+	}
+	if lf, ok := f.(interface{ Index() uint64 }); ok {
+		for {
+			cur := n.barrier.Load()
+			if lf.Index() <= cur || n.barrier.CompareAndSwap(cur, lf.Index()) {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// WaitApplied waits until this node's state machine has applied every entry
+// up to index, or ctx ends. Entries the state machine never sees (a new
+// term's no-op, barriers) count as applied once a Barrier after them
+// returned, so a leader calls Barrier once a term before it waits for its
+// commit index (as api's linearizable reads do).
+func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
+	if index <= n.barrier.Load() {
+		return nil
+	}
+	_, err := n.fsm.WaitApplied(ctx, index)
+	return err
 }
 
 // Leader returns the leader's node ID and Raft address, or empty strings.
@@ -324,9 +353,11 @@ func (n *Node) Leader() (id, addr string) {
 
 // Status is a snapshot of this peer's Raft state.
 type Status struct {
-	State        string
-	Term         uint64
-	CommitIndex  uint64
+	State       string
+	Term        uint64
+	CommitIndex uint64
+	// AppliedIndex is the state machine's own (see WaitApplied), not
+	// Raft's, which runs ahead of it.
 	AppliedIndex uint64
 	LastContact  time.Time
 }
@@ -337,7 +368,7 @@ func (n *Node) Status() Status {
 	if r == nil {
 		return Status{State: "Shutdown"}
 	}
-	return Status{State: r.State().String(), Term: r.CurrentTerm(), CommitIndex: r.CommitIndex(), AppliedIndex: r.AppliedIndex(), LastContact: r.LastContact()}
+	return Status{State: r.State().String(), Term: r.CurrentTerm(), CommitIndex: r.CommitIndex(), AppliedIndex: max(n.fsm.AppliedIndex(), n.barrier.Load()), LastContact: r.LastContact()}
 }
 
 // Servers returns the current Raft configuration.
@@ -470,6 +501,7 @@ func (n *Node) Reset(keepBackup bool) (backup string, err error) {
 	if n.closed {
 		return "", ErrShutdown
 	}
+	n.barrier.Store(0)
 	if err := n.shutdown(); err != nil && !errors.Is(err, raft.ErrRaftShutdown) {
 		n.cfg.Logger.Warn("shutdown before reset", "error", err)
 	}
@@ -485,7 +517,9 @@ func (n *Node) Reset(keepBackup bool) (backup string, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
-	n.fsm.Reset()
+	if err := n.fsm.Reset(); err != nil {
+		return backup, fmt.Errorf("reset the state machine: %w (free space on the data dir's disk, or remove DATA_DIR/readings.db, then restart)", err)
+	}
 	if err := n.open(); err != nil {
 		return backup, err
 	}

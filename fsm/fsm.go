@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -122,9 +123,10 @@ func (f *FSM) setApplied(index uint64) {
 	f.nmu.Unlock()
 }
 
-// AppliedIndex returns the index of the last log entry this FSM applied.
-// Raft's own applied index may be higher: Raft applies entries the FSM never
-// sees (configuration changes, no-ops, barriers).
+// AppliedIndex returns the index of the last log entry this FSM applied
+// (commands and configuration changes). Raft's own applied index may be
+// higher: it counts entries handed to the FSM but not yet applied, and
+// entries the FSM never sees (no-ops, barriers).
 func (f *FSM) AppliedIndex() uint64 {
 	f.nmu.Lock()
 	defer f.nmu.Unlock()
@@ -166,6 +168,13 @@ func (f *FSM) Apply(l *raft.Log) any {
 	f.publish(Change{Index: l.Index, Cmd: &cmd, Result: r})
 	f.setApplied(l.Index)
 	return r
+}
+
+// StoreConfiguration is called by Raft, in log order with Apply, for every
+// configuration change (raft.ConfigurationStore). The FSM keeps nothing of
+// it but its index, so that its applied index covers every entry it is given.
+func (f *FSM) StoreConfiguration(index uint64, _ raft.Configuration) {
+	f.setApplied(index)
 }
 
 // ApplyCommand applies cmd directly; Raft reaches it through Apply, tests may call it.
@@ -257,13 +266,15 @@ func (f *FSM) Hash() string {
 	return hex.EncodeToString(h[:])
 }
 
-// Reset empties the state and the readings, as on a node that belongs to no cluster yet.
-func (f *FSM) Reset() {
+// Reset empties the state and the readings, as on a node that belongs to no
+// cluster yet. An error means the readings store could not be emptied.
+func (f *FSM) Reset() error {
 	f.mu.Lock()
 	f.s = newState()
+	var err error
 	if f.rd != nil {
-		if err := f.rd.clear(); err != nil {
-			f.logger().Error("cannot empty the readings store", "error", err)
+		if err = f.rd.clear(); err != nil {
+			err = fmt.Errorf("empty the readings store: %w", err)
 		}
 	}
 	f.refreshRemoved()
@@ -272,4 +283,5 @@ func (f *FSM) Reset() {
 	f.applied = 0
 	f.nmu.Unlock()
 	f.publish(Change{})
+	return err
 }

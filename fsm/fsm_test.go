@@ -126,10 +126,32 @@ func TestRestoreRejectsGarbage(t *testing.T) {
 	}
 }
 
+// TestDeterministicApply: the same commands give the same state (hash) on
+// two FSMs, a state that differs from an empty one's and from one missing
+// the last command; applying them again (same request IDs) changes nothing.
 func TestDeterministicApply(t *testing.T) {
 	a, b := populated(t), populated(t)
 	if a.Hash() != b.Hash() {
 		t.Fatal("same commands, different states")
+	}
+	if New().Hash() == a.Hash() {
+		t.Fatal("the commands changed nothing")
+	}
+	mustApply(t, b, cmd(t, CmdCreateExperiment, "det-extra", t0.Add(time.Hour), CreateExperiment{Experiment: "det"}))
+	if a.Hash() == b.Hash() {
+		t.Fatal("one more experiment, same hash")
+	}
+	mustApply(t, a, cmd(t, CmdCreateExperiment, "det-extra", t0.Add(time.Hour), CreateExperiment{Experiment: "det"}))
+	if a.Hash() != b.Hash() {
+		t.Fatal("the same last command, different states")
+	}
+	again := b.Hash()
+	mustApply(t, b, cmd(t, CmdCreateExperiment, "det-extra", t0.Add(2*time.Hour), CreateExperiment{Experiment: "det"}))
+	if b.Hash() != again {
+		t.Fatal("a retried request ID changed the state")
+	}
+	if _, ok := b.Experiment("det"); !ok {
+		t.Fatal("the experiment is missing")
 	}
 }
 
@@ -302,7 +324,9 @@ func TestReadingsOnDiskSurviveSnapshot(t *testing.T) {
 	if r := mustApply(t, f, l); !r.Duplicate || f.ReadingsCount() != 100 {
 		t.Fatalf("retry: %+v %d", r, f.ReadingsCount())
 	}
-	f.Reset()
+	if err := f.Reset(); err != nil {
+		t.Fatal(err)
+	}
 	if f.ReadingsCount() != 0 {
 		t.Fatal("reset kept readings")
 	}

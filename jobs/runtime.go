@@ -228,13 +228,16 @@ func (r *Runtime) Start(name, experiment string, options map[string]any) (Info, 
 	for k, v := range checked {
 		settings[k] = v
 	}
+	// The guard runs under the lock that StopWhere takes: a change of the
+	// cluster database that a halt reacts to is either seen by the guard or
+	// finds the job registered.
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.guard != nil {
 		if err := r.guard(experiment); err != nil {
 			return Info{}, err
 		}
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if j, ok := r.jobs[name]; ok {
 		return Info{}, fmt.Errorf("%w: %s (experiment %s)", ErrAlreadyRunning, name, j.info.Experiment)
 	}

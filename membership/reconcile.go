@@ -14,9 +14,12 @@ import (
 )
 
 // reconcilerState is what the leader's reconciler remembers between passes.
-// A new leader starts from scratch.
+// A new leader starts from what the replicated event log says of each
+// member's health (seedHealth), so that the death of the old leader, or of a
+// member that died meanwhile, is recorded by the new one.
 type reconcilerState struct {
 	mu           sync.Mutex
+	seeded       bool                 // health and healthLog start from the event log
 	problems     map[string]string    // node ID -> why it cannot be reconciled
 	health       map[string]string    // node ID -> health at the last pass
 	deadSince    map[string]time.Time // node ID -> when it was first seen dead
@@ -29,6 +32,7 @@ type reconcilerState struct {
 func (r *reconcilerState) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.seeded = false
 	if len(r.health) == 0 && len(r.problems) == 0 && r.health != nil && len(r.healthLog.members) == 0 {
 		return
 	}
@@ -160,6 +164,7 @@ func (r *reconcilerState) setProblem(id, p string) (isNew bool) {
 // left are removed, the voter set is kept healthy, and the leadership goes to
 // a node that prefers it.
 func (m *Manager) reconcile(ctx context.Context) {
+	m.seedHealth()
 	if term := m.node.Status().Term; term != m.rec.leaderTerm {
 		name := m.cfg.Self.Name
 		if m.apply(fsm.CmdRecordEvent, fsm.RecordEvent{Kind: "leader", NodeID: m.cfg.Self.NodeID, Unit: name,
@@ -241,6 +246,42 @@ func (m *Manager) reconcile(ctx context.Context) {
 	m.preferLeader(states, servers, now)
 }
 
+// seedHealth starts a new leader's view of health from the replicated state:
+// each unit's last recorded death or return (with its time, for the events'
+// rate limit), or alive for a unit with none (it was alive when it
+// registered). It runs once per leadership.
+func (m *Manager) seedHealth() {
+	m.rec.mu.Lock()
+	defer m.rec.mu.Unlock()
+	if m.rec.seeded {
+		return
+	}
+	m.rec.seeded = true
+	if m.rec.health == nil {
+		m.rec.health, m.rec.deadSince, m.rec.problems = map[string]string{}, map[string]time.Time{}, map[string]string{}
+	}
+	for _, u := range m.fsm.Units() {
+		if _, ok := m.rec.health[u.NodeID]; !ok {
+			m.rec.health[u.NodeID] = HealthAlive
+		}
+	}
+	if m.rec.healthLog.members == nil {
+		m.rec.healthLog.members = map[string]*memberHealthLog{}
+	}
+	for _, e := range m.fsm.Events() {
+		if e.NodeID == "" || (e.Kind != HealthDead && e.Kind != HealthAlive) {
+			continue
+		}
+		m.rec.health[e.NodeID] = e.Kind
+		l := m.rec.healthLog.members[e.NodeID]
+		if l == nil {
+			l = &memberHealthLog{last: map[string]time.Time{}}
+			m.rec.healthLog.members[e.NodeID] = l
+		}
+		l.logged, l.last[e.Kind] = e.Kind, e.Time
+	}
+}
+
 // recordHealth notes health changes of a member and records deaths and
 // returns as events, at most one of each kind per member per healthEventWindow.
 func (m *Manager) recordHealth(id, name string, st MemberState, now time.Time) {
@@ -272,8 +313,29 @@ func (m *Manager) recordHealth(id, name string, st MemberState, now time.Time) {
 		note, ok = m.rec.healthLog.observe(id, change, state, now)
 	}
 	m.rec.mu.Unlock()
-	if ok {
-		_ = m.apply(fsm.CmdRecordEvent, fsm.RecordEvent{Kind: note.kind, NodeID: id, Unit: name, Message: note.message(name, now)})
+	if !ok {
+		return
+	}
+	if err := m.apply(fsm.CmdRecordEvent, fsm.RecordEvent{Kind: note.kind, NodeID: id, Unit: name, Message: note.message(name, now)}); err != nil {
+		// Not recorded: forget that it was, so the next pass tries again.
+		m.log.Warn("cannot record a health event; trying again at the next pass", "unit", name, "health", note.kind, "error", err)
+		m.rec.mu.Lock()
+		if known {
+			m.rec.health[id] = prev
+		} else {
+			delete(m.rec.health, id)
+		}
+		if l := m.rec.healthLog.members[id]; l != nil {
+			delete(l.last, note.kind)
+		}
+		m.rec.mu.Unlock()
+	}
+}
+
+// recordEvent records an event of the leader's own doing, or logs why it could not.
+func (m *Manager) recordEvent(e fsm.RecordEvent) {
+	if err := m.apply(fsm.CmdRecordEvent, e); err != nil {
+		m.log.Warn("cannot record an event", "kind", e.Kind, "unit", e.Unit, "message", e.Message, "error", err)
 	}
 }
 
@@ -335,7 +397,7 @@ func (m *Manager) manageVoters(states map[string]MemberState, servers []cluster.
 				m.log.Warn("cannot promote", "node_id", c.ID, "error", err)
 			} else {
 				name := states[c.ID].Meta.Name
-				_ = m.apply(fsm.CmdRecordEvent, fsm.RecordEvent{Kind: "promoted", NodeID: c.ID, Unit: name, Message: name + " became a voter"})
+				m.recordEvent(fsm.RecordEvent{Kind: "promoted", NodeID: c.ID, Unit: name, Message: name + " became a voter"})
 			}
 			return
 		}
@@ -371,7 +433,7 @@ func (m *Manager) manageVoters(states map[string]MemberState, servers []cluster.
 	if err := m.node.Demote(victim.ID); err != nil {
 		m.log.Warn("cannot demote", "node_id", victim.ID, "error", err)
 	} else {
-		_ = m.apply(fsm.CmdRecordEvent, fsm.RecordEvent{Kind: "demoted", NodeID: victim.ID, Unit: st.Meta.Name,
+		m.recordEvent(fsm.RecordEvent{Kind: "demoted", NodeID: victim.ID, Unit: st.Meta.Name,
 			Message: fmt.Sprintf("%s is no longer a voter (%s)", st.Meta.Name, st.Health)})
 	}
 }

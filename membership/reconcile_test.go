@@ -1,8 +1,11 @@
 package membership
 
 import (
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/pioreactor/pio/fsm"
 )
 
 // The health limiter lets at most one "dead" and one "alive" event per member
@@ -87,5 +90,54 @@ func TestFlappingMemberBoundedEvents(t *testing.T) {
 	}
 	if max := 2 * int(10*time.Minute/healthEventWindow); events > max+2 || events < max-2 {
 		t.Fatalf("%d events in 10 minutes of flapping; want about %d", events, max)
+	}
+}
+
+// A new leader's reconciler starts from the replicated event log: a unit
+// whose last health event is a death is dead, one with none (or a return) is
+// alive, and the rate limit goes on from the recorded events' times.
+func TestSeedHealthFromEventLog(t *testing.T) {
+	f := fsm.New()
+	at := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	apply := func(i int, typ fsm.CommandType, p any) {
+		c, err := fsm.NewCommand(typ, fmt.Sprint("seed-", i), at, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := f.ApplyCommand(c); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	apply(1, fsm.CmdRegisterUnit, fsm.RegisterUnit{NodeID: "id-a", Name: "alpha", Worker: true, RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2"})
+	apply(2, fsm.CmdRegisterUnit, fsm.RegisterUnit{NodeID: "id-b", Name: "beta", Worker: true, RaftAddr: "127.0.0.1:3", HTTPAddr: "127.0.0.1:4"})
+	apply(3, fsm.CmdRegisterUnit, fsm.RegisterUnit{NodeID: "id-c", Name: "gamma", Worker: true, RaftAddr: "127.0.0.1:5", HTTPAddr: "127.0.0.1:6"})
+	apply(4, fsm.CmdRecordEvent, fsm.RecordEvent{Kind: HealthDead, NodeID: "id-b", Unit: "beta", Message: "beta stopped answering (dead)"})
+	apply(5, fsm.CmdRecordEvent, fsm.RecordEvent{Kind: HealthDead, NodeID: "id-c", Unit: "gamma", Message: "gamma stopped answering (dead)"})
+	apply(6, fsm.CmdRecordEvent, fsm.RecordEvent{Kind: HealthAlive, NodeID: "id-c", Unit: "gamma", Message: "gamma is back"})
+	m := &Manager{fsm: f}
+	m.rec.reset()
+	m.seedHealth()
+	want := map[string]string{"id-a": HealthAlive, "id-b": HealthDead, "id-c": HealthAlive}
+	for id, h := range want {
+		if got := m.rec.health[id]; got != h {
+			t.Errorf("%s seeded %q, want %q", id, got, h)
+		}
+	}
+	if l := m.rec.healthLog.members["id-b"]; l == nil || l.logged != HealthDead || !l.last[HealthDead].Equal(at) {
+		t.Errorf("beta's rate limit not seeded from its event: %+v", l)
+	}
+	// alpha was alive by the log; its death now is a change to record.
+	if _, ok := m.rec.healthLog.observe("id-a", HealthDead, HealthDead, at.Add(time.Minute)); !ok {
+		t.Error("alpha's first death under a new leader was not let through")
+	}
+	// beta's death was recorded; a second one within the window is not.
+	if _, ok := m.rec.healthLog.observe("id-b", HealthDead, HealthDead, at.Add(10*time.Second)); ok {
+		t.Error("beta's death recorded twice within the window")
+	}
+	// Seeding happens once per leadership.
+	m.rec.health["id-a"] = HealthDead
+	m.seedHealth()
+	if m.rec.health["id-a"] != HealthDead {
+		t.Error("seeded again within the same leadership")
 	}
 }

@@ -72,12 +72,17 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	// What a failed start has opened is closed again, last first.
+	var undo []func()
 	started := false
 	defer func() {
 		if !started {
-			lock.Close() // every failed start releases the data dir
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
 		}
 	}()
+	undo = append(undo, func() { lock.Close() }) // every failed start releases the data dir
 	// A data dir made by an older version may be readable by others.
 	if err := tightenDataDir(cfg.DataDir); err != nil {
 		return nil, err
@@ -91,11 +96,12 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	undo = append(undo, func() { hw.Close() })
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		hw.Close()
 		return nil, fmt.Errorf("listen on --http-addr %s: %w (is another pio serve or program using that port?)", cfg.HTTPAddr, err)
 	}
+	undo = append(undo, func() { ln.Close() })
 	httpAddr := net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
 
 	// Nodes sharing a machine on loopback send from their own address, as on a LAN.
@@ -105,8 +111,6 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	}
 	store, err := trust.OpenStore(cfg.DataDir)
 	if err != nil {
-		ln.Close()
-		hw.Close()
 		return nil, err
 	}
 	mode := rpc.ModeSecure // a node without secrets refuses everything until it makes or gets them
@@ -116,10 +120,9 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	port, err := rpc.Listen(rpc.Config{BindAddr: cfg.RaftAddr, AdvertiseHost: host, SourceIP: sourceIP, Trust: store,
 		Mode: mode, HandshakeTimeout: rpc.DefaultConfig().HandshakeTimeout, Logger: log})
 	if err != nil {
-		ln.Close()
-		hw.Close()
 		return nil, err
 	}
+	undo = append(undo, func() { port.Close() })
 	rc := rpc.NewClient(port)
 
 	ccfg := cluster.DefaultConfig()
@@ -134,22 +137,17 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	// restarts, and Raft replays only what it had not committed.
 	readingsPath := filepath.Join(cfg.DataDir, "readings.db")
 	if err := f.OpenReadings(fsm.DefaultStoreConfig(readingsPath), log.With("store", "readings")); err != nil {
-		port.Close()
-		ln.Close()
-		hw.Close()
 		if errors.Is(err, bbolt.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s (is another pio serve running with --data-dir %s?)", cluster.ErrDataDirInUse, cfg.DataDir, cfg.DataDir)
 		}
 		return nil, err
 	}
+	undo = append(undo, func() { f.CloseReadings() })
 	node, err := cluster.Open(ccfg, f)
 	if err != nil {
-		port.Close()
-		ln.Close()
-		hw.Close()
-		f.CloseReadings()
 		return nil, err
 	}
+	undo = append(undo, func() { node.Close() })
 	if store.Current() == nil && (node.HadState() || cfg.open) {
 		// A cluster made before pio had secrets: it runs open until `pio security enable`.
 		port.SetMode(rpc.ModeOpen)
@@ -170,11 +168,6 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	}
 	mem, err := membership.New(mcfg, node)
 	if err != nil {
-		node.Close()
-		port.Close()
-		ln.Close()
-		hw.Close()
-		f.CloseReadings()
 		return nil, err
 	}
 	acfg := api.DefaultConfig()
@@ -185,7 +178,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	acfg.ExportDir = filepath.Join(cfg.DataDir, "exports")
 	var rt *jobs.Runtime
 	if cfg.Worker {
-		rt = jobs.NewRuntime(jobs.NewPlant(seedOf(nodeID)), api.JobGuard(node.FSM(), nodeID), log)
+		rt = jobs.NewRuntime(jobs.NewPlant(seedOf(nodeID)), worker.Guard(f, nodeID), log)
 		acfg.Jobs = rt
 	}
 	scfg := worker.Config{Unit: cfg.Name, NodeID: nodeID, Logger: log, Send: func(ctx context.Context, id string, b fsm.RecordReadings) (rpc.Ack, error) {
@@ -243,7 +236,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 		a.wg.Add(2)
 		go func() {
 			defer a.wg.Done()
-			a.haltJobs(ctx)
+			worker.Halt(ctx, f, nodeID, rt, log)
 		}()
 		go func() {
 			defer a.wg.Done()
@@ -262,8 +255,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 		// A new cluster of one answers once it leads and is in its own
 		// inventory (requests wait in the listen backlog until then).
 		if err := mem.StartStandalone(); err != nil {
-			ln.Close() // never served, so Close would not close it
-			a.Close()
+			undo = []func(){func() { ln.Close() }, func() { a.Close() }} // the agent closes what it holds
 			return nil, err
 		}
 		serve()
@@ -314,33 +306,6 @@ func lockDataDir(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("%w: %s (is another pio serve running with --data-dir %s?)", cluster.ErrDataDirInUse, dir, dir)
 	}
 	return f, nil
-}
-
-// haltJobs stops this worker's jobs, in the safe order, as soon as the
-// cluster database says it may not run them: the unit is inactive, removed,
-// or no longer assigned to (or the experiment of) the job.
-func (a *agent) haltJobs(ctx context.Context) {
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
-	f := a.node.FSM()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if len(a.jobs.Running()) == 0 {
-			continue
-		}
-		u, ok := f.UnitByID(a.nodeID)
-		exp := f.ExperimentOf(a.nodeID)
-		stopped := a.jobs.StopWhere(func(i jobs.Info) bool {
-			return !ok || u.IsActive != 1 || i.Experiment != exp
-		})
-		if len(stopped) > 0 {
-			a.log.Info("halted jobs: the unit is inactive, removed or unassigned", "jobs", stopped)
-		}
-	}
 }
 
 // seedOf derives the simulated plant's random seed from the node ID.

@@ -8,7 +8,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pioreactor/pio/api"
+	"github.com/pioreactor/pio/cluster"
 	"github.com/pioreactor/pio/fsm"
+	"github.com/pioreactor/pio/membership"
 	"github.com/pioreactor/pio/trust"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
@@ -70,11 +73,13 @@ type serveConfig struct {
 
 // defaultServeConfig is what `pio serve` runs with when nothing is set.
 func defaultServeConfig() serveConfig {
+	// The packages' own defaults, declared once in each package's DefaultConfig.
+	cd, md, ad := cluster.DefaultConfig(), membership.DefaultConfig(membership.Self{}), api.DefaultConfig()
 	return serveConfig{
 		DataDir: "/var/lib/pio", HTTPAddr: ":8080", RaftAddr: ":8300", GossipAddr: ":8301",
-		Worker: true, Hardware: "auto", MaxVoters: 5, Stabilization: 10 * time.Second,
-		Heartbeat: 300 * time.Millisecond, Election: 300 * time.Millisecond, HoldTimeout: 5 * time.Second, MaxEventStreams: 64, LogLevel: "info", APIAuth: "on",
-		SnapshotThreshold: 8192, SnapshotInterval: 30 * time.Second, TrailingLogs: 10240,
+		Worker: true, Hardware: "auto", MaxVoters: cd.MaxVoters, Stabilization: md.Stabilization,
+		Heartbeat: cd.HeartbeatTimeout, Election: cd.ElectionTimeout, HoldTimeout: ad.HoldTimeout, MaxEventStreams: ad.MaxEventStreams, LogLevel: "info", APIAuth: ad.Auth,
+		SnapshotThreshold: cd.SnapshotThreshold, SnapshotInterval: cd.SnapshotInterval, TrailingLogs: cd.TrailingLogs,
 		Retention: 30 * 24 * time.Hour, DownsampledRetention: 365 * 24 * time.Hour,
 		RebootCommand: "systemctl reboot", HTTPLimits: defaultHTTPLimits(),
 	}

@@ -103,7 +103,7 @@ func TestEventsStreamFromTheLocalNode(t *testing.T) {
 	// A write applied on the follower's FSM shows up on its stream.
 	createExperiment(t, leader, "watched")
 	s.waitEvent(t, 3*time.Second, "experiments changed", func(ev api.StreamEvent) bool { return ev.Type == "experiments" })
-	call(t, leader, http.MethodPut, "/api/experiments/watched/workers", map[string]any{"pioreactor_unit": f.cfg.Name}, nil)
+	mustCall(t, leader, http.MethodPut, "/api/experiments/watched/workers", map[string]any{"pioreactor_unit": f.cfg.Name}, nil)
 	s.waitEvent(t, 3*time.Second, "inventory changed", func(ev api.StreamEvent) bool { return ev.Type == "inventory" })
 
 	// The leader dies: the follower's stream says who leads now, and that the old one is dead.

@@ -38,6 +38,15 @@ func call(t *testing.T, n *testNode, method, path string, in, out any) (int, *cl
 	return code, ae
 }
 
+// mustCall is call for a request that must succeed: any status but 2xx
+// fails the test.
+func mustCall(t *testing.T, n *testNode, method, path string, in, out any) {
+	t.Helper()
+	if code, ae := call(t, n, method, path, in, out); code < 200 || code > 299 {
+		t.Fatalf("%s %s: %d %+v", method, path, code, ae)
+	}
+}
+
 // waitTask polls a 202 task answer until it is done and returns its final body.
 func waitTask(t *testing.T, n *testNode, accepted map[string]any) map[string]any {
 	t.Helper()
@@ -122,7 +131,7 @@ func TestExperimentsAssignmentsThroughFollower(t *testing.T) {
 		}
 	}
 	var exps []map[string]any
-	call(t, f, http.MethodGet, "/api/experiments", nil, &exps)
+	mustCall(t, f, http.MethodGet, "/api/experiments", nil, &exps)
 	if len(exps) != 2 || exps[0]["experiment"] != "exp-b" {
 		t.Fatalf("newest first: %v", exps)
 	}
@@ -136,9 +145,9 @@ func TestExperimentsAssignmentsThroughFollower(t *testing.T) {
 			t.Fatalf("assign %s: %d %+v", u, code, ae)
 		}
 	}
-	call(t, f, http.MethodPut, "/api/experiments/exp-b/workers", map[string]any{"pioreactor_unit": "beta"}, nil)
+	mustCall(t, f, http.MethodPut, "/api/experiments/exp-b/workers", map[string]any{"pioreactor_unit": "beta"}, nil)
 	var counts []map[string]any
-	call(t, f, http.MethodGet, "/api/experiments/assignment_count", nil, &counts)
+	mustCall(t, f, http.MethodGet, "/api/experiments/assignment_count", nil, &counts)
 	got := map[string]float64{}
 	for _, c := range counts {
 		got[c["experiment"].(string)] = c["worker_count"].(float64)
@@ -147,7 +156,7 @@ func TestExperimentsAssignmentsThroughFollower(t *testing.T) {
 		t.Fatalf("assignment counts: %v", counts)
 	}
 	var asg []map[string]any
-	call(t, f, http.MethodGet, "/api/workers/assignments", nil, &asg)
+	mustCall(t, f, http.MethodGet, "/api/workers/assignments", nil, &asg)
 	if len(asg) != 3 {
 		t.Fatalf("assignments: %v", asg)
 	}
@@ -159,7 +168,7 @@ func TestExperimentsAssignmentsThroughFollower(t *testing.T) {
 		t.Fatalf("unassigned gamma: %d", code)
 	}
 	var hist []map[string]any
-	call(t, f, http.MethodGet, "/api/experiments/exp-a/historical_worker_assignments", nil, &hist)
+	mustCall(t, f, http.MethodGet, "/api/experiments/exp-a/historical_worker_assignments", nil, &hist)
 	if len(hist) != 2 {
 		t.Fatalf("history of exp-a: %v", hist)
 	}
@@ -185,14 +194,14 @@ func TestExperimentsAssignmentsThroughFollower(t *testing.T) {
 		t.Fatalf("unassign: %d", code)
 	}
 	// Unassign all, then delete: the experiment and its assignments go.
-	call(t, f, http.MethodPut, "/api/experiments/exp-b/workers", map[string]any{"pioreactor_unit": "gamma"}, nil)
+	mustCall(t, f, http.MethodPut, "/api/experiments/exp-b/workers", map[string]any{"pioreactor_unit": "gamma"}, nil)
 	if code, _ := call(t, f, http.MethodDelete, "/api/experiments/exp-a/workers", nil, nil); code != 200 {
 		t.Fatalf("unassign all: %d", code)
 	}
 	if code, _ := call(t, f, http.MethodDelete, "/api/experiments/exp-b", nil, nil); code != 200 {
 		t.Fatalf("delete: %d", code)
 	}
-	call(t, f, http.MethodGet, "/api/workers/assignments", nil, &asg)
+	mustCall(t, f, http.MethodGet, "/api/workers/assignments", nil, &asg)
 	for _, a := range asg {
 		if a["experiment"] != nil {
 			t.Fatalf("assignment survived: %v", asg)
@@ -218,7 +227,7 @@ func TestActiveIdentifyReboot(t *testing.T) {
 	if code, _ := call(t, f, http.MethodPut, "/api/workers/nobody/is_active", map[string]any{"is_active": 1}, nil); code != 400 {
 		t.Fatalf("unknown unit: %d", code)
 	}
-	call(t, f, http.MethodPut, "/api/workers/gamma/is_active", map[string]any{"is_active": 1}, &w)
+	mustCall(t, f, http.MethodPut, "/api/workers/gamma/is_active", map[string]any{"is_active": 1}, &w)
 	if w["is_active"] != float64(1) {
 		t.Fatalf("active again: %v", w)
 	}
@@ -238,7 +247,7 @@ func TestActiveIdentifyReboot(t *testing.T) {
 		t.Fatalf("blink task: %v", res)
 	}
 	var hw map[string]any
-	call(t, gamma, http.MethodGet, "/unit_api/hardware", nil, &hw)
+	mustCall(t, gamma, http.MethodGet, "/unit_api/hardware", nil, &hw)
 	if hw["blinks"] != float64(1) || hw["backend"] != "sim" {
 		t.Fatalf("hardware after blink: %v", hw)
 	}
@@ -268,8 +277,8 @@ func TestTopologyLeaderIsNotAWorker(t *testing.T) {
 	w2 := startNode(t, "w2", withJoin(lead))
 	waitCluster(t, []*testNode{lead, w1, w2}, 3, 3)
 	var units, workers []map[string]any
-	call(t, w1, http.MethodGet, "/api/units", nil, &units)
-	call(t, w1, http.MethodGet, "/api/workers", nil, &workers)
+	mustCall(t, w1, http.MethodGet, "/api/units", nil, &units)
+	mustCall(t, w1, http.MethodGet, "/api/workers", nil, &workers)
 	if len(units) != 3 || len(workers) != 2 {
 		t.Fatalf("units %v workers %v", units, workers)
 	}

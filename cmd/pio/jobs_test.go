@@ -41,7 +41,7 @@ func TestJobsDispatchedThroughAFollower(t *testing.T) {
 	f := follower(t, nodes)
 	createExperiment(t, f, "growth")
 	for _, u := range []string{"beta", "gamma"} {
-		call(t, f, http.MethodPut, "/api/experiments/growth/workers", map[string]any{"pioreactor_unit": u}, nil)
+		mustCall(t, f, http.MethodPut, "/api/experiments/growth/workers", map[string]any{"pioreactor_unit": u}, nil)
 	}
 	code, res := runTask(t, f, http.MethodPost, "/api/workers/beta/jobs/run/job_name/stirring/experiments/growth", map[string]any{"options": map[string]any{"target_rpm": 400}})
 	if code != 202 || res["status"] != "succeeded" {
@@ -108,7 +108,7 @@ func TestInactiveUnassignedDeletedHaltJobs(t *testing.T) {
 		}
 	}
 	createExperiment(t, f, "e1")
-	call(t, f, http.MethodPut, "/api/experiments/e1/workers", map[string]any{"pioreactor_unit": "beta"}, nil)
+	mustCall(t, f, http.MethodPut, "/api/experiments/e1/workers", map[string]any{"pioreactor_unit": "beta"}, nil)
 	start := func() {
 		for _, j := range []string{"stirring", "temperature_automation", "dosing_automation"} {
 			if _, res := runTask(t, f, http.MethodPost, "/api/workers/beta/jobs/run/job_name/"+j+"/experiments/e1", map[string]any{}); res["status"] != "succeeded" {
@@ -125,7 +125,7 @@ func TestInactiveUnassignedDeletedHaltJobs(t *testing.T) {
 		})
 	}
 	start()
-	call(t, f, http.MethodPut, "/api/workers/beta/is_active", map[string]any{"is_active": 0}, nil)
+	mustCall(t, f, http.MethodPut, "/api/workers/beta/is_active", map[string]any{"is_active": 0}, nil)
 	none("inactive halts every job")
 	if code, _ := runTask(t, f, http.MethodPost, "/api/workers/beta/jobs/run/job_name/stirring/experiments/e1", map[string]any{}); code != http.StatusNotFound {
 		t.Fatalf("run on an inactive unit: %d", code)
@@ -134,17 +134,17 @@ func TestInactiveUnassignedDeletedHaltJobs(t *testing.T) {
 	if code, _ := call(t, beta, http.MethodPost, "/unit_api/jobs/run/job_name/stirring", map[string]any{"experiment": "e1"}, nil); code != http.StatusNotFound {
 		t.Fatalf("worker-side refusal: %d", code)
 	}
-	call(t, f, http.MethodPut, "/api/workers/beta/is_active", map[string]any{"is_active": 1}, nil)
+	mustCall(t, f, http.MethodPut, "/api/workers/beta/is_active", map[string]any{"is_active": 1}, nil)
 	time.Sleep(300 * time.Millisecond) // reactivating restarts nothing: give it the chance to be wrong
 	if n := len(beta.a.jobs.Running()); n != 0 {
 		t.Fatalf("reactivation restarted %d jobs", n)
 	}
 	start()
-	call(t, f, http.MethodDelete, "/api/experiments/e1/workers/beta", nil, nil)
+	mustCall(t, f, http.MethodDelete, "/api/experiments/e1/workers/beta", nil, nil)
 	none("unassigning stops the experiment's jobs")
-	call(t, f, http.MethodPut, "/api/experiments/e1/workers", map[string]any{"pioreactor_unit": "beta"}, nil)
+	mustCall(t, f, http.MethodPut, "/api/experiments/e1/workers", map[string]any{"pioreactor_unit": "beta"}, nil)
 	start()
-	call(t, f, http.MethodDelete, "/api/experiments/e1", nil, nil)
+	mustCall(t, f, http.MethodDelete, "/api/experiments/e1", nil, nil)
 	none("deleting the experiment stops its jobs")
 }
 
@@ -162,7 +162,7 @@ func TestJobsSurviveTheLeader(t *testing.T) {
 		}
 	}
 	createExperiment(t, leader, "long")
-	call(t, leader, http.MethodPut, "/api/experiments/long/workers", map[string]any{"pioreactor_unit": worker.cfg.Name}, nil)
+	mustCall(t, leader, http.MethodPut, "/api/experiments/long/workers", map[string]any{"pioreactor_unit": worker.cfg.Name}, nil)
 	if _, res := runTask(t, leader, http.MethodPost, "/api/workers/"+worker.cfg.Name+"/jobs/run/job_name/stirring/experiments/long", map[string]any{"options": map[string]any{"target_rpm": 321}}); res["status"] != "succeeded" {
 		t.Fatalf("run: %v", res)
 	}
@@ -199,7 +199,7 @@ func TestReadingsReplicatedAndServed(t *testing.T) {
 		worker = f
 	}
 	createExperiment(t, f, "readings")
-	call(t, f, http.MethodPut, "/api/experiments/readings/workers", map[string]any{"pioreactor_unit": worker.cfg.Name}, nil)
+	mustCall(t, f, http.MethodPut, "/api/experiments/readings/workers", map[string]any{"pioreactor_unit": worker.cfg.Name}, nil)
 	for _, j := range []struct {
 		job  string
 		opts map[string]any
@@ -228,8 +228,8 @@ func TestReadingsReplicatedAndServed(t *testing.T) {
 	var thin, all struct {
 		Data [][]map[string]any `json:"data"`
 	}
-	call(t, f, http.MethodGet, "/api/experiments/readings/time_series/od_readings?max_points=3", nil, &thin)
-	call(t, f, http.MethodGet, "/api/experiments/readings/time_series/od_readings", nil, &all)
+	mustCall(t, f, http.MethodGet, "/api/experiments/readings/time_series/od_readings?max_points=3", nil, &thin)
+	mustCall(t, f, http.MethodGet, "/api/experiments/readings/time_series/od_readings", nil, &all)
 	if n := len(thin.Data[0]); n < 2 || n > 4 || len(all.Data[0]) < 5 {
 		t.Fatalf("max_points=3 gave %d of %d points", n, len(all.Data[0]))
 	}
@@ -275,7 +275,7 @@ func TestDeadWorkerJobsShowLost(t *testing.T) {
 	w := without(nodes, leader)[0]
 	unit := w.cfg.Name
 	createExperiment(t, leader, "lost")
-	call(t, leader, http.MethodPut, "/api/experiments/lost/workers", map[string]any{"pioreactor_unit": unit}, nil)
+	mustCall(t, leader, http.MethodPut, "/api/experiments/lost/workers", map[string]any{"pioreactor_unit": unit}, nil)
 	for job, opts := range map[string]any{"stirring": map[string]any{"target_rpm": 400}, "od_reading": map[string]any{"interval": 1}} {
 		if _, res := runTask(t, leader, http.MethodPost, "/api/workers/"+unit+"/jobs/run/job_name/"+job+"/experiments/lost", map[string]any{"options": opts}); res["status"] != "succeeded" {
 			t.Fatalf("run %s: %v", job, res)
@@ -299,7 +299,7 @@ func TestDeadWorkerJobsShowLost(t *testing.T) {
 	w.a.hw.(*gpio.Sim).Press()
 	eventually(t, 10*time.Second, "the button press in the unit's log", func() error {
 		var ls []map[string]any
-		call(t, leader, http.MethodGet, "/api/units/"+unit+"/logs?min_level=NOTICE", nil, &ls)
+		mustCall(t, leader, http.MethodGet, "/api/units/"+unit+"/logs?min_level=NOTICE", nil, &ls)
 		if len(ls) != 1 || ls[0]["message"] != "HAT button pressed" || ls[0]["experiment"] != "$experiment" {
 			return fmt.Errorf("logs %v", ls)
 		}

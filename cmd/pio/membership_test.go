@@ -350,3 +350,22 @@ func TestRemovedNodeComesBackRefused(t *testing.T) {
 		t.Fatalf("re-add: %v", err)
 	}
 }
+
+// TestNewLeaderRecordsOldLeadersDeath: the reconciler of a new leader starts
+// from the health the event log holds, so the death of the leader it
+// replaces (which no one else could record) is in the event log.
+func TestNewLeaderRecordsOldLeadersDeath(t *testing.T) {
+	nodes := startThree(t)
+	old := leaderOf(t, nodes)
+	rest := without(nodes, old)
+	old.stop()
+	want := old.cfg.Name + " stopped answering (dead)"
+	eventually(t, 15*time.Second, "the old leader's death in the event log", func() error {
+		for _, e := range rest[0].a.node.FSM().Events() {
+			if e.NodeID == old.a.nodeID && e.Kind == "dead" && e.Message == want {
+				return nil
+			}
+		}
+		return fmt.Errorf("no event %q", want)
+	})
+}

@@ -94,8 +94,8 @@ func TestFollowerRestoredFromSnapshotServesSameSeries(t *testing.T) {
 		t.Fatalf("the restored follower serves another time series:\n%s\n%s", a, b)
 	}
 	var la, lb []map[string]any
-	call(t, leader, http.MethodGet, "/api/experiments/snap/logs", nil, &la)
-	call(t, back, http.MethodGet, "/api/experiments/snap/logs", nil, &lb)
+	mustCall(t, leader, http.MethodGet, "/api/experiments/snap/logs", nil, &la)
+	mustCall(t, back, http.MethodGet, "/api/experiments/snap/logs", nil, &lb)
 	if len(la) == 0 || fmt.Sprint(la) != fmt.Sprint(lb) {
 		t.Fatalf("logs differ: %d and %d lines", len(la), len(lb))
 	}
