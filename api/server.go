@@ -44,6 +44,29 @@ type Membership interface {
 	EnableSecurity(ctx context.Context, progress func(step string)) (membership.SecureResult, error)
 }
 
+// Raft is what the API needs of this node's Raft peer (cluster.Node).
+type Raft interface {
+	// FSM is the state machine the peer applies to; handlers read it.
+	FSM() *fsm.FSM
+	// Apply proposes a command on the leader and returns its outcome once applied.
+	Apply(cmd fsm.Command) (fsm.Result, error)
+	// IsLeader, Leader and Status describe the peer's view of the leadership.
+	IsLeader() bool
+	Leader() (id, addr string)
+	Status() cluster.Status
+	// Servers is the Raft configuration; Addr this peer's cluster address.
+	Servers() ([]cluster.Server, error)
+	Addr() string
+	// VerifyLeader, Barrier and WaitApplied make a read linearizable (readable).
+	VerifyLeader() error
+	Barrier(timeout time.Duration) error
+	WaitApplied(ctx context.Context, index uint64) error
+	// OnLeaderChange calls fn when the leader changes, until stop.
+	OnLeaderChange(fn func(leaderID string)) (stop func())
+}
+
+var _ Raft = (*cluster.Node)(nil)
+
 // Config configures a Server.
 type Config struct {
 	// Name and NodeID identify this node; HTTPAddr is the address others reach its API at.
@@ -90,7 +113,7 @@ func DefaultConfig() Config {
 // goroutine, the broadcaster of GET /api/events, stopped by Close.
 type Server struct {
 	cfg    Config
-	node   *cluster.Node
+	node   Raft
 	fsm    *fsm.FSM
 	mem    Membership
 	rpc    *rpc.Client
@@ -111,7 +134,7 @@ type Server struct {
 }
 
 // New builds the API of a node.
-func New(cfg Config, node *cluster.Node, mem Membership) *Server {
+func New(cfg Config, node Raft, mem Membership) *Server {
 	if cfg.HoldTimeout <= 0 {
 		cfg.HoldTimeout = 5 * time.Second
 	}

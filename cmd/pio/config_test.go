@@ -1,15 +1,16 @@
 package main
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pioreactor/pio/agent"
 )
 
-func loadWith(t *testing.T, args []string) serveConfig {
+func loadWith(t *testing.T, args []string) agent.Config {
 	t.Helper()
 	cmd := newServeCmd()
 	if err := cmd.ParseFlags(args); err != nil {
@@ -58,62 +59,27 @@ func TestConfigPrecedence(t *testing.T) {
 
 func TestConfigDefaultsAndValidation(t *testing.T) {
 	cfg := loadWith(t, nil)
-	d := defaultServeConfig()
+	d := agent.DefaultConfig()
 	if cfg.HTTPAddr != d.HTTPAddr || cfg.RaftAddr != ":8300" || cfg.GossipAddr != ":8301" || cfg.DataDir != "/var/lib/pio" || !cfg.Worker || cfg.PreferLeader || cfg.Hardware != "auto" {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 	bad := []struct {
-		mod  func(*serveConfig)
+		mod  func(*agent.Config)
 		want string
 	}{
-		{func(c *serveConfig) { c.Name = "bad name" }, "letters, digits"},
-		{func(c *serveConfig) { c.Name = "10.0.0.1" }, "letters, digits"},
-		{func(c *serveConfig) { c.Hardware = "arduino" }, "auto, sim or rpi"},
-		{func(c *serveConfig) { c.HTTPAddr = "8080" }, "HOST:PORT"},
-		{func(c *serveConfig) { c.AdvertiseAddr = "pi.local" }, "not an IP"},
+		{func(c *agent.Config) { c.Name = "bad name" }, "letters, digits"},
+		{func(c *agent.Config) { c.Name = "10.0.0.1" }, "letters, digits"},
+		{func(c *agent.Config) { c.Hardware = "arduino" }, "auto, sim or rpi"},
+		{func(c *agent.Config) { c.HTTPAddr = "8080" }, "HOST:PORT"},
+		{func(c *agent.Config) { c.AdvertiseAddr = "pi.local" }, "not an IP"},
 	}
 	for _, b := range bad {
-		c := defaultServeConfig()
+		c := agent.DefaultConfig()
 		c.Name = "ok"
 		b.mod(&c)
-		if err := c.validate(); err == nil || !strings.Contains(err.Error(), b.want) {
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), b.want) {
 			t.Errorf("validate: %v, want %q", err, b.want)
 		}
-	}
-}
-
-func TestAdvertiseHost(t *testing.T) {
-	c := defaultServeConfig()
-	c.HTTPAddr = "127.0.0.7:8080"
-	if h, err := c.advertiseHost(); err != nil || h != "127.0.0.7" {
-		t.Fatalf("bound host: %q %v", h, err)
-	}
-	c.HTTPAddr, c.AdvertiseAddr = ":8080", "10.1.2.3"
-	if h, err := c.advertiseHost(); err != nil || h != "10.1.2.3" {
-		t.Fatalf("advertise: %q %v", h, err)
-	}
-	// With an unspecified bind and no --advertise-addr, a host with several
-	// addresses is an error that names them and says what to set.
-	c.AdvertiseAddr = ""
-	ipn := func(s string) net.Addr { return &net.IPNet{IP: net.ParseIP(s), Mask: net.CIDRMask(24, 32)} }
-	_, err := c.chooseAdvertise([]net.Addr{ipn("127.0.0.1"), ipn("192.168.1.20"), ipn("10.0.0.7")})
-	if err == nil || !strings.Contains(err.Error(), "--advertise-addr") || !strings.Contains(err.Error(), "192.168.1.20, 10.0.0.7") {
-		t.Fatalf("several addresses: %v", err)
-	}
-	if h, err := c.chooseAdvertise([]net.Addr{ipn("127.0.0.1"), ipn("192.168.1.20")}); err != nil || h != "192.168.1.20" {
-		t.Fatalf("one address: %q %v", h, err)
-	}
-}
-
-func TestSecondServeOnSameDataDirRefused(t *testing.T) {
-	n := startNode(t, "owner")
-	cfg := defaultServeConfig()
-	cfg.Name, cfg.DataDir = "intruder", n.cfg.DataDir
-	ip := freshIP()
-	cfg.HTTPAddr, cfg.RaftAddr, cfg.GossipAddr = ip+":0", ip+":0", ip+":0"
-	_, err := startAgent(cfg, discardLogger())
-	if err == nil || !strings.Contains(err.Error(), "in use") {
-		t.Fatalf("second node on the same data dir: %v", err)
 	}
 }
 
@@ -133,11 +99,11 @@ func TestMaxEventStreamsSetting(t *testing.T) {
 		t.Fatalf("env: %d", cfg.MaxEventStreams)
 	}
 	cfg := loadWith(t, []string{"--config", file, "--max-event-streams", "7"})
-	if cfg.MaxEventStreams != 7 || cfg.HTTPLimits != defaultHTTPLimits() {
+	if cfg.MaxEventStreams != 7 || cfg.HTTPLimits != agent.DefaultHTTPLimits() {
 		t.Fatalf("flag: %d, limits %+v", cfg.MaxEventStreams, cfg.HTTPLimits)
 	}
 	cfg.Name, cfg.MaxEventStreams = "ok", 0
-	if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), "--max-event-streams") {
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--max-event-streams") {
 		t.Fatalf("0 streams: %v", err)
 	}
 }

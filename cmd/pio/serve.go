@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"github.com/pioreactor/pio/agent"
 	"github.com/spf13/cobra"
 )
 
@@ -36,16 +37,17 @@ environment and a key in the --config file.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Before anything is created: the data dir holds a full copy of the
 			// cluster database, and hashicorp/raft's file snapshot store creates
-			// state.bin and meta.json with 0666 &^ umask (see private.go).
-			setPrivateUmask()
+			// state.bin and meta.json with 0666 &^ umask (see agent/private.go).
+			agent.SetPrivateUmask()
 			cfg, err := loadServeConfig(cmd)
 			if err != nil {
 				return err
 			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slogLevel(cfg.LogLevel)}))
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: agent.SlogLevel(cfg.LogLevel)}))
 			tuneGC()
 			startPprof(log)
-			rt, err := startRuntime(cfg, log)
+			cfg.Version = version
+			rt, err := agent.StartRuntime(cfg, log)
 			if err != nil {
 				return err
 			}

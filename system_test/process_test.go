@@ -1,4 +1,4 @@
-package main
+package system
 
 import (
 	"bytes"
@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	pioBinary = filepath.Join(dir, "pio")
-	out, err := exec.Command("go", "build", "-o", pioBinary, ".").CombinedOutput()
+	out, err := exec.Command("go", "build", "-o", pioBinary, "../cmd/pio").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build pio: %v\n%s", err, out)
 		os.Exit(1)

@@ -1,4 +1,4 @@
-package main
+package agent
 
 import (
 	"errors"
@@ -19,14 +19,14 @@ import (
 // os.Create, that is 0666 &^ umask. Only the umask keeps those private.
 const privateUmask = 0o077
 
-// setPrivateUmask sets the process umask to privateUmask. The umask is
+// SetPrivateUmask sets the process umask to privateUmask. The umask is
 // process-wide: it applies to every file this process creates from now on.
-func setPrivateUmask() { syscall.Umask(privateUmask) }
+func SetPrivateUmask() { syscall.Umask(privateUmask) }
 
 // privateDataDir sets the umask, then creates the data dir (0700) or, if it
 // exists, makes it 0700.
 func privateDataDir(dir string) error {
-	setPrivateUmask()
+	SetPrivateUmask()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w; choose a directory this user may write with --data-dir (or PIO_DATA_DIR)", err)
 	}

@@ -1,4 +1,4 @@
-package main
+package system
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ func TestBadInputAnswered400(t *testing.T) {
 	if code, _ := createExperiment(t, leader, "existing"); code != http.StatusCreated {
 		t.Fatal(code)
 	}
-	before := leader.a.node.FSM().Hash()
+	before := leader.a.Node().FSM().Hash()
 	cases := []struct {
 		name, path, body string
 		want             int
@@ -86,7 +86,7 @@ func TestBadInputAnswered400(t *testing.T) {
 			}
 		}
 	}
-	if after := leader.a.node.FSM().Hash(); after != before {
+	if after := leader.a.Node().FSM().Hash(); after != before {
 		// Only request IDs of refused commands may differ; units and experiments must not.
 		exps, _ := experimentsOf(leader)
 		if len(exps) != 1 {

@@ -1,9 +1,10 @@
-package main
+package system
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pioreactor/pio/agent"
 	"net/http"
 	"sort"
 	"strings"
@@ -17,7 +18,7 @@ import (
 )
 
 // withOpen makes a node of a cluster without secrets, as pio made them before.
-func withOpen() nodeOpt { return func(c *serveConfig) { c.open = true } }
+func withOpen() nodeOpt { return func(c *agent.Config) { c.Open = true } }
 
 // setOp is one operation on the set of experiments, for porcupine: a create
 // of one name, or a read that saw the name or not.
@@ -73,7 +74,7 @@ var experimentSet = porcupine.NondeterministicModel{
 func TestSecurityEnableUpgradesOpenClusterUnderWrites(t *testing.T) {
 	nodes := startThree(t, withOpen())
 	for _, n := range nodes {
-		if n.a.trust.Current() != nil || n.a.port.Mode() != rpc.ModeOpen {
+		if n.a.Trust().Current() != nil || n.a.Port().Mode() != rpc.ModeOpen {
 			t.Fatalf("%s is not an open node", n.cfg.Name)
 		}
 		if h, err := n.anonymous().Health(ctx); err != nil || h.Secure || h.Auth != "open" {
@@ -84,7 +85,7 @@ func TestSecurityEnableUpgradesOpenClusterUnderWrites(t *testing.T) {
 	if code, err := nodes[1].anonymous().DoStatus(ctx, http.MethodPost, "/api/experiments", map[string]string{"experiment": "before"}, nil); err != nil || code != http.StatusCreated {
 		t.Fatalf("an open write: %d %v", code, err)
 	}
-	termBefore := leaderOf(t, nodes).a.node.Status().Term
+	termBefore := leaderOf(t, nodes).a.Node().Status().Term
 
 	var (
 		mu    sync.Mutex
@@ -187,9 +188,9 @@ func TestSecurityEnableUpgradesOpenClusterUnderWrites(t *testing.T) {
 	// Every node holds the cluster's secrets and speaks only TLS.
 	clusterID := ""
 	for _, n := range nodes {
-		b := n.a.trust.Current()
-		if b == nil || b.Phase != "" || n.a.port.Mode() != rpc.ModeSecure {
-			t.Fatalf("%s is not secured: %+v mode %s", n.cfg.Name, b, n.a.port.Mode())
+		b := n.a.Trust().Current()
+		if b == nil || b.Phase != "" || n.a.Port().Mode() != rpc.ModeSecure {
+			t.Fatalf("%s is not secured: %+v mode %s", n.cfg.Name, b, n.a.Port().Mode())
 		}
 		if clusterID != "" && b.ClusterID != clusterID {
 			t.Fatal("the members hold different clusters' secrets")
@@ -198,7 +199,7 @@ func TestSecurityEnableUpgradesOpenClusterUnderWrites(t *testing.T) {
 	}
 	// At most one election.
 	l := leaderOf(t, nodes)
-	if term := l.a.node.Status().Term; term > termBefore+1 {
+	if term := l.a.Node().Status().Term; term > termBefore+1 {
 		t.Fatalf("term %d -> %d: more than one election", termBefore, term)
 	}
 	// The history is linearizable, and every acknowledged write is on every node.
@@ -223,13 +224,13 @@ func TestSecurityEnableUpgradesOpenClusterUnderWrites(t *testing.T) {
 	// Gossip is encrypted and whole again; strangers cannot write; the token works.
 	eventually(t, 15*time.Second, "every member alive in gossip", func() error {
 		for _, n := range nodes {
-			for id, st := range n.a.mem.States() {
+			for id, st := range n.a.Membership().States() {
 				if st.Health != "alive" {
 					return fmt.Errorf("%s sees %s %s", n.cfg.Name, id, st.Health)
 				}
 			}
-			if len(n.a.mem.States()) != 3 {
-				return fmt.Errorf("%s sees %d members", n.cfg.Name, len(n.a.mem.States()))
+			if len(n.a.Membership().States()) != 3 {
+				return fmt.Errorf("%s sees %d members", n.cfg.Name, len(n.a.Membership().States()))
 			}
 		}
 		return nil

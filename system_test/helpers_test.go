@@ -1,9 +1,10 @@
-package main
+package system
 
 import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/pioreactor/pio/agent"
 	"io"
 	"log/slog"
 	"net"
@@ -47,36 +48,36 @@ func (s *syncBuffer) String() string {
 // testNode is one node started in-process through startAgent, as `pio serve` does.
 type testNode struct {
 	t    *testing.T
-	cfg  serveConfig
-	rt   *runtime
-	a    *agent // the agent started first; after a reboot see rt.current()
+	cfg  agent.Config
+	rt   *agent.Runtime
+	a    *agent.Agent // the agent started first; after a reboot see rt.Current()
 	logs *syncBuffer
 	c    *client.Client
 }
 
 // nodeOpt changes a test node's configuration before it starts.
-type nodeOpt func(*serveConfig)
+type nodeOpt func(*agent.Config)
 
 // withJoin makes the node join the cluster of n at start, with its join token.
 func withJoin(n *testNode) nodeOpt {
 	addr, token := n.addr(), n.joinToken()
-	return func(c *serveConfig) { c.Join, c.JoinToken = addr, token }
+	return func(c *agent.Config) { c.Join, c.JoinToken = addr, token }
 }
-func withMaxVoters(n int) nodeOpt      { return func(c *serveConfig) { c.MaxVoters = n } }
-func withHold(d time.Duration) nodeOpt { return func(c *serveConfig) { c.HoldTimeout = d } }
-func withName(name string) nodeOpt     { return func(c *serveConfig) { c.Name = name } }
-func withDataDir(dir string) nodeOpt   { return func(c *serveConfig) { c.DataDir = dir } }
+func withMaxVoters(n int) nodeOpt      { return func(c *agent.Config) { c.MaxVoters = n } }
+func withHold(d time.Duration) nodeOpt { return func(c *agent.Config) { c.HoldTimeout = d } }
+func withName(name string) nodeOpt     { return func(c *agent.Config) { c.Name = name } }
+func withDataDir(dir string) nodeOpt   { return func(c *agent.Config) { c.DataDir = dir } }
 func withAddrs(http, raft string) nodeOpt {
-	return func(c *serveConfig) { c.HTTPAddr, c.RaftAddr = http, raft }
+	return func(c *agent.Config) { c.HTTPAddr, c.RaftAddr = http, raft }
 }
-func withWorker(worker bool) nodeOpt { return func(c *serveConfig) { c.Worker = worker } }
-func withLogs(b *syncBuffer) nodeOpt { return func(c *serveConfig) { c.logOut = b } }
+func withWorker(worker bool) nodeOpt { return func(c *agent.Config) { c.Worker = worker } }
+func withLogs(b *syncBuffer) nodeOpt { return func(c *agent.Config) { c.LogOut = b } }
 
 // startNode starts a node on a fresh loopback address with its own data dir.
 func startNode(t *testing.T, name string, opts ...nodeOpt) *testNode {
 	t.Helper()
 	ip := freshIP()
-	cfg := defaultServeConfig()
+	cfg := agent.DefaultConfig()
 	cfg.Name = name
 	cfg.Hardware = "sim"
 	cfg.DataDir = filepath.Join(t.TempDir(), name)
@@ -89,22 +90,22 @@ func startNode(t *testing.T, name string, opts ...nodeOpt) *testNode {
 	return startConfigured(t, cfg)
 }
 
-func startConfigured(t *testing.T, cfg serveConfig) *testNode {
+func startConfigured(t *testing.T, cfg agent.Config) *testNode {
 	t.Helper()
 	logs := &syncBuffer{}
-	if cfg.logOut == nil {
-		cfg.logOut = logs
-	} else if b, ok := cfg.logOut.(*syncBuffer); ok {
+	if cfg.LogOut == nil {
+		cfg.LogOut = logs
+	} else if b, ok := cfg.LogOut.(*syncBuffer); ok {
 		logs = b
 	}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	rt, err := startRuntime(cfg, log)
+	rt, err := agent.StartRuntime(cfg, log)
 	if err != nil {
 		t.Fatalf("start %s: %v", cfg.Name, err)
 	}
-	a := rt.current()
+	a := rt.Current()
 	n := &testNode{t: t, cfg: cfg, rt: rt, a: a, logs: logs}
-	n.c = &client.Client{Base: "http://" + a.httpAddr, HTTP: signedIn(15*time.Second, n.apiToken)}
+	n.c = &client.Client{Base: "http://" + a.HTTPAddr(), HTTP: signedIn(15*time.Second, n.apiToken)}
 	t.Cleanup(func() {
 		n.stop()
 		if t.Failed() {
@@ -119,21 +120,21 @@ func (n *testNode) stop() { _ = n.rt.Close() }
 
 // restartConfig returns the node's configuration pinned to the addresses it got,
 // to start it again on the same data dir.
-func (n *testNode) restartConfig() serveConfig {
+func (n *testNode) restartConfig() agent.Config {
 	cfg := n.cfg
-	cfg.HTTPAddr = n.a.httpAddr
-	cfg.RaftAddr = n.a.node.Addr()
-	cfg.GossipAddr = n.a.mem.GossipAddr()
+	cfg.HTTPAddr = n.a.HTTPAddr()
+	cfg.RaftAddr = n.a.Node().Addr()
+	cfg.GossipAddr = n.a.Membership().GossipAddr()
 	cfg.Join = ""
-	cfg.logOut = n.logs
+	cfg.LogOut = n.logs
 	return cfg
 }
 
-func (n *testNode) addr() string { return n.a.httpAddr }
+func (n *testNode) addr() string { return n.a.HTTPAddr() }
 
 // joinToken is the join token of the node's cluster now ("" for an open cluster).
 func (n *testNode) joinToken() string {
-	if b := n.rt.current().trust.Current(); b != nil {
+	if b := n.rt.Current().Trust().Current(); b != nil {
 		return b.JoinToken()
 	}
 	return ""
@@ -141,7 +142,7 @@ func (n *testNode) joinToken() string {
 
 // apiToken is the API token of the node's cluster now ("" for an open cluster).
 func (n *testNode) apiToken() string {
-	if b := n.rt.current().trust.Current(); b != nil {
+	if b := n.rt.Current().Trust().Current(); b != nil {
 		return b.APIToken
 	}
 	return ""
@@ -238,7 +239,7 @@ func leaderOf(t *testing.T, nodes []*testNode) *testNode {
 	var l *testNode
 	eventually(t, 10*time.Second, "a leader", func() error {
 		for _, n := range nodes {
-			if n.a.node.IsLeader() {
+			if n.a.Node().IsLeader() {
 				l = n
 				return nil
 			}
@@ -283,7 +284,7 @@ func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Disca
 
 // ip returns the loopback address the node runs on.
 func (n *testNode) ip() string {
-	host, _, _ := net.SplitHostPort(n.a.httpAddr)
+	host, _, _ := net.SplitHostPort(n.a.HTTPAddr())
 	return host
 }
 

@@ -1,4 +1,4 @@
-package main
+package system
 
 import (
 	"bytes"
@@ -35,7 +35,7 @@ func TestUIExportData(t *testing.T) {
 	shipBatch(t, n, fsm.RecordReadings{Readings: rs})
 	eventually(t, short, "the readings stored", func() error {
 		c := 0
-		_ = n.a.node.FSM().EachReading("exp1", "od", time.Time{}, time.Time{}, false, func(fsm.Reading) error { c++; return nil })
+		_ = n.a.Node().FSM().EachReading("exp1", "od", time.Time{}, time.Time{}, false, func(fsm.Reading) error { c++; return nil })
 		if c != len(rs) {
 			return fmt.Errorf("%d of %d", c, len(rs))
 		}

@@ -1,8 +1,9 @@
-package main
+package system
 
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/pioreactor/pio/agent"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,13 +20,13 @@ import (
 // withSnapshots makes a node snapshot after a few entries and keep few
 // after it, so that a follower that misses some needs a snapshot.
 func withSnapshots(threshold, trailing uint64) nodeOpt {
-	return func(c *serveConfig) {
+	return func(c *agent.Config) {
 		c.SnapshotThreshold, c.TrailingLogs, c.SnapshotInterval = threshold, trailing, 100*time.Millisecond
 	}
 }
 
 // withGather makes the leader store the workers' batches every d.
-func withGather(d time.Duration) nodeOpt { return func(c *serveConfig) { c.gatherWindow = d } }
+func withGather(d time.Duration) nodeOpt { return func(c *agent.Config) { c.GatherWindow = d } }
 
 // shipOwn stores count readings of n's own unit in exp, one batch each,
 // through the leader, as n's worker does.
@@ -34,7 +35,7 @@ func shipOwn(t *testing.T, n *testNode, leader *testNode, exp string, from time.
 	for i := 0; i < count; i++ {
 		b := fsm.RecordReadings{Readings: []fsm.Reading{{Unit: n.cfg.Name, Experiment: exp, Kind: "od", Time: from.Add(time.Duration(i) * time.Second), Value: float64(i) / 7}},
 			Logs: []fsm.LogEntry{{Time: from.Add(time.Duration(i) * time.Second), Level: "INFO", Unit: n.cfg.Name, Message: fmt.Sprint("reading ", i), Task: "od_reading", Experiment: exp}}}
-		if _, err := n.a.peers.StoreReadings(ctx, leader.a.node.Addr(), uuid.NewString(), b); err != nil {
+		if _, err := n.a.Peers().StoreReadings(ctx, leader.a.Node().Addr(), uuid.NewString(), b); err != nil {
 			t.Fatalf("store readings of %s: %v", n.cfg.Name, err)
 		}
 	}
@@ -75,14 +76,14 @@ func TestFollowerRestoredFromSnapshotServesSameSeries(t *testing.T) {
 		}
 	}
 	eventually(t, 20*time.Second, "the leader compacts its log past the follower", func() error {
-		if s := leader.a.node.FSM().SnapshotStats(); s.Count == 0 {
+		if s := leader.a.Node().FSM().SnapshotStats(); s.Count == 0 {
 			return fmt.Errorf("no snapshot yet")
 		}
 		return nil
 	})
 	back := startConfigured(t, cfg)
 	eventually(t, 30*time.Second, "the follower catches up", func() error {
-		if got, want := back.a.node.FSM().ReadingsCount(), leader.a.node.FSM().ReadingsCount(); got != want || want != 30+80 {
+		if got, want := back.a.Node().FSM().ReadingsCount(), leader.a.Node().FSM().ReadingsCount(); got != want || want != 30+80 {
 			return fmt.Errorf("%d readings, the leader %d", got, want)
 		}
 		return nil
@@ -99,7 +100,7 @@ func TestFollowerRestoredFromSnapshotServesSameSeries(t *testing.T) {
 	if len(la) == 0 || fmt.Sprint(la) != fmt.Sprint(lb) {
 		t.Fatalf("logs differ: %d and %d lines", len(la), len(lb))
 	}
-	if s := leader.a.node.FSM().SnapshotStats(); s.LastBytes > 64<<10 {
+	if s := leader.a.Node().FSM().SnapshotStats(); s.LastBytes > 64<<10 {
 		t.Fatalf("a snapshot of %d bytes: snapshots should hold the state, not the readings", s.LastBytes)
 	}
 }
@@ -112,7 +113,7 @@ func TestGatheredBatches(t *testing.T) {
 	leader := leaderOf(t, nodes)
 	var entries, batches int
 	var mu sync.Mutex
-	cancel := leader.a.node.FSM().Subscribe(func(c fsm.Change) {
+	cancel := leader.a.Node().FSM().Subscribe(func(c fsm.Change) {
 		if c.Cmd != nil && c.Cmd.Type == fsm.CmdRecordBatches {
 			var p fsm.RecordBatches
 			_ = json.Unmarshal(c.Cmd.Payload, &p)
@@ -134,7 +135,7 @@ func TestGatheredBatches(t *testing.T) {
 				id := uuid.NewString()
 				b := fsm.RecordReadings{Readings: []fsm.Reading{{Unit: n.cfg.Name, Experiment: "gather", Kind: "od", Time: t0.Add(time.Duration(round) * time.Second), Value: 1}}}
 				for try := 0; try < 2; try++ { // the second send is a retry after a lost answer
-					if _, err := n.a.peers.StoreReadings(ctx, leader.a.node.Addr(), id, b); err != nil {
+					if _, err := n.a.Peers().StoreReadings(ctx, leader.a.Node().Addr(), id, b); err != nil {
 						errs <- err
 					}
 				}
@@ -148,7 +149,7 @@ func TestGatheredBatches(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if got := leader.a.node.FSM().ReadingsCount(); got != 15 {
+	if got := leader.a.Node().FSM().ReadingsCount(); got != 15 {
 		t.Fatalf("%d readings stored, want 15 (5 batches of 3 workers, each sent twice)", got)
 	}
 	if batches < 30 || entries >= batches/2 { // 30 sent, and the nodes' own workers' job reports
@@ -273,10 +274,10 @@ func TestDiskFullFollowerCatchesUp(t *testing.T) {
 	})
 	os.Remove(filepath.Join(dir, "filler"))
 	same := func(n *testNode) error {
-		if got, want := n.a.node.FSM().ReadingsCount(), leader.a.node.FSM().ReadingsCount(); got != want {
+		if got, want := n.a.Node().FSM().ReadingsCount(), leader.a.Node().FSM().ReadingsCount(); got != want {
 			return fmt.Errorf("%s: %d readings, the leader %d", n.cfg.Name, got, want)
 		}
-		if n.a.node.FSM().Hash() != leader.a.node.FSM().Hash() {
+		if n.a.Node().FSM().Hash() != leader.a.Node().FSM().Hash() {
 			return fmt.Errorf("%s: another state", n.cfg.Name)
 		}
 		return nil

@@ -1,4 +1,4 @@
-package main
+package system
 
 import (
 	"bytes"
@@ -24,8 +24,8 @@ import (
 // trust.json), and a node with an old key cannot gossip with the cluster.
 func TestKeyRotationUnderWritesNoFalseDeath(t *testing.T) {
 	nodes := startThree(t)
-	oldKey := nodes[0].a.trust.Current().Gossip.Primary
-	eventsBefore := len(leaderOf(t, nodes).a.node.FSM().Events())
+	oldKey := nodes[0].a.Trust().Current().Gossip.Primary
+	eventsBefore := len(leaderOf(t, nodes).a.Node().FSM().Events())
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -63,7 +63,7 @@ func TestKeyRotationUnderWritesNoFalseDeath(t *testing.T) {
 			case <-tick.C:
 			}
 			for _, n := range nodes {
-				for id, st := range n.a.mem.States() {
+				for id, st := range n.a.Membership().States() {
 					if st.Health == "dead" || st.Health == "left" {
 						deaths.Add(1)
 						seen.Store(n.cfg.Name+" saw "+id+" "+st.Health, true)
@@ -81,11 +81,11 @@ func TestKeyRotationUnderWritesNoFalseDeath(t *testing.T) {
 	// memberlist's suspicion (at most 4.8 s here) turns into a death.
 	var slow *testNode // the other follower
 	for _, n := range nodes {
-		if n != f && !n.a.node.IsLeader() {
+		if n != f && !n.a.Node().IsLeader() {
 			slow = n
 		}
 	}
-	defer slow.a.node.FSM().Subscribe(func(c fsm.Change) {
+	defer slow.a.Node().FSM().Subscribe(func(c fsm.Change) {
 		if c.Cmd != nil && c.Cmd.Type == fsm.CmdCreateExperiment && strings.Contains(string(c.Cmd.Payload), `"behind"`) {
 			time.Sleep(6 * time.Second) // the slow member's apply, not a wait of the test
 		}
@@ -104,7 +104,7 @@ func TestKeyRotationUnderWritesNoFalseDeath(t *testing.T) {
 			wg.Wait()
 			t.Fatalf("rotation %d: %d %+v %+v", round+1, code, ae, res)
 		}
-		kr, ok := nodes[0].a.node.FSM().GossipKeyring()
+		kr, ok := nodes[0].a.Node().FSM().GossipKeyring()
 		if !ok || len(kr.Keys) != 1 {
 			t.Fatalf("after rotation %d the cluster's keyring is %+v", round+1, kr)
 		}
@@ -123,7 +123,7 @@ func TestKeyRotationUnderWritesNoFalseDeath(t *testing.T) {
 		t.Fatalf("only %d writes acknowledged", acked.Load())
 	}
 	l := leaderOf(t, nodes)
-	for _, e := range l.a.node.FSM().Events()[eventsBefore:] {
+	for _, e := range l.a.Node().FSM().Events()[eventsBefore:] {
 		if e.Kind == "dead" {
 			t.Fatalf("a death was recorded: %+v", e)
 		}
@@ -134,7 +134,7 @@ func TestKeyRotationUnderWritesNoFalseDeath(t *testing.T) {
 	}
 	for _, n := range nodes {
 		eventually(t, 10*time.Second, n.cfg.Name+" keeps only the newest key", func() error {
-			if got := n.a.mem.KeyringKeys(); len(got) != 1 || !bytes.Equal(got[0], newest) {
+			if got := n.a.Membership().KeyringKeys(); len(got) != 1 || !bytes.Equal(got[0], newest) {
 				return fmt.Errorf("installed: %d keys", len(got))
 			}
 			b, err := trust.Load(n.cfg.DataDir)
@@ -153,13 +153,13 @@ func TestKeyRotationUnderWritesNoFalseDeath(t *testing.T) {
 	mc.AdvertiseAddr = mc.BindAddr
 	mc.Logger = log.New(io.Discard, "", 0)
 	mc.Keyring, _ = memberlist.NewKeyring(nil, oldKey)
-	mc.Label = "pio/" + l.a.trust.Current().ClusterID
+	mc.Label = "pio/" + l.a.Trust().Current().ClusterID
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ml.Shutdown()
-	if got, err := ml.Join([]string{l.a.mem.GossipAddr()}); err == nil || got > 0 {
+	if got, err := ml.Join([]string{l.a.Membership().GossipAddr()}); err == nil || got > 0 {
 		t.Fatalf("a node with the old key joined gossip: %d %v", got, err)
 	}
 }

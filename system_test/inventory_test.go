@@ -1,8 +1,9 @@
-package main
+package system
 
 import (
 	"errors"
 	"fmt"
+	"github.com/pioreactor/pio/agent"
 	"net/http"
 	"strings"
 	"testing"
@@ -97,7 +98,7 @@ func TestAddWorkerByNameAndRemove(t *testing.T) {
 		t.Fatalf("duplicate add: %d", code)
 	}
 	var one map[string]any
-	if code, _ := call(t, f, http.MethodGet, "/api/workers/worker4", nil, &one); code != 200 || one["node_id"] != w.a.nodeID {
+	if code, _ := call(t, f, http.MethodGet, "/api/workers/worker4", nil, &one); code != 200 || one["node_id"] != w.a.NodeID() {
 		t.Fatalf("GET worker: %d %v", code, one)
 	}
 	if code, _ := call(t, f, http.MethodGet, "/api/workers/nobody", nil, nil); code != http.StatusNotFound {
@@ -253,25 +254,25 @@ func TestActiveIdentifyReboot(t *testing.T) {
 	}
 
 	// Reboot: the simulated node restarts in-process and comes back by itself.
-	before := gamma.rt.current()
+	before := gamma.rt.Current()
 	if code, _ := call(t, f, http.MethodPost, "/api/units/gamma/system/reboot", nil, &accepted); code != http.StatusAccepted {
 		t.Fatalf("reboot: %d", code)
 	}
 	eventually(t, 15*time.Second, "gamma rebooted", func() error {
-		if gamma.rt.current() == before {
+		if gamma.rt.Current() == before {
 			return fmt.Errorf("not yet")
 		}
 		return nil
 	})
 	waitCluster(t, nodes, 3, 3)
-	if m, err := memberOf(nodes[0], gamma.a.nodeID); err != nil || m.Health != "alive" {
+	if m, err := memberOf(nodes[0], gamma.a.NodeID()); err != nil || m.Health != "alive" {
 		t.Fatalf("after reboot: %+v %v", m, err)
 	}
 }
 
 // TestTopologyLeaderIsNotAWorker: a --worker=false leader is in /api/units, not in /api/workers.
 func TestTopologyLeaderIsNotAWorker(t *testing.T) {
-	lead := startNode(t, "leader", withWorker(false), func(c *serveConfig) { c.PreferLeader = true })
+	lead := startNode(t, "leader", withWorker(false), func(c *agent.Config) { c.PreferLeader = true })
 	waitCluster(t, []*testNode{lead}, 1, 1)
 	w1 := startNode(t, "w1", withJoin(lead))
 	w2 := startNode(t, "w2", withJoin(lead))
@@ -299,7 +300,7 @@ func TestRemovalThatBreaksQuorumRefused(t *testing.T) {
 	}
 	others[0].stop() // one voter dead: removing the other follower would leave 1 of 2 alive
 	eventually(t, 5*time.Second, "dead", func() error {
-		m, err := memberOf(leader, others[0].a.nodeID)
+		m, err := memberOf(leader, others[0].a.NodeID())
 		if err != nil || m.Health != "dead" {
 			return fmt.Errorf("%+v %v", m, err)
 		}

@@ -1,4 +1,4 @@
-package main
+package system
 
 import (
 	"fmt"
@@ -128,7 +128,7 @@ func TestPartitionHeals(t *testing.T) {
 		return nil
 	})
 	eventually(t, 10*time.Second, "the majority sees the old leader dead", func() error {
-		m, err := memberOf(majority[1], leader.a.nodeID)
+		m, err := memberOf(majority[1], leader.a.NodeID())
 		if err != nil {
 			return err
 		}
@@ -143,9 +143,9 @@ func TestPartitionHeals(t *testing.T) {
 	eventually(t, 10*time.Second, "convergence after healing", func() error { return agreeOnMembership(nodes) })
 	t.Logf("converged %s after healing", time.Since(healed).Round(time.Millisecond))
 	eventually(t, 5*time.Second, "identical databases", func() error {
-		h := nodes[0].a.node.FSM().Hash()
+		h := nodes[0].a.Node().FSM().Hash()
 		for _, n := range nodes[1:] {
-			if n.a.node.FSM().Hash() != h {
+			if n.a.Node().FSM().Hash() != h {
 				return fmt.Errorf("%s differs", n.cfg.Name)
 			}
 		}

@@ -1,7 +1,8 @@
-package main
+package system
 
 import (
 	"encoding/json"
+	"github.com/pioreactor/pio/agent"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,7 +13,7 @@ import (
 // cluster's token, 200 with it, 200 for anyone when api.auth is off.
 func TestAuthCheck(t *testing.T) {
 	n := startNode(t, "solo")
-	lax := startNode(t, "lax", func(c *serveConfig) { c.APIAuth = "off" })
+	lax := startNode(t, "lax", func(c *agent.Config) { c.APIAuth = "off" })
 	waitCluster(t, []*testNode{n}, 1, 1)
 	waitCluster(t, []*testNode{lax}, 1, 1)
 

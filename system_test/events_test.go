@@ -1,4 +1,4 @@
-package main
+package system
 
 import (
 	"bufio"
@@ -87,14 +87,14 @@ func TestEventsStreamFromTheLocalNode(t *testing.T) {
 	f := follower(t, nodes)
 	s := openEvents(t, f)
 	hello := s.waitEvent(t, 5*time.Second, "hello", func(ev api.StreamEvent) bool { return ev.Type == "hello" })
-	if hello.NodeID != f.a.nodeID || hello.Node != f.cfg.Name || hello.LeaderID != leader.a.nodeID || hello.Leader != leader.cfg.Name || hello.Members[f.a.nodeID] != "alive" {
+	if hello.NodeID != f.a.NodeID() || hello.Node != f.cfg.Name || hello.LeaderID != leader.a.NodeID() || hello.Leader != leader.cfg.Name || hello.Members[f.a.NodeID()] != "alive" {
 		t.Fatalf("hello from %s (leader %s): %+v", f.cfg.Name, leader.cfg.Name, hello)
 	}
 	if len(hello.Members) < 3 { // this node's gossip may not have met everyone yet
 		s.waitEvent(t, 5*time.Second, "three members in gossip", func(ev api.StreamEvent) bool { return ev.Type == "members" && len(ev.Members) == 3 })
 	}
 	eventually(t, 2*time.Second, "one stream subscribed", func() error {
-		if n := f.a.api.EventStreams(); n != 1 {
+		if n := f.a.API().EventStreams(); n != 1 {
 			return fmt.Errorf("%d streams", n)
 		}
 		return nil
@@ -111,19 +111,19 @@ func TestEventsStreamFromTheLocalNode(t *testing.T) {
 	rest := without(nodes, leader)
 	newLeader := leaderOf(t, rest)
 	ev := s.waitEvent(t, 5*time.Second, "new leader", func(ev api.StreamEvent) bool {
-		return ev.Type == "leader" && ev.LeaderID == newLeader.a.nodeID
+		return ev.Type == "leader" && ev.LeaderID == newLeader.a.NodeID()
 	})
 	if ev.Term <= hello.Term || ev.Leader != newLeader.cfg.Name {
 		t.Fatalf("leader event %+v after hello %+v", ev, hello)
 	}
 	s.waitEvent(t, 5*time.Second, "old leader dead in gossip", func(ev api.StreamEvent) bool {
-		return ev.Type == "members" && (ev.Members[leader.a.nodeID] == "dead" || ev.Members[leader.a.nodeID] == "suspect")
+		return ev.Type == "members" && (ev.Members[leader.a.NodeID()] == "dead" || ev.Members[leader.a.NodeID()] == "suspect")
 	})
 
 	// A client that goes away is unsubscribed.
 	s.close()
 	eventually(t, 3*time.Second, "stream unsubscribed", func() error {
-		if n := f.a.api.EventStreams(); n != 0 {
+		if n := f.a.API().EventStreams(); n != 0 {
 			return fmt.Errorf("%d streams", n)
 		}
 		return nil

@@ -1,10 +1,11 @@
-package main
+package system
 
 import (
 	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pioreactor/pio/agent"
 	"io"
 	"net"
 	"net/http"
@@ -17,7 +18,7 @@ import (
 	"github.com/pioreactor/pio/api/client"
 )
 
-func withHTTPLimits(l httpLimits) nodeOpt { return func(c *serveConfig) { c.HTTPLimits = l } }
+func withHTTPLimits(l agent.HTTPLimits) nodeOpt { return func(c *agent.Config) { c.HTTPLimits = l } }
 
 // rawConn opens a TCP connection to n's HTTP API for requests written by hand.
 func rawConn(t *testing.T, n *testNode) net.Conn {
@@ -49,7 +50,7 @@ func closedWithin(t *testing.T, conn net.Conn, r io.Reader, within time.Duration
 // never end, an idle keep-alive connection, headers over 64 KiB (431). The
 // event stream is not cut by the read and write timeouts.
 func TestHTTPServerTimeouts(t *testing.T) {
-	limits := httpLimits{ReadHeaderTimeout: 500 * time.Millisecond, ReadTimeout: 500 * time.Millisecond,
+	limits := agent.HTTPLimits{ReadHeaderTimeout: 500 * time.Millisecond, ReadTimeout: 500 * time.Millisecond,
 		WriteTimeout: time.Second, IdleTimeout: 500 * time.Millisecond}
 	n := startNode(t, "limited", withHTTPLimits(limits))
 	waitCluster(t, []*testNode{n}, 1, 1)
@@ -195,7 +196,7 @@ func slowPeer(t *testing.T, name string, delay time.Duration) string {
 // follower's forward and the leader's handler) and POST /api/cluster/join
 // still get the peer's answer, not a cancelled context or a cut connection.
 func TestLongRequestsOutliveTimeouts(t *testing.T) {
-	limits := httpLimits{ReadTimeout: 150 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}
+	limits := agent.HTTPLimits{ReadTimeout: 150 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}
 	const delay = 600 * time.Millisecond
 	a := startNode(t, "long-a", withHTTPLimits(limits))
 	waitCluster(t, []*testNode{a}, 1, 1)
@@ -226,7 +227,7 @@ func TestLongRequestsOutliveTimeouts(t *testing.T) {
 // Past api.max_event_streams, GET /api/events answers 503 with Retry-After
 // and the usual error body; a closed stream frees its place.
 func TestEventStreamsLimited(t *testing.T) {
-	n := startNode(t, "streams", func(c *serveConfig) { c.MaxEventStreams = 2 })
+	n := startNode(t, "streams", func(c *agent.Config) { c.MaxEventStreams = 2 })
 	waitCluster(t, []*testNode{n}, 1, 1)
 	s1, s2 := openEvents(t, n), openEvents(t, n)
 	for _, s := range []*eventStream{s1, s2} {
@@ -243,12 +244,12 @@ func TestEventStreamsLimited(t *testing.T) {
 		e.Status != http.StatusServiceUnavailable || e.Message == "" || !strings.Contains(e.Cause, "2 streams") || e.Remediation == "" {
 		t.Fatalf("third stream: %d Retry-After %q %+v (%v)", resp.StatusCode, resp.Header.Get("Retry-After"), e, decErr)
 	}
-	if got := n.a.api.EventStreams(); got != 2 {
+	if got := n.a.API().EventStreams(); got != 2 {
 		t.Fatalf("%d streams open", got)
 	}
 	s1.close()
 	eventually(t, 5*time.Second, "a place freed", func() error {
-		if got := n.a.api.EventStreams(); got != 1 {
+		if got := n.a.API().EventStreams(); got != 1 {
 			return fmt.Errorf("%d streams", got)
 		}
 		return nil

@@ -1,4 +1,4 @@
-package main
+package system
 
 import (
 	"bufio"
@@ -40,9 +40,9 @@ func viewOf(t *testing.T, nodes []*testNode) clusterView {
 	t.Helper()
 	l := leaderOf(t, nodes)
 	var v clusterView
-	v.leader, _ = l.a.node.Leader()
-	v.term = l.a.node.Status().Term
-	servers, err := l.a.node.Servers()
+	v.leader, _ = l.a.Node().Leader()
+	v.term = l.a.Node().Status().Term
+	servers, err := l.a.Node().Servers()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func viewOf(t *testing.T, nodes []*testNode) clusterView {
 		ids = append(ids, fmt.Sprintf("%s:%v", s.ID, s.Voter))
 	}
 	v.servers = strings.Join(ids, ",")
-	f := l.a.node.FSM()
+	f := l.a.Node().FSM()
 	u, _ := json.Marshal(f.Units())
 	e, _ := json.Marshal(f.Experiments())
 	v.units, v.exps, v.events = string(u), string(e), len(f.Events())
@@ -66,7 +66,7 @@ func converged(t *testing.T, nodes []*testNode) {
 		var idx uint64
 		var hash string
 		for i, n := range nodes {
-			f := n.a.node.FSM()
+			f := n.a.Node().FSM()
 			a, h := f.AppliedIndex(), f.Hash()
 			if f.AppliedIndex() != a { // applied something while hashing
 				return errors.New("applying")
@@ -103,7 +103,7 @@ func TestStrangerCannotJoinVoteGossipOrWrite(t *testing.T) {
 	// 1. Joining: with no token, a wrong secret, another cluster's token.
 	stranger := startNode(t, "stranger", withAddrs(net.JoinHostPort(ip, "0"), net.JoinHostPort(ip, "0")))
 	waitCluster(t, []*testNode{stranger}, 1, 1)
-	wrong := trust.Token{CAHash: leader.rt.current().trust.Current().CAHash(), Secret: "guessed-secret"}.String()
+	wrong := trust.Token{CAHash: leader.rt.Current().Trust().Current().CAHash(), Secret: "guessed-secret"}.String()
 	for _, tc := range []struct {
 		token  string
 		status int
@@ -186,8 +186,8 @@ func TestStrangerCannotJoinVoteGossipOrWrite(t *testing.T) {
 	cmd, _ := fsm.NewCommand(fsm.CmdCreateExperiment, uuid.NewString(), time.Now(), fsm.CreateExperiment{Experiment: "forged"})
 	data, _ := cmd.Encode()
 	for _, n := range nodes {
-		addr := raft.ServerAddress(n.a.node.Addr())
-		st := n.a.node.Status()
+		addr := raft.ServerAddress(n.a.Node().Addr())
+		st := n.a.Node().Status()
 		hdr := raft.RPCHeader{ID: []byte("stranger"), Addr: []byte(ip + ":1")}
 		for name, tr := range map[string]raft.Transport{"plain": plain, "another cluster's TLS": tlsTrans} {
 			var vr raft.RequestVoteResponse
@@ -214,7 +214,7 @@ func TestStrangerCannotJoinVoteGossipOrWrite(t *testing.T) {
 	defer ml.Shutdown()
 	gossipAddrs := make([]string, 0, len(nodes))
 	for _, n := range nodes {
-		gossipAddrs = append(gossipAddrs, n.a.mem.GossipAddr())
+		gossipAddrs = append(gossipAddrs, n.a.Membership().GossipAddr())
 	}
 	if got, err := ml.Join(gossipAddrs); err == nil || got > 0 {
 		t.Fatalf("a memberlist without the key joined %d node(s): %v", got, err)
@@ -224,12 +224,12 @@ func TestStrangerCannotJoinVoteGossipOrWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer udp.Close()
-	label := "pio/" + leader.rt.current().trust.Current().ClusterID
+	label := "pio/" + leader.rt.Current().Trust().Current().ClusterID
 	for i := 0; i < 20; i++ {
 		for _, victim := range nodes {
 			for _, target := range nodes {
-				pkt := forgedDead(t, victim.a.nodeID, i%2 == 1, label)
-				ua, _ := net.ResolveUDPAddr("udp", target.a.mem.GossipAddr())
+				pkt := forgedDead(t, victim.a.NodeID(), i%2 == 1, label)
+				ua, _ := net.ResolveUDPAddr("udp", target.a.Membership().GossipAddr())
 				_, _ = udp.WriteTo(pkt, ua)
 			}
 		}
@@ -238,12 +238,12 @@ func TestStrangerCannotJoinVoteGossipOrWrite(t *testing.T) {
 
 	// Nothing changed: no one saw a death, no ghost member, no new leader, term or entry.
 	for _, n := range nodes {
-		for id, st := range n.a.mem.States() {
+		for id, st := range n.a.Membership().States() {
 			if st.Health != "alive" {
 				t.Fatalf("%s sees %s as %s after the forged packets", n.cfg.Name, id, st.Health)
 			}
 		}
-		if got := len(n.a.mem.States()); got != 3 {
+		if got := len(n.a.Membership().States()); got != 3 {
 			t.Fatalf("%s's gossip has %d members", n.cfg.Name, got)
 		}
 		var m strings.Builder

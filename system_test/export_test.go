@@ -1,9 +1,10 @@
-package main
+package system
 
 import (
 	"archive/zip"
 	"bytes"
 	"fmt"
+	"github.com/pioreactor/pio/agent"
 	"io"
 	"net/http"
 	"net/url"
@@ -23,7 +24,7 @@ import (
 // node to node, through its cluster port, to the leader.
 func shipBatch(t *testing.T, n *testNode, b fsm.RecordReadings) {
 	t.Helper()
-	if _, err := n.a.peers.StoreReadings(ctx, n.a.port.Addr().String(), uuid.NewString(), b); err != nil {
+	if _, err := n.a.Peers().StoreReadings(ctx, n.a.Port().Addr().String(), uuid.NewString(), b); err != nil {
 		t.Fatalf("store %s's readings: %v", n.cfg.Name, err)
 	}
 }
@@ -36,7 +37,7 @@ func exportVia(t *testing.T, n *testNode, body map[string]any) string {
 	if code, e := call(t, n, http.MethodPost, "/api/datasets/exportable/export", body, &accepted); code != http.StatusAccepted {
 		t.Fatalf("POST export via %s: %d %+v", n.cfg.Name, code, e)
 	}
-	if accepted["unit"] != n.cfg.Name || !strings.HasPrefix(accepted["task_id"].(string), n.a.nodeID+".") {
+	if accepted["unit"] != n.cfg.Name || !strings.HasPrefix(accepted["task_id"].(string), n.a.NodeID()+".") {
 		t.Fatalf("the export did not run on %s, the node asked: %v", n.cfg.Name, accepted)
 	}
 	res := waitTask(t, n, accepted)
@@ -125,9 +126,9 @@ func TestExportExperimentData(t *testing.T) {
 	// Every node holds every reading: wait until the follower's copy has them.
 	eventually(t, 15*time.Second, "the readings on "+f.cfg.Name, func() error {
 		n := 0
-		_ = f.a.node.FSM().EachReading("exp1", "od", time.Time{}, time.Time{}, false, func(fsm.Reading) error { n++; return nil })
+		_ = f.a.Node().FSM().EachReading("exp1", "od", time.Time{}, time.Time{}, false, func(fsm.Reading) error { n++; return nil })
 		logs := 0
-		_ = f.a.node.FSM().EachLog("exp1", "", time.Time{}, time.Time{}, func(fsm.LogEntry) error { logs++; return nil })
+		_ = f.a.Node().FSM().EachLog("exp1", "", time.Time{}, time.Time{}, func(fsm.LogEntry) error { logs++; return nil })
 		if n != 5 || logs != 3 {
 			return fmt.Errorf("%d readings, %d log lines", n, logs)
 		}
@@ -208,7 +209,7 @@ func TestExportExperimentData(t *testing.T) {
 // With api.read_auth on, a download needs the API token too: in the
 // Authorization header, or in ?access_token= as a download link carries it.
 func TestExportDownloadWithReadAuth(t *testing.T) {
-	n := startNode(t, "vault", func(c *serveConfig) { c.ReadAuth = true })
+	n := startNode(t, "vault", func(c *agent.Config) { c.ReadAuth = true })
 	waitCluster(t, []*testNode{n}, 1, 1)
 	name := exportVia(t, n, map[string]any{"experiment": "$experiment", "datasets": []string{"logs"}, "partition_by_unit": false, "partition_by_experiment": true})
 	if code, _, _ := download(t, n, n.anonymous().HTTP, name); code != http.StatusUnauthorized {

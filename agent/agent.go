@@ -1,4 +1,4 @@
-package main
+package agent
 
 import (
 	"context"
@@ -21,7 +21,6 @@ import (
 	"github.com/pioreactor/pio/cluster"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/gpio"
-	"github.com/pioreactor/pio/jobs"
 	"github.com/pioreactor/pio/membership"
 	"github.com/pioreactor/pio/rpc"
 	"github.com/pioreactor/pio/trust"
@@ -29,11 +28,12 @@ import (
 	"go.etcd.io/bbolt"
 )
 
-// agent is one running node: the Raft peer, membership, and the HTTP API.
-// startAgent starts it; Close stops everything it started. `pio serve` and the
-// multi-node tests both run nodes through startAgent.
-type agent struct {
-	cfg      serveConfig
+// Agent is one running node: the Raft peer, membership, the HTTP API and
+// the worker side.
+// Start starts it; Close stops everything it started. `pio serve` and the
+// multi-node tests both run nodes through Start.
+type Agent struct {
+	cfg      Config
 	log      *slog.Logger
 	nodeID   string
 	httpAddr string   // advertised host:port of the HTTP API
@@ -46,7 +46,7 @@ type agent struct {
 	mem      *membership.Manager
 	api      *api.Server
 	hw       gpio.Backend
-	jobs     *jobs.Runtime
+	worker   *worker.Worker // nil on a node that is not a worker
 	srv      *http.Server
 
 	cancel context.CancelFunc
@@ -54,9 +54,9 @@ type agent struct {
 	once   sync.Once
 }
 
-// startAgent starts a node configured by cfg and returns once it serves HTTP.
-func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
-	if err := cfg.validate(); err != nil {
+// Start starts a node configured by cfg and returns once it serves HTTP.
+func Start(cfg Config, log *slog.Logger) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	host, err := cfg.advertiseHost()
@@ -131,7 +131,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	ccfg.SnapshotThreshold, ccfg.SnapshotInterval, ccfg.TrailingLogs = cfg.SnapshotThreshold, cfg.SnapshotInterval, cfg.TrailingLogs
 	ccfg.HeartbeatTimeout, ccfg.ElectionTimeout = cfg.Heartbeat, cfg.Election
 	ccfg.LeaderLeaseTimeout = min(ccfg.LeaderLeaseTimeout, cfg.Heartbeat)
-	ccfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: raftLogLevel(cfg.LogLevel), Output: cfg.logOut}).With("node", cfg.Name)
+	ccfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: raftLogLevel(cfg.LogLevel), Output: cfg.LogOut}).With("node", cfg.Name)
 	f := fsm.New()
 	// The readings store is a durable copy: it keeps its readings across
 	// restarts, and Raft replays only what it had not committed.
@@ -148,7 +148,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 		return nil, err
 	}
 	undo = append(undo, func() { node.Close() })
-	if store.Current() == nil && (node.HadState() || cfg.open) {
+	if store.Current() == nil && (node.HadState() || cfg.Open) {
 		// A cluster made before pio had secrets: it runs open until `pio security enable`.
 		port.SetMode(rpc.ModeOpen)
 		if node.HadState() {
@@ -159,9 +159,9 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	// A node removed from the cluster keeps its certificate: Raft refuses it.
 	port.SetRaftFilter(func(id string) bool { return !f.Removed(id) })
 	mcfg := membership.DefaultConfig(membership.Self{NodeID: nodeID, Name: cfg.Name, HTTPAddr: httpAddr, Worker: cfg.Worker,
-		PreferLeader: cfg.PreferLeader, Version: version})
+		PreferLeader: cfg.PreferLeader, Version: cfg.Version})
 	mcfg.Logger, mcfg.DataDir, mcfg.SourceIP = log, cfg.DataDir, sourceIP
-	mcfg.Trust, mcfg.Transport, mcfg.RPC, mcfg.JoinToken, mcfg.Open = store, port, rc, cfg.JoinToken, cfg.open
+	mcfg.Trust, mcfg.Transport, mcfg.RPC, mcfg.JoinToken, mcfg.Open = store, port, rc, cfg.JoinToken, cfg.Open
 	mcfg.Gossip.BindAddr, mcfg.Gossip.AdvertiseHost = cfg.GossipAddr, host
 	if cfg.Stabilization > 0 {
 		mcfg.Stabilization = cfg.Stabilization
@@ -171,42 +171,29 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 		return nil, err
 	}
 	acfg := api.DefaultConfig()
-	acfg.Name, acfg.NodeID, acfg.HTTPAddr, acfg.Version, acfg.HoldTimeout, acfg.Logger = cfg.Name, nodeID, httpAddr, version, cfg.HoldTimeout, log
+	acfg.Name, acfg.NodeID, acfg.HTTPAddr, acfg.Version, acfg.HoldTimeout, acfg.Logger = cfg.Name, nodeID, httpAddr, cfg.Version, cfg.HoldTimeout, log
 	acfg.Trust, acfg.RPC, acfg.Auth, acfg.ReadAuth = store, rc, cfg.APIAuth, cfg.ReadAuth
 	acfg.Hardware, acfg.Reboot = hw, rebootFunc(cfg, hw)
 	acfg.MaxEventStreams = cfg.MaxEventStreams
 	acfg.ExportDir = filepath.Join(cfg.DataDir, "exports")
-	var rt *jobs.Runtime
+	var wk *worker.Worker
 	if cfg.Worker {
-		rt = jobs.NewRuntime(jobs.NewPlant(seedOf(nodeID)), worker.Guard(f, nodeID), log)
-		acfg.Jobs = rt
-	}
-	scfg := worker.Config{Unit: cfg.Name, NodeID: nodeID, Logger: log, Send: func(ctx context.Context, id string, b fsm.RecordReadings) (rpc.Ack, error) {
-		_, addr := node.Leader()
-		if addr == "" {
-			return rpc.Ack{}, cluster.ErrNotLeader
-		}
-		return rc.StoreReadings(ctx, addr, id, b)
-	}}
-	if rt != nil {
-		scfg.Running = rt.Running
-	}
-	shipper := worker.NewShipper(scfg)
-	if rt != nil {
-		rt.SetSink(shipper.Add)
-		rt.SetLogSink(shipper.AddLog)
-		rt.SetOutputs(hw)
-		hw.OnButton(func() {
-			shipper.AddLog(fsm.UniversalExperiment, "monitor", "NOTICE", "HAT button pressed")
-			_ = hw.Blink()
-		})
+		wk = worker.Start(worker.Config{Unit: cfg.Name, NodeID: nodeID, Logger: log, Send: func(ctx context.Context, id string, b fsm.RecordReadings) (rpc.Ack, error) {
+			_, addr := node.Leader()
+			if addr == "" {
+				return rpc.Ack{}, cluster.ErrNotLeader
+			}
+			return rc.StoreReadings(ctx, addr, id, b)
+		}}, f, hw)
+		undo = append(undo, wk.Close)
+		acfg.Jobs = wk.Jobs
 	}
 	srv := api.New(acfg, node, mem)
 	rpcSrv := rpc.NewServer(rpc.ServerConfig{Transport: port, Client: rc, Raft: node, FSM: f, Members: mem, Public: srv.Handler(), Logger: log,
-		GatherWindow: cfg.gatherWindow,
+		GatherWindow: cfg.GatherWindow,
 		Explain:      func(err error) rpc.Error { e := api.Explain(err); return rpc.Error(e) }})
-	a := &agent{cfg: cfg, log: log, nodeID: nodeID, lock: lock, httpAddr: httpAddr, trust: store, port: port, rpc: rpcSrv, peers: rc, node: node, mem: mem,
-		api: srv, hw: hw, jobs: rt, srv: cfg.HTTPLimits.server(srv.Handler())}
+	a := &Agent{cfg: cfg, log: log, nodeID: nodeID, lock: lock, httpAddr: httpAddr, trust: store, port: port, rpc: rpcSrv, peers: rc, node: node, mem: mem,
+		api: srv, hw: hw, worker: wk, srv: cfg.HTTPLimits.server(srv.Handler())}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
@@ -226,23 +213,12 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	}()
 	go func() {
 		defer a.wg.Done()
-		p := &pruner{node: node, fsm: f, retention: cfg.Retention, downsampled: cfg.DownsampledRetention, every: cfg.pruneEvery, log: log}
+		p := &pruner{node: node, fsm: f, retention: cfg.Retention, downsampled: cfg.DownsampledRetention, every: cfg.PruneEvery, log: log}
 		if p.every <= 0 {
 			p.every = defaultPruneEvery
 		}
 		p.Run(ctx)
 	}()
-	if rt != nil {
-		a.wg.Add(2)
-		go func() {
-			defer a.wg.Done()
-			worker.Halt(ctx, f, nodeID, rt, log)
-		}()
-		go func() {
-			defer a.wg.Done()
-			shipper.Run(ctx)
-		}()
-	}
 	switch {
 	case cfg.Join != "":
 		serve()
@@ -262,7 +238,7 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 	}
 	started = true
 	log.Info("pio node started", "node_id", nodeID, "http", httpAddr, "raft", node.Addr(), "gossip", mem.GossipAddr(),
-		"data_dir", cfg.DataDir, "worker", cfg.Worker, "prefer_leader", cfg.PreferLeader, "version", version)
+		"data_dir", cfg.DataDir, "worker", cfg.Worker, "prefer_leader", cfg.PreferLeader, "version", cfg.Version)
 	if store.Current() != nil && cfg.APIAuth != "off" {
 		log.Info("writes to the API need the API token: print it with `pio token --api --data-dir "+cfg.DataDir+"` "+
 			"and sign in to the UI with it (the CLI finds it in the data dir, or in PIO_API_TOKEN)", "ui", "http://"+httpAddr)
@@ -271,14 +247,14 @@ func startAgent(cfg serveConfig, log *slog.Logger) (*agent, error) {
 }
 
 // Close stops the node: HTTP first, then the background work, then Raft.
-func (a *agent) Close() error {
+func (a *Agent) Close() error {
 	var err error
 	a.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		_ = a.srv.Shutdown(ctx)
-		if a.jobs != nil {
-			a.jobs.Close() // pumps first, then heater, then the rest
+		if a.worker != nil {
+			a.worker.Close() // pumps first, then heater, then the rest
 		}
 		a.api.Close()
 		a.cancel()
@@ -308,18 +284,9 @@ func lockDataDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// seedOf derives the simulated plant's random seed from the node ID.
-func seedOf(nodeID string) uint64 {
-	var h uint64 = 14695981039346656037
-	for i := 0; i < len(nodeID); i++ {
-		h = (h ^ uint64(nodeID[i])) * 1099511628211
-	}
-	return h
-}
-
 // rebootFunc is how this node reboots: the configured command on a Raspberry
 // Pi; with simulated hardware, an in-process restart of the whole runtime.
-func rebootFunc(cfg serveConfig, hw gpio.Backend) func() error {
+func rebootFunc(cfg Config, hw gpio.Backend) func() error {
 	if hw.Name() == "rpi" {
 		return func() error {
 			f := strings.Fields(cfg.RebootCommand)
@@ -349,7 +316,8 @@ func raftLogLevel(level string) hclog.Level {
 	return hclog.Warn
 }
 
-func slogLevel(level string) slog.Level {
+// SlogLevel maps a --log-level to slog's level (info when unknown).
+func SlogLevel(level string) slog.Level {
 	switch level {
 	case "debug":
 		return slog.LevelDebug
@@ -360,3 +328,36 @@ func slogLevel(level string) slog.Level {
 	}
 	return slog.LevelInfo
 }
+
+// NodeID is this node's ID (kept in its data dir).
+func (a *Agent) NodeID() string { return a.nodeID }
+
+// HTTPAddr is the host:port other nodes and browsers reach this node's API at.
+func (a *Agent) HTTPAddr() string { return a.httpAddr }
+
+// Config is the configuration this node was started with.
+func (a *Agent) Config() Config { return a.cfg }
+
+// Node is this node's Raft peer.
+func (a *Agent) Node() *cluster.Node { return a.node }
+
+// Membership is this node's membership manager (gossip, joins, reconciler).
+func (a *Agent) Membership() *membership.Manager { return a.mem }
+
+// API is this node's HTTP API.
+func (a *Agent) API() *api.Server { return a.api }
+
+// Peers is this node's client of node-to-node calls.
+func (a *Agent) Peers() *rpc.Client { return a.peers }
+
+// Port is this node's cluster port (Raft and node-to-node calls).
+func (a *Agent) Port() *rpc.Transport { return a.port }
+
+// Trust is this node's share of the cluster's secrets.
+func (a *Agent) Trust() *trust.Store { return a.trust }
+
+// Worker is this node's worker side, nil on a node that is not a worker.
+func (a *Agent) Worker() *worker.Worker { return a.worker }
+
+// Hardware is this node's HAT backend (simulated or a Raspberry Pi's).
+func (a *Agent) Hardware() gpio.Backend { return a.hw }

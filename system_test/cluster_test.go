@@ -1,8 +1,9 @@
-package main
+package system
 
 import (
 	"errors"
 	"fmt"
+	"github.com/pioreactor/pio/agent"
 	"io"
 	"net/http"
 	"os"
@@ -28,7 +29,7 @@ func TestBootstrapAlone(t *testing.T) {
 	if err := n.c.Do(ctx, http.MethodGet, "/api/workers", nil, &workers); err != nil {
 		t.Fatal(err)
 	}
-	if len(workers) != 1 || workers[0]["is_active"] != float64(1) || workers[0]["health"] != "alive" || workers[0]["node_id"] != n.a.nodeID {
+	if len(workers) != 1 || workers[0]["is_active"] != float64(1) || workers[0]["health"] != "alive" || workers[0]["node_id"] != n.a.NodeID() {
 		t.Fatalf("workers: %v", workers)
 	}
 	h, err := n.c.Health(ctx)
@@ -50,7 +51,7 @@ func TestBootstrapAlone(t *testing.T) {
 	}
 	// The node ID is kept in the data dir across restarts.
 	b, err := os.ReadFile(filepath.Join(n.cfg.DataDir, "node-id"))
-	if err != nil || strings.TrimSpace(string(b)) != n.a.nodeID {
+	if err != nil || strings.TrimSpace(string(b)) != n.a.NodeID() {
 		t.Fatalf("node-id file: %q %v", b, err)
 	}
 }
@@ -101,9 +102,9 @@ func TestJoinThreeAndForwardWrites(t *testing.T) {
 	}
 	// Every node's database is identical.
 	eventually(t, 5*time.Second, "identical FSMs", func() error {
-		h := nodes[0].a.node.FSM().Hash()
+		h := nodes[0].a.Node().FSM().Hash()
 		for _, n := range nodes[1:] {
-			if n.a.node.FSM().Hash() != h {
+			if n.a.Node().FSM().Hash() != h {
 				return fmt.Errorf("%s differs", n.cfg.Name)
 			}
 		}
@@ -234,7 +235,7 @@ func TestWholeClusterRestart(t *testing.T) {
 			t.Fatalf("create %d: %d", i, code)
 		}
 	}
-	var cfgs []serveConfig
+	var cfgs []agent.Config
 	for _, n := range nodes {
 		cfgs = append(cfgs, n.restartConfig())
 		n.stop()
@@ -270,7 +271,7 @@ func TestVotersCapped(t *testing.T) {
 	var nonVoter *testNode
 	for _, m := range ci.Members {
 		for _, n := range nodes {
-			if !m.Voter && n.a.nodeID == m.NodeID {
+			if !m.Voter && n.a.NodeID() == m.NodeID {
 				nonVoter = n
 			}
 		}
@@ -313,7 +314,7 @@ func TestNoLeaderHoldsThen503(t *testing.T) {
 // so a node that joins later gets the state by snapshot (InstallSnapshot and
 // FSM.Restore through real Raft), and a restarted node starts from its snapshot.
 func TestSnapshotInstallAndRestore(t *testing.T) {
-	small := func(c *serveConfig) {
+	small := func(c *agent.Config) {
 		c.SnapshotThreshold, c.SnapshotInterval, c.TrailingLogs = 8, 50*time.Millisecond, 2
 	}
 	a := startNode(t, "snap-a", small)
@@ -333,7 +334,7 @@ func TestSnapshotInstallAndRestore(t *testing.T) {
 	b := startNode(t, "snap-b", small, withJoin(a))
 	waitCluster(t, []*testNode{a, b}, 2, 2)
 	eventually(t, 10*time.Second, "joiner restored from the snapshot", func() error {
-		if a.a.node.FSM().Hash() != b.a.node.FSM().Hash() {
+		if a.a.Node().FSM().Hash() != b.a.Node().FSM().Hash() {
 			return fmt.Errorf("states differ")
 		}
 		return nil
@@ -348,7 +349,7 @@ func TestSnapshotInstallAndRestore(t *testing.T) {
 		if exps, _ := experimentsOf(b2); len(exps) != 40 {
 			return fmt.Errorf("%d experiments", len(exps))
 		}
-		if a2.a.node.FSM().Hash() != b2.a.node.FSM().Hash() {
+		if a2.a.Node().FSM().Hash() != b2.a.Node().FSM().Hash() {
 			return fmt.Errorf("states differ")
 		}
 		return nil
@@ -375,7 +376,7 @@ func TestLeaveRefusedWhenItWouldBreakQuorum(t *testing.T) {
 	}
 	dead.stop()
 	eventually(t, 5*time.Second, "dead", func() error {
-		m, err := memberOf(leader, dead.a.nodeID)
+		m, err := memberOf(leader, dead.a.NodeID())
 		if err != nil || m.Health != "dead" {
 			return fmt.Errorf("%+v %v", m, err)
 		}

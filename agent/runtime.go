@@ -1,4 +1,4 @@
-package main
+package agent
 
 import (
 	"log/slog"
@@ -7,25 +7,25 @@ import (
 	"time"
 )
 
-// runtime runs this node's agent and restarts it in-process when a simulated
+// Runtime runs this node's agent and restarts it in-process when a simulated
 // node is rebooted: the agent stops (jobs, HTTP, gossip, Raft), then a new one
 // starts from the same data dir. Close stops the runtime and its agent.
-type runtime struct {
-	cfg     serveConfig
+type Runtime struct {
+	cfg     Config
 	log     *slog.Logger
 	reboots chan struct{}
 	done    chan struct{}
 	stopped chan struct{}
 
 	mu sync.Mutex
-	a  *agent
+	a  *Agent
 }
 
-// startRuntime starts the agent of cfg under a runtime.
-func startRuntime(cfg serveConfig, log *slog.Logger) (*runtime, error) {
-	r := &runtime{log: log, reboots: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{})}
+// StartRuntime starts the agent of cfg under a runtime.
+func StartRuntime(cfg Config, log *slog.Logger) (*Runtime, error) {
+	r := &Runtime{log: log, reboots: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{})}
 	cfg.onReboot = r.requestReboot
-	a, err := startAgent(cfg, log)
+	a, err := Start(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -49,21 +49,21 @@ func pinPort(bind, got string) string {
 	return net.JoinHostPort(host, gotPort)
 }
 
-func (r *runtime) requestReboot() {
+func (r *Runtime) requestReboot() {
 	select {
 	case r.reboots <- struct{}{}:
 	default:
 	}
 }
 
-// current returns the running agent.
-func (r *runtime) current() *agent {
+// Current returns the running agent.
+func (r *Runtime) Current() *Agent {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.a
 }
 
-func (r *runtime) loop() {
+func (r *Runtime) loop() {
 	defer close(r.stopped)
 	for {
 		select {
@@ -76,7 +76,7 @@ func (r *runtime) loop() {
 		r.mu.Lock()
 		_ = r.a.Close()
 		for {
-			a, err := startAgent(r.cfg, r.log)
+			a, err := Start(r.cfg, r.log)
 			if err == nil {
 				r.a = a
 				break
@@ -95,12 +95,12 @@ func (r *runtime) loop() {
 }
 
 // Close stops the runtime and its agent.
-func (r *runtime) Close() error {
+func (r *Runtime) Close() error {
 	select {
 	case <-r.done:
 	default:
 		close(r.done)
 	}
 	<-r.stopped
-	return r.current().Close()
+	return r.Current().Close()
 }

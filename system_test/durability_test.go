@@ -1,7 +1,8 @@
-package main
+package system
 
 import (
 	"fmt"
+	"github.com/pioreactor/pio/agent"
 	"net/http"
 	"os"
 	"os/exec"
@@ -68,7 +69,7 @@ func TestPowerLossDuringHeavyWrites(t *testing.T) {
 // expects a clear error naming what to do, not a panic or a silent empty state.
 func damagedStart(t *testing.T, damage func(dataDir string), want ...string) {
 	t.Helper()
-	n := startNode(t, "fragile", func(c *serveConfig) {
+	n := startNode(t, "fragile", func(c *agent.Config) {
 		c.SnapshotThreshold, c.SnapshotInterval, c.TrailingLogs = 16, 50*time.Millisecond, 4
 	})
 	waitCluster(t, []*testNode{n}, 1, 1)
@@ -85,7 +86,7 @@ func damagedStart(t *testing.T, damage func(dataDir string), want ...string) {
 	cfg := n.restartConfig()
 	n.stop()
 	damage(cfg.DataDir)
-	_, err := startRuntime(cfg, discardLogger())
+	_, err := agent.StartRuntime(cfg, discardLogger())
 	if err == nil {
 		t.Fatal("a damaged data dir started without an error")
 	}
@@ -217,7 +218,7 @@ func TestDiskFull(t *testing.T) {
 				t.Fatalf("lost before-%d after the disk filled up", i)
 			}
 		}
-		if got := n.a.node.FSM().ReadingsCount(); got != 100 {
+		if got := n.a.Node().FSM().ReadingsCount(); got != 100 {
 			t.Fatalf("%d readings after the disk filled up, want the 100 acknowledged", got)
 		}
 	}

@@ -1,7 +1,8 @@
-package main
+package system
 
 import (
 	"errors"
+	"github.com/pioreactor/pio/agent"
 	"net/http"
 	"strings"
 	"testing"
@@ -20,7 +21,7 @@ func TestInvitationsOnlyForFreshNodes(t *testing.T) {
 	waitCluster(t, []*testNode{other}, 1, 1)
 
 	// A fresh node pinned to lead's cluster by its join_token refuses other's invitation...
-	pinned := startNode(t, "pinned", func(c *serveConfig) { c.JoinToken = lead.joinToken() })
+	pinned := startNode(t, "pinned", func(c *agent.Config) { c.JoinToken = lead.joinToken() })
 	waitCluster(t, []*testNode{pinned}, 1, 1)
 	code, ae := call(t, other, http.MethodPut, "/api/workers", map[string]any{"pioreactor_unit": "pinned", "address": pinned.addr()}, nil)
 	if code != http.StatusForbidden || !strings.Contains(ae.Message, "pinned") {
@@ -61,7 +62,7 @@ func TestInvitationsOnlyForFreshNodes(t *testing.T) {
 	}
 
 	// Removed, the pinned node is fresh again (new secrets), and its own cluster may add it back.
-	oldCA := pinned.a.trust.Current().CAHash()
+	oldCA := pinned.a.Trust().Current().CAHash()
 	if code, ae := call(t, lead, http.MethodDelete, "/api/workers/pinned", nil, nil); code != http.StatusAccepted {
 		t.Fatalf("remove: %d %+v", code, ae)
 	}
@@ -70,7 +71,7 @@ func TestInvitationsOnlyForFreshNodes(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if b := pinned.rt.current().trust.Current(); !h.Leader || h.ClusterSize != 1 || b == nil || b.CAHash() == oldCA {
+		if b := pinned.rt.Current().Trust().Current(); !h.Leader || h.ClusterSize != 1 || b == nil || b.CAHash() == oldCA {
 			return errors.New("not yet")
 		}
 		return nil
@@ -79,7 +80,7 @@ func TestInvitationsOnlyForFreshNodes(t *testing.T) {
 		t.Fatalf("add again after removal: %d %+v", code, ae)
 	}
 	waitCluster(t, []*testNode{lead, pinned}, 2, 2)
-	if got := pinned.rt.current().trust.Current(); got == nil || got.CAHash() != lead.rt.current().trust.Current().CAHash() {
+	if got := pinned.rt.Current().Trust().Current(); got == nil || got.CAHash() != lead.rt.Current().Trust().Current().CAHash() {
 		t.Fatal("the re-added node does not hold the cluster's secrets")
 	}
 }

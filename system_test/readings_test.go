@@ -1,4 +1,4 @@
-package main
+package system
 
 import (
 	"context"
@@ -17,12 +17,12 @@ import (
 // outage) sends them in several batches, and every one is stored.
 func TestShipperSendsABacklogInBatches(t *testing.T) {
 	n := startNode(t, "solo")
-	s := worker.NewShipper(worker.Config{Unit: "solo", NodeID: n.a.nodeID, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	s := worker.NewShipper(worker.Config{Unit: "solo", NodeID: n.a.NodeID(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Send: func(ctx context.Context, id string, b fsm.RecordReadings) (rpc.Ack, error) {
 			if len(b.Readings) > worker.MaxBatch || len(b.Logs) > worker.MaxBatch {
 				return rpc.Ack{}, fmt.Errorf("a batch of %d readings and %d logs is over the limit", len(b.Readings), len(b.Logs))
 			}
-			return n.a.peers.StoreReadings(ctx, n.a.port.Addr().String(), id, b)
+			return n.a.Peers().StoreReadings(ctx, n.a.Port().Addr().String(), id, b)
 		}})
 	const backlog = 3*worker.MaxBatch + 17
 	for i := 0; i < backlog; i++ {
@@ -34,7 +34,7 @@ func TestShipperSendsABacklogInBatches(t *testing.T) {
 	go func() { defer close(done); s.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	eventually(t, 30*time.Second, "the whole backlog stored", func() error {
-		if got := n.a.node.FSM().ReadingsCount(); got != backlog {
+		if got := n.a.Node().FSM().ReadingsCount(); got != backlog {
 			return fmt.Errorf("%d of %d readings", got, backlog)
 		}
 		return nil

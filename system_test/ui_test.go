@@ -1,9 +1,10 @@
-package main
+package system
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/pioreactor/pio/agent"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -339,7 +340,7 @@ func TestUIInventoryExperimentsJobsAndLeaderFailover(t *testing.T) {
 	b.waitText("#status-text", "leader "+newLeader.cfg.Name, short)
 	b.waitText("#leader-name", newLeader.cfg.Name, short)
 	t.Logf("the page showed the new leader %s %s after the old one stopped", newLeader.cfg.Name, time.Since(killed).Round(time.Millisecond))
-	b.waitJS("the old leader shown dead", long, fmt.Sprintf(`(() => { const r = document.querySelector('#members tr[data-node=%q]'); return !!r && /dead|suspect/.test(r.textContent); })()`, leader.a.nodeID))
+	b.waitJS("the old leader shown dead", long, fmt.Sprintf(`(() => { const r = document.querySelector('#members tr[data-node=%q]'); return !!r && /dead|suspect/.test(r.textContent); })()`, leader.a.NodeID()))
 	b.waitText("#events", leader.cfg.Name+" stopped answering", long)
 	b.screenshot("cluster")
 
@@ -396,9 +397,9 @@ func (b *browser) sent(method, url string) []sentRequest {
 func TestUISignIn(t *testing.T) {
 	b := newBrowser(t)
 	n := startNode(t, "solo")
-	lax := startNode(t, "lax", func(c *serveConfig) { c.APIAuth = "off" })
-	relic := startNode(t, "relic", func(c *serveConfig) { c.open = true }) // a cluster made by an older pio
-	vault := startNode(t, "vault", func(c *serveConfig) { c.ReadAuth = true })
+	lax := startNode(t, "lax", func(c *agent.Config) { c.APIAuth = "off" })
+	relic := startNode(t, "relic", func(c *agent.Config) { c.Open = true }) // a cluster made by an older pio
+	vault := startNode(t, "vault", func(c *agent.Config) { c.ReadAuth = true })
 	for _, x := range []*testNode{n, lax, relic, vault} {
 		waitCluster(t, []*testNode{x}, 1, 1)
 	}

@@ -1,7 +1,8 @@
-package main
+package system
 
 import (
 	"fmt"
+	"github.com/pioreactor/pio/agent"
 	"net/http"
 	"strings"
 	"testing"
@@ -30,7 +31,7 @@ func memberOf(n *testNode, nodeID string) (client.Member, error) {
 func applyOn(t *testing.T, nodes []*testNode, typ fsm.CommandType, payload any) {
 	t.Helper()
 	cmd, _ := fsm.NewCommand(typ, uuid.NewString(), time.Now(), payload)
-	res, err := leaderOf(t, nodes).a.node.Apply(cmd)
+	res, err := leaderOf(t, nodes).a.Node().Apply(cmd)
 	if err != nil || res.Err != nil {
 		t.Fatalf("apply %s: %v %v", typ, err, res.Err)
 	}
@@ -49,7 +50,7 @@ func TestDeadWorkerDetectedAndBack(t *testing.T) {
 		}
 	}
 	cfg := victim.restartConfig()
-	id := victim.a.nodeID
+	id := victim.a.NodeID()
 	victim.stop() // gossip stops without leaving, as on a power cut
 	for _, n := range others {
 		eventually(t, 5*time.Second, n.cfg.Name+" sees the worker dead", func() error {
@@ -102,7 +103,7 @@ func TestDeadWorkerDetectedAndBack(t *testing.T) {
 			if e.NodeID == id {
 				kinds[e.Kind] = true
 			}
-			led = led || (e.Kind == "leader" && e.NodeID == leader.a.nodeID)
+			led = led || (e.Kind == "leader" && e.NodeID == leader.a.NodeID())
 		}
 		if !kinds["dead"] || !kinds["alive"] || !kinds["joined"] || !led {
 			return fmt.Errorf("events: %v, leader's election recorded: %v", kinds, led)
@@ -122,7 +123,7 @@ func renameTest(t *testing.T, renameLeader bool) {
 		target = nodes[2]
 	}
 	old := target.cfg.Name
-	id := target.a.nodeID
+	id := target.a.NodeID()
 	createExperiment(t, leader, "exp-r")
 	applyOn(t, nodes, fsm.CmdAssign, fsm.Assign{Unit: old, Experiment: "exp-r"})
 	applyOn(t, nodes, fsm.CmdSetActive, fsm.SetActive{Unit: old, IsActive: 0})
@@ -151,32 +152,32 @@ func renameTest(t *testing.T, renameLeader bool) {
 		})
 	}
 	eventually(t, 5*time.Second, "the renamed node's own copy has caught up", func() error {
-		if u, _ := renamed.a.node.FSM().UnitByID(id); u.Name != cfg.Name {
+		if u, _ := renamed.a.Node().FSM().UnitByID(id); u.Name != cfg.Name {
 			return fmt.Errorf("still %s", u.Name)
 		}
 		return nil
 	})
-	u, _ := renamed.a.node.FSM().UnitByID(id)
-	if u.IsActive != 0 || renamed.a.node.FSM().ExperimentOf(id) != "exp-r" {
-		t.Fatalf("renamed unit lost its state: %+v in %q", u, renamed.a.node.FSM().ExperimentOf(id))
+	u, _ := renamed.a.Node().FSM().UnitByID(id)
+	if u.IsActive != 0 || renamed.a.Node().FSM().ExperimentOf(id) != "exp-r" {
+		t.Fatalf("renamed unit lost its state: %+v in %q", u, renamed.a.Node().FSM().ExperimentOf(id))
 	}
-	h := renamed.a.node.FSM().History()
+	h := renamed.a.Node().FSM().History()
 	if len(h) != 1 || h[0].Unit != old {
 		t.Fatalf("history should keep the old name: %+v", h)
 	}
 	found := false
-	for _, e := range renamed.a.node.FSM().Events() {
+	for _, e := range renamed.a.Node().FSM().Events() {
 		if e.Kind == "renamed" && e.Message == "renamed "+old+" to "+cfg.Name {
 			found = true
 		}
 	}
 	if !found {
-		t.Fatalf("no rename event: %+v", renamed.a.node.FSM().Events())
+		t.Fatalf("no rename event: %+v", renamed.a.Node().FSM().Events())
 	}
 
 	// Renaming to a name another node holds is refused, and nothing changes.
 	other := rest[0]
-	before := renamed.a.node.FSM().Hash()
+	before := renamed.a.Node().FSM().Hash()
 	cfg2 := renamed.restartConfig()
 	renamed.stop()
 	cfg2.Name = other.cfg.Name
@@ -198,7 +199,7 @@ func renameTest(t *testing.T, renameLeader bool) {
 		}
 		return nil
 	})
-	if u, _ := clash.a.node.FSM().UnitByName(other.cfg.Name); u.NodeID != other.a.nodeID {
+	if u, _ := clash.a.Node().FSM().UnitByName(other.cfg.Name); u.NodeID != other.a.NodeID() {
 		t.Fatalf("the other node lost its name: %+v", u)
 	}
 	_ = before
@@ -208,7 +209,7 @@ func TestRenameWorker(t *testing.T) { renameTest(t, false) }
 func TestRenameLeader(t *testing.T) { renameTest(t, true) }
 
 func TestDeadVoterReplacedByNonVoter(t *testing.T) {
-	stab := func(c *serveConfig) { c.Stabilization = time.Second }
+	stab := func(c *agent.Config) { c.Stabilization = time.Second }
 	a := startNode(t, "seven1", stab)
 	waitCluster(t, []*testNode{a}, 1, 1)
 	nodes := []*testNode{a}
@@ -221,7 +222,7 @@ func TestDeadVoterReplacedByNonVoter(t *testing.T) {
 	for _, m := range ci.Members {
 		if m.Voter && !m.Leader {
 			for _, n := range nodes {
-				if n.a.nodeID == m.NodeID {
+				if n.a.NodeID() == m.NodeID {
 					victim = n
 				}
 			}
@@ -242,7 +243,7 @@ func TestDeadVoterReplacedByNonVoter(t *testing.T) {
 		}
 		voters := 0
 		for _, m := range ci.Members {
-			if m.NodeID == victim.a.nodeID && m.Voter {
+			if m.NodeID == victim.a.NodeID() && m.Voter {
 				return fmt.Errorf("dead voter still votes (%s)", m.Health)
 			}
 			if m.Voter {
@@ -261,13 +262,13 @@ func TestDeadVoterReplacedByNonVoter(t *testing.T) {
 	// (recorded just after each configuration change).
 	eventually(t, 5*time.Second, "voter changes in the event log", func() error {
 		kinds := map[string]bool{}
-		for _, e := range leader.a.node.FSM().Events() {
-			if e.Kind == "promoted" || (e.Kind == "demoted" && e.NodeID == victim.a.nodeID) {
+		for _, e := range leader.a.Node().FSM().Events() {
+			if e.Kind == "promoted" || (e.Kind == "demoted" && e.NodeID == victim.a.NodeID()) {
 				kinds[e.Kind] = true
 			}
 		}
 		if !kinds["promoted"] || !kinds["demoted"] {
-			return fmt.Errorf("events %+v", leader.a.node.FSM().Events())
+			return fmt.Errorf("events %+v", leader.a.Node().FSM().Events())
 		}
 		return nil
 	})
@@ -279,7 +280,7 @@ func TestDeadVoterReplacedByNonVoter(t *testing.T) {
 func TestNonWorkerTakesLeadership(t *testing.T) {
 	nodes := startThree(t)
 	// prefer_leader defaults to true for worker=false in loadServeConfig (config_test).
-	prefer := func(c *serveConfig) { c.PreferLeader = true }
+	prefer := func(c *agent.Config) { c.PreferLeader = true }
 	spare := startNode(t, "spare", withWorker(false), prefer, withJoin(nodes[0]))
 	all := append(nodes, spare)
 	eventually(t, 15*time.Second, "the non-worker leads, by transfer", func() error {
@@ -287,7 +288,7 @@ func TestNonWorkerTakesLeadership(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if ci.Leader == nil || ci.Leader.NodeID != spare.a.nodeID {
+		if ci.Leader == nil || ci.Leader.NodeID != spare.a.NodeID() {
 			return fmt.Errorf("leader %+v", ci.Leader)
 		}
 		return nil
@@ -367,8 +368,8 @@ func TestNewLeaderRecordsOldLeadersDeath(t *testing.T) {
 	old.stop()
 	want := old.cfg.Name + " stopped answering (dead)"
 	eventually(t, 15*time.Second, "the old leader's death in the event log", func() error {
-		for _, e := range rest[0].a.node.FSM().Events() {
-			if e.NodeID == old.a.nodeID && e.Kind == "dead" && e.Message == want {
+		for _, e := range rest[0].a.Node().FSM().Events() {
+			if e.NodeID == old.a.NodeID() && e.Kind == "dead" && e.Message == want {
 				return nil
 			}
 		}

@@ -1,8 +1,9 @@
-package main
+package system
 
 import (
 	"errors"
 	"fmt"
+	"github.com/pioreactor/pio/agent"
 	"io/fs"
 	"net/http"
 	"os"
@@ -33,7 +34,7 @@ func TestDataDirPrivate(t *testing.T) {
 		}
 	}
 
-	n := startNode(t, "private", withDataDir(dir), func(c *serveConfig) {
+	n := startNode(t, "private", withDataDir(dir), func(c *agent.Config) {
 		c.SnapshotThreshold, c.SnapshotInterval, c.TrailingLogs = 8, 50*time.Millisecond, 2
 	})
 	waitCluster(t, []*testNode{n}, 1, 1)

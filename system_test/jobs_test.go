@@ -1,4 +1,4 @@
-package main
+package system
 
 import (
 	"fmt"
@@ -118,7 +118,7 @@ func TestInactiveUnassignedDeletedHaltJobs(t *testing.T) {
 	}
 	none := func(what string) {
 		eventually(t, 5*time.Second, what, func() error {
-			if n := len(beta.a.jobs.Running()); n != 0 {
+			if n := len(beta.a.Worker().Jobs.Running()); n != 0 {
 				return fmt.Errorf("%d jobs still run", n)
 			}
 			return nil
@@ -136,7 +136,7 @@ func TestInactiveUnassignedDeletedHaltJobs(t *testing.T) {
 	}
 	mustCall(t, f, http.MethodPut, "/api/workers/beta/is_active", map[string]any{"is_active": 1}, nil)
 	time.Sleep(300 * time.Millisecond) // reactivating restarts nothing: give it the chance to be wrong
-	if n := len(beta.a.jobs.Running()); n != 0 {
+	if n := len(beta.a.Worker().Jobs.Running()); n != 0 {
 		t.Fatalf("reactivation restarted %d jobs", n)
 	}
 	start()
@@ -166,7 +166,7 @@ func TestJobsSurviveTheLeader(t *testing.T) {
 	if _, res := runTask(t, leader, http.MethodPost, "/api/workers/"+worker.cfg.Name+"/jobs/run/job_name/stirring/experiments/long", map[string]any{"options": map[string]any{"target_rpm": 321}}); res["status"] != "succeeded" {
 		t.Fatalf("run: %v", res)
 	}
-	started := worker.a.jobs.Running()[0].StartedAt
+	started := worker.a.Worker().Jobs.Running()[0].StartedAt
 	leader.stop()
 	eventually(t, 10*time.Second, "the new leader shows the same job", func() error {
 		var list []map[string]any
@@ -178,7 +178,7 @@ func TestJobsSurviveTheLeader(t *testing.T) {
 		}
 		return nil
 	})
-	if r := worker.a.jobs.Running(); len(r) != 1 || !r[0].StartedAt.Equal(started) {
+	if r := worker.a.Worker().Jobs.Running(); len(r) != 1 || !r[0].StartedAt.Equal(started) {
 		t.Fatalf("the job was restarted or lost: %+v", r)
 	}
 }
@@ -191,7 +191,7 @@ func TestReadingsReplicatedAndServed(t *testing.T) {
 	f := follower(t, nodes)
 	var worker *testNode
 	for _, n := range nodes {
-		if n != f && !n.a.node.IsLeader() {
+		if n != f && !n.a.Node().IsLeader() {
 			worker = n
 		}
 	}
@@ -254,7 +254,7 @@ func TestReadingsReplicatedAndServed(t *testing.T) {
 			t.Fatalf("temperature after the worker died, via %s: %d %v", n.cfg.Name, code, tr.Series)
 		}
 		eventually(t, 5*time.Second, n.cfg.Name+"'s own copy of the readings", func() error {
-			if c := n.a.node.FSM().ReadingsCount(); c < 5 {
+			if c := n.a.Node().FSM().ReadingsCount(); c < 5 {
 				return fmt.Errorf("%d readings", c)
 			}
 			return nil
@@ -288,7 +288,7 @@ func TestDeadWorkerJobsShowLost(t *testing.T) {
 		t.Fatalf("jobs before the worker dies: %v", j)
 	}
 	eventually(t, 10*time.Second, "the worker's job report replicated", func() error {
-		recs := leader.a.node.FSM().JobRecords(w.a.nodeID)
+		recs := leader.a.Node().FSM().JobRecords(w.a.NodeID())
 		if len(recs) != 2 || recs[0].State != "sleeping" {
 			return fmt.Errorf("records %+v", recs)
 		}
@@ -296,7 +296,7 @@ func TestDeadWorkerJobsShowLost(t *testing.T) {
 	})
 
 	// The HAT's button: the worker blinks and logs it.
-	w.a.hw.(*gpio.Sim).Press()
+	w.a.Hardware().(*gpio.Sim).Press()
 	eventually(t, 10*time.Second, "the button press in the unit's log", func() error {
 		var ls []map[string]any
 		mustCall(t, leader, http.MethodGet, "/api/units/"+unit+"/logs?min_level=NOTICE", nil, &ls)
@@ -349,7 +349,7 @@ func TestDeadWorkerJobsShowLost(t *testing.T) {
 		if j := jobsOn(t, leader, unit); len(j) != 0 {
 			return fmt.Errorf("jobs %v", j)
 		}
-		if recs := leader.a.node.FSM().JobRecords(back.a.nodeID); len(recs) != 0 {
+		if recs := leader.a.Node().FSM().JobRecords(back.a.NodeID()); len(recs) != 0 {
 			return fmt.Errorf("records %+v", recs)
 		}
 		return nil

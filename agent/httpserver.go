@@ -1,11 +1,11 @@
-package main
+package agent
 
 import (
 	"net/http"
 	"time"
 )
 
-// httpLimits bounds what one client may hold of a node's HTTP server: the
+// HTTPLimits bounds what one client may hold of a node's HTTP server: the
 // time to send its headers and its body, the time to answer, how long an idle
 // keep-alive connection stays open, and the size of the headers. Without them
 // a stranger on the LAN could hold every connection of a node (slow headers,
@@ -13,7 +13,7 @@ import (
 // /api/events and the requests that join nodes lift or move their own
 // deadlines (package api, deadlines.go). Tests shorten them; they are not a
 // setting of `pio serve`.
-type httpLimits struct {
+type HTTPLimits struct {
 	// ReadHeaderTimeout bounds the time to send the request line and headers.
 	ReadHeaderTimeout time.Duration
 	// ReadTimeout bounds the time to send the whole request, body included.
@@ -29,9 +29,9 @@ type httpLimits struct {
 	MaxHeaderBytes int
 }
 
-// defaultHTTPLimits are the limits of `pio serve`.
-func defaultHTTPLimits() httpLimits {
-	return httpLimits{
+// DefaultHTTPLimits are the limits of `pio serve`.
+func DefaultHTTPLimits() HTTPLimits {
+	return HTTPLimits{
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      2 * time.Minute,
@@ -41,8 +41,8 @@ func defaultHTTPLimits() httpLimits {
 }
 
 // server returns an HTTP server of h with these limits; a zero field takes its default.
-func (l httpLimits) server(h http.Handler) *http.Server {
-	d := defaultHTTPLimits()
+func (l HTTPLimits) server(h http.Handler) *http.Server {
+	d := DefaultHTTPLimits()
 	pick := func(v, def time.Duration) time.Duration {
 		if v > 0 {
 			return v
