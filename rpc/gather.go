@@ -97,7 +97,16 @@ func (g *gatherer) next() time.Duration {
 	return max(0, time.Until(g.last.Add(g.window)))
 }
 
-// close stops the goroutine; batches still queued are answered errGatherClosed.
+// pending returns how many batches are queued.
+func (g *gatherer) pending() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.queue)
+}
+
+// close proposes the batches still queued at once, without waiting for the
+// window, and stops the goroutine; batches submitted after it are answered
+// errGatherClosed.
 func (g *gatherer) close() {
 	select {
 	case <-g.stop:
@@ -126,12 +135,11 @@ func (g *gatherer) run() {
 		}
 		select {
 		case <-g.stop:
-			g.mu.Lock()
-			for _, w := range g.queue {
-				w.done <- errGatherClosed
+			// Propose what is queued now rather than answer "try again":
+			// Raft is still up while the server closes.
+			for g.pending() > 0 {
+				g.propose()
 			}
-			g.queue = nil
-			g.mu.Unlock()
 			return
 		case <-g.wake:
 		case <-due:

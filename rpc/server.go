@@ -133,9 +133,10 @@ func NewServer(cfg ServerConfig) *Server {
 func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	err := s.hs.Shutdown(ctx)
+	// The gatherer first: its batches are answered when their entry is
+	// applied, and Shutdown waits for those requests.
 	s.gather.close()
-	return err
+	return s.hs.Shutdown(ctx)
 }
 
 // caller says who sent r: the peer of its connection, or (from a member

@@ -349,6 +349,7 @@ func TestUIInventoryExperimentsJobsAndLeaderFailover(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#exp-name"), "exp2"),
 		chromedp.Click(chromedp.CSS("#exp-create")))
 	b.waitText("#experiment-detail", "exp2", long)
+	b.waitJS("the page on exp2", short, `location.hash === "#/experiments/exp2"`)
 	b.route("#/pioreactors/exp1", "Pioreactors")
 	b.click(fmt.Sprintf(`[data-key="%s-stirring-stop"]`, unit), short)
 	b.waitText(card+` [data-job="stirring"] [data-state]`, "off", long)

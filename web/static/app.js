@@ -723,7 +723,8 @@ function experimentsPage() {
         f.reset();
         document.activeElement?.blur();
         await refresh("experiments");
-        location.hash = `#/experiments/${encodeURIComponent(body.experiment)}`;
+        // Show the new experiment, unless the user went elsewhere meanwhile.
+        if (route().page === "experiments") location.hash = `#/experiments/${encodeURIComponent(body.experiment)}`;
       });
     },
   },
