@@ -19,9 +19,13 @@ import (
 // leads, and how its gossip sees the members. The UI refetches what changed.
 
 const (
-	// eventPoll is how often the broadcaster looks at Raft and gossip, and the
-	// longest it holds applied commands before telling subscribers (coalescing).
-	eventPoll = 200 * time.Millisecond
+	// eventCoalesce is the shortest time between two flushes of the
+	// broadcaster: changes that come closer together go out as one.
+	eventCoalesce = 200 * time.Millisecond
+	// gossipLook is how often, while streams are open, the broadcaster looks
+	// at gossip for suspicions: memberlist tells no delegate when a member
+	// becomes suspect or refutes it (joins, updates and deaths are notified).
+	gossipLook = time.Second
 	// eventHeartbeat is the interval of the comment lines that keep idle streams open.
 	eventHeartbeat = 15 * time.Second
 	// eventBuffer is how many events a slow subscriber may be behind before
@@ -56,9 +60,11 @@ type StreamEvent struct {
 	Time string `json:"time"`
 }
 
-// broadcaster fans events out to the subscribed streams. Its goroutine polls
-// Raft and gossip and flushes the applied-command topics every eventPoll; it
-// never blocks on a subscriber.
+// broadcaster fans events out to the subscribed streams. Its goroutine wakes
+// when the state machine applies a command, the leader changes or gossip
+// reports a change (and, while streams are open, every gossipLook for
+// suspicions), sends what changed at most every eventCoalesce, and never
+// blocks on a subscriber. With no stream open it does nothing.
 type broadcaster struct {
 	s *Server
 	// max is how many streams may be subscribed at once.
@@ -69,18 +75,28 @@ type broadcaster struct {
 	pending map[string]bool // topics applied since the last flush
 	closed  bool
 
+	// wake is signalled (without blocking) when something may have changed.
+	wake   chan struct{}
 	stop   chan struct{}
 	done   chan struct{}
 	once   sync.Once
-	cancel func() // ends the FSM subscription
+	cancel []func() // end the subscriptions to the FSM, Raft and gossip
 }
 
 func newBroadcaster(s *Server, max int) *broadcaster {
 	b := &broadcaster{s: s, max: max, subs: map[chan StreamEvent]struct{}{}, pending: map[string]bool{},
-		stop: make(chan struct{}), done: make(chan struct{})}
-	b.cancel = s.fsm.Subscribe(b.applied)
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	b.cancel = []func(){s.fsm.Subscribe(b.applied), s.node.OnLeaderChange(func(string) { b.poke() }), s.mem.OnChange(b.poke)}
 	go b.run()
 	return b
+}
+
+// poke wakes the goroutine without blocking.
+func (b *broadcaster) poke() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
 }
 
 // topicOf says which part of the state a command changes.
@@ -105,17 +121,22 @@ func (b *broadcaster) applied(c fsm.Change) {
 	}
 	if c.Cmd == nil {
 		b.mu.Lock()
-		if len(b.subs) > 0 {
+		open := len(b.subs) > 0
+		if open {
 			for _, t := range []string{"inventory", "experiments", "event", "readings"} {
 				b.pending[t] = true
 			}
 		}
 		b.mu.Unlock()
+		if open {
+			b.poke()
+		}
 		return
 	}
 	topic := topicOf(c.Cmd.Type)
 	b.mu.Lock()
-	if len(b.subs) > 0 {
+	open := len(b.subs) > 0
+	if open {
 		b.pending[topic] = true
 		// Assignments and deletions change both the inventory and the experiments.
 		if topic == "inventory" || topic == "experiments" {
@@ -123,6 +144,9 @@ func (b *broadcaster) applied(c fsm.Change) {
 		}
 	}
 	b.mu.Unlock()
+	if open {
+		b.poke()
+	}
 }
 
 // subscribe adds a stream; it refuses one once the server shuts down
@@ -138,6 +162,7 @@ func (b *broadcaster) subscribe() (chan StreamEvent, error) {
 	}
 	ch := make(chan StreamEvent, eventBuffer)
 	b.subs[ch] = struct{}{}
+	b.poke() // the goroutine starts looking at gossip
 	return ch, nil
 }
 
@@ -184,7 +209,9 @@ func (b *broadcaster) publish(ev StreamEvent) {
 // close stops the goroutine and ends every stream; it waits for the goroutine.
 func (b *broadcaster) close() {
 	b.once.Do(func() {
-		b.cancel()
+		for _, cancel := range b.cancel {
+			cancel()
+		}
 		close(b.stop)
 		<-b.done
 		b.closeStreams()
@@ -193,8 +220,15 @@ func (b *broadcaster) close() {
 
 func (b *broadcaster) run() {
 	defer close(b.done)
-	t := time.NewTicker(eventPoll)
-	defer t.Stop()
+	var look *time.Ticker // runs while streams are open
+	var lookC <-chan time.Time
+	defer func() {
+		if look != nil {
+			look.Stop()
+		}
+	}()
+	hold := time.NewTimer(0)
+	defer hold.Stop()
 	var lastLeader string
 	var lastTerm uint64
 	var lastMembers map[string]string
@@ -202,11 +236,20 @@ func (b *broadcaster) run() {
 		select {
 		case <-b.stop:
 			return
-		case <-t.C:
+		case <-b.wake:
+		case <-lookC:
 		}
 		if b.subscribers() == 0 {
 			lastLeader, lastTerm, lastMembers = "", 0, nil
+			if look != nil {
+				look.Stop()
+				look, lookC = nil, nil
+			}
 			continue
+		}
+		if look == nil {
+			look = time.NewTicker(gossipLook)
+			lookC = look.C
 		}
 		now := time.Now().UTC().Format(time.RFC3339Nano)
 		b.mu.Lock()
@@ -232,6 +275,13 @@ func (b *broadcaster) run() {
 			b.publish(StreamEvent{Type: "members", Members: members, Time: now})
 		}
 		lastMembers = members
+		// Coalesce: what changes in the next eventCoalesce goes out together.
+		hold.Reset(eventCoalesce)
+		select {
+		case <-b.stop:
+			return
+		case <-hold.C:
+		}
 	}
 }
 

@@ -61,6 +61,7 @@ func (f *fakeMembership) Leave(context.Context) error                { f.leaves.
 func (f *fakeMembership) RemoveMember(context.Context, string) error { return nil }
 func (f *fakeMembership) States() map[string]membership.MemberState  { return nil }
 func (f *fakeMembership) Problems() map[string]string                { return nil }
+func (f *fakeMembership) OnChange(func()) func()                     { return func() {} }
 func (f *fakeMembership) RemovalBreaksQuorum(string) string          { return "" }
 func (f *fakeMembership) ConfirmRemoved(context.Context)             {}
 func (f *fakeMembership) Invite(string) (string, error)              { return "", nil }

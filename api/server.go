@@ -28,6 +28,8 @@ type Membership interface {
 	RemoveMember(ctx context.Context, nodeID string) error
 	// States is this node's gossip view of every member, by node ID.
 	States() map[string]membership.MemberState
+	// OnChange calls fn (which must not block) when gossip reports a change, until stop.
+	OnChange(fn func()) (stop func())
 	// Problems says, on the leader, why members cannot be reconciled, by node ID.
 	Problems() map[string]string
 	// RemovalBreaksQuorum explains why removing a node would leave no quorum, or returns "".

@@ -142,19 +142,10 @@ func (s *Server) addWorker(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	var u fsm.Unit
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var ok bool
-		u, ok = s.fsm.UnitByName(name)
-		if ok && s.mem.States()[u.NodeID].Health == membership.HealthAlive {
-			break
-		}
-		if time.Now().After(deadline) {
-			abort(c, http.StatusGatewayTimeout, "worker joined but is not healthy yet", name+" did not show up alive in gossip within 30 s", "look at `pio status`; check that UDP and TCP on the gossip port (8301) are open between the Pis")
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	u, err := s.waitAlive(ctx, name, 30*time.Second)
+	if err != nil {
+		abort(c, http.StatusGatewayTimeout, "worker joined but is not healthy yet", name+" did not show up alive in gossip within 30 s", "look at `pio status`; check that UDP and TCP on the gossip port (8301) are open between the Pis")
+		return
 	}
 	if b.ModelName != "" || b.ModelVersion != "" {
 		if !s.apply(c, fsm.CmdRegisterUnit, fsm.RegisterUnit{NodeID: u.NodeID, Name: u.Name, Worker: u.Worker, RaftAddr: u.RaftAddr,
@@ -164,6 +155,32 @@ func (s *Server) addWorker(c *gin.Context) {
 		u, _ = s.fsm.UnitByName(name)
 	}
 	c.JSON(http.StatusCreated, s.worker(u, s.mem.States()))
+}
+
+// waitAlive waits until the unit called name is in the inventory and alive
+// in gossip, woken by what the state machine applies and what gossip reports.
+func (s *Server) waitAlive(ctx context.Context, name string, within time.Duration) (fsm.Unit, error) {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	changed := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	defer s.fsm.Subscribe(func(fsm.Change) { poke() })()
+	defer s.mem.OnChange(poke)()
+	for {
+		if u, ok := s.fsm.UnitByName(name); ok && s.mem.States()[u.NodeID].Health == membership.HealthAlive {
+			return u, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fsm.Unit{}, ctx.Err()
+		}
+	}
 }
 
 // errCause is the cause of an error for a person: a client error's cause, else the error.

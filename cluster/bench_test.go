@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -37,12 +38,10 @@ func openCluster(tb testing.TB, n int) []*Node {
 	if err := nodes[0].Bootstrap(); err != nil {
 		tb.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !nodes[0].IsLeader() {
-		if time.Now().After(deadline) {
-			tb.Fatal("no leader")
-		}
-		time.Sleep(10 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := nodes[0].WaitLeader(ctx, func(string) bool { return nodes[0].IsLeader() }); err != nil {
+		tb.Fatalf("no leader: %v", err)
 	}
 	for _, o := range nodes[1:] {
 		if _, err := nodes[0].AddPeer(o.ID(), o.Addr()); err != nil {

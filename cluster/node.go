@@ -194,6 +194,30 @@ func (n *Node) OnLeaderChange(fn func(leaderID string)) (stop func()) {
 	}
 }
 
+// WaitLeader waits until ok holds for the leader this node sees (its node
+// ID, "" for none), checking now and at every leader change, or until ctx
+// ends. ok runs on the caller's goroutine.
+func (n *Node) WaitLeader(ctx context.Context, ok func(leaderID string) bool) error {
+	changed := make(chan struct{}, 1)
+	stop := n.OnLeaderChange(func(string) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	})
+	defer stop()
+	for {
+		if id, _ := n.Leader(); ok(id) {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // shutdown stops Raft and releases its files and port; n.mu must be held.
 func (n *Node) shutdown() error {
 	if n.raft == nil {

@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -27,5 +29,32 @@ func TestResetUnderHeartbeats(t *testing.T) {
 	}
 	if !nodes[0].IsLeader() {
 		t.Fatal("the leader lost its leadership")
+	}
+}
+
+// WaitLeader wakes on leader changes: a follower learns its leader, and,
+// once that leader stops, the one elected after it.
+func TestWaitLeader(t *testing.T) {
+	nodes := openCluster(t, 3)
+	leader, follower := nodes[0], nodes[1]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := follower.WaitLeader(ctx, func(id string) bool { return id == leader.ID() }); err != nil {
+		t.Fatalf("the follower never saw its leader: %v", err)
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel2()
+	if err := follower.WaitLeader(short, func(id string) bool { return id == "" }); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitLeader for no leader while there is one: %v", err)
+	}
+	if err := leader.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var next string
+	if err := follower.WaitLeader(ctx, func(id string) bool { next = id; return id != "" && id != leader.ID() }); err != nil {
+		t.Fatalf("no new leader after the old one stopped: %v", err)
+	}
+	if next != nodes[1].ID() && next != nodes[2].ID() {
+		t.Fatalf("new leader %q is not one of the others", next)
 	}
 }

@@ -152,6 +152,26 @@ func (f *FSM) WaitApplied(ctx context.Context, index uint64) (uint64, error) {
 	}
 }
 
+// WaitUntil waits until cond holds (or ctx ends), checking it now and after
+// every entry this FSM applies or snapshot it restores: a wait on a
+// notification. cond runs on the caller's goroutine and may read the FSM.
+func (f *FSM) WaitUntil(ctx context.Context, cond func() bool) error {
+	for {
+		f.nmu.Lock()
+		ch := f.notify
+		f.waiting = true
+		f.nmu.Unlock()
+		if cond() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // Apply applies one Raft log entry. It is called by Raft only.
 func (f *FSM) Apply(l *raft.Log) any {
 	if f.broken.Load() {

@@ -267,16 +267,10 @@ func (m *Manager) addSelf(ctx context.Context, addr string) (rpc.MemberResponse,
 
 // waitRegistered waits until this node's own FSM holds its registration: it has caught up.
 func (m *Manager) waitRegistered(ctx context.Context) error {
-	for {
-		if _, ok := m.fsm.UnitByID(m.cfg.Self.NodeID); ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	return m.fsm.WaitUntil(ctx, func() bool {
+		_, ok := m.fsm.UnitByID(m.cfg.Self.NodeID)
+		return ok
+	})
 }
 
 // backToStandalone makes this node a new cluster of one, with new secrets,

@@ -49,16 +49,12 @@ func (m *Manager) Leave(ctx context.Context) error {
 		}
 	}
 	var leader string
-	for {
-		if id, addr := m.node.Leader(); id != "" && id != self {
-			leader = addr
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: no other leader to remove this node", ErrNoLeader)
-		case <-time.After(20 * time.Millisecond):
-		}
+	if err := m.node.WaitLeader(ctx, func(string) bool {
+		id, addr := m.node.Leader()
+		leader = addr
+		return id != "" && id != self && addr != ""
+	}); err != nil {
+		return fmt.Errorf("%w: no other leader to remove this node", ErrNoLeader)
 	}
 	for {
 		err := m.rpc.RemoveMember(ctx, leader, self)

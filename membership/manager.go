@@ -97,6 +97,11 @@ type Manager struct {
 	gmu    sync.RWMutex
 	gossip *Gossip
 
+	// changeMu guards changeSubs, told of every gossip change (see OnChange).
+	changeMu   sync.Mutex
+	changeSubs map[int]func()
+	nextSub    int
+
 	rec reconcilerState
 	// nameConflict is the node ID holding this node's name, once logged (step goroutine only).
 	nameConflict string
@@ -196,6 +201,7 @@ func (m *Manager) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-m.g().Changed():
+			m.notifyChange()
 			// Coalesce bursts of gossip events (a cluster starting) into one pass.
 			select {
 			case <-ctx.Done():
@@ -216,6 +222,33 @@ func (m *Manager) Run(ctx context.Context) {
 			}
 			m.rejoin()
 		}
+	}
+}
+
+// OnChange calls fn each time gossip reports that a member joined, changed
+// health or went, until stop is called (while Run runs). fn runs on the
+// manager's goroutine and must not block.
+func (m *Manager) OnChange(fn func()) (stop func()) {
+	m.changeMu.Lock()
+	defer m.changeMu.Unlock()
+	if m.changeSubs == nil {
+		m.changeSubs = map[int]func(){}
+	}
+	id := m.nextSub
+	m.nextSub++
+	m.changeSubs[id] = fn
+	return func() {
+		m.changeMu.Lock()
+		delete(m.changeSubs, id)
+		m.changeMu.Unlock()
+	}
+}
+
+func (m *Manager) notifyChange() {
+	m.changeMu.Lock()
+	defer m.changeMu.Unlock()
+	for _, fn := range m.changeSubs {
+		fn()
 	}
 }
 
@@ -347,12 +380,8 @@ func (m *Manager) resetInto(next *trust.Bundle, keep bool) (string, error) {
 func (m *Manager) registerStandalone(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	for !m.node.IsLeader() {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("standalone node did not elect itself: %w", ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
+	if err := m.node.WaitLeader(ctx, func(string) bool { return m.node.IsLeader() }); err != nil {
+		return fmt.Errorf("standalone node did not elect itself: %w", err)
 	}
 	if b := m.trust.Current(); b != nil {
 		if err := m.apply(fsm.CmdSetGossipKeys, fsm.GossipKeys{Keys: b.Gossip.Keys, Primary: b.Gossip.Primary}); err != nil {
