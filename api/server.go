@@ -11,6 +11,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/pioreactor/pio/cluster"
+	"github.com/pioreactor/pio/export"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/gpio"
 	"github.com/pioreactor/pio/jobs"
@@ -245,7 +246,7 @@ func New(cfg Config, node Raft, mem Membership) *Server {
 	if dir, err := s.exportDir(); err != nil {
 		s.log.Warn("export dir not made: exports will fail", "dir", cfg.ExportDir, "error", err)
 	} else if dir != "" {
-		s.pruneExports(dir, time.Now())
+		export.Prune(dir, time.Now(), s.log)
 	}
 	return s
 }

@@ -1,4 +1,4 @@
-package api
+package export
 
 import (
 	"archive/zip"
@@ -23,34 +23,37 @@ import (
 // in the export dir, row by row as the rows are read, and renamed to its
 // name only once complete.
 
-// exportJob is one export: what was asked, checked and normalized, and where it goes.
-type exportJob struct {
-	experiment string
-	// datasets are the names asked for, in order, unknown ones included.
-	datasets []string
-	// start and end bound the rows' times (UTC, milliseconds; nil: no bound), both included.
-	start, end *time.Time
-	// byUnit and byExperiment are the partitions asked for.
-	byUnit, byExperiment bool
-	// dir and name are the export dir and the zip's file name in it.
-	dir, name string
-	// version is the pioreactor_version of the manifest.
-	version string
-	// loc is the zone of the local times (the node's).
-	loc *time.Location
-	// check is called every few seconds while rows are written; its error stops the export.
-	check func() error
+// Job is one export: what was asked, checked and normalized (Request.Job
+// makes it), and where it goes (the caller fills Dir, Name, Version and Loc).
+type Job struct {
+	// Experiment is the experiment whose rows are exported (fsm.UniversalExperiment: every one's).
+	Experiment string
+	// Datasets are the names asked for, in order; unknown ones are skipped and logged, repeated ones written once.
+	Datasets []string
+	// Start and End bound the rows' times (UTC, milliseconds; nil: no bound), both included.
+	Start, End *time.Time
+	// ByUnit and ByExperiment ask for one CSV per unit and per experiment.
+	ByUnit, ByExperiment bool
+	// Dir is the export dir and Name the zip's file name in it (see FileName).
+	Dir, Name string
+	// Version is the pioreactor_version of the manifest.
+	Version string
+	// Loc is the zone of the local times of the CSVs and the manifest (the node's).
+	Loc *time.Location
+	// Check, if not nil, is called every few seconds while rows are written;
+	// its error stops the export (e.g. CheckFreeSpace).
+	Check func() error
 }
 
 // rowQuery returns the query of a dataset's rows: a reading's timestamp is
 // compared at millisecond precision, as Pioreactor compares stored texts.
-func (j exportJob) rowQuery(byUnit bool) rowQuery {
-	q := rowQuery{exp: j.experiment, byUnit: byUnit}
-	if j.start != nil {
-		q.since = *j.start
+func (j Job) rowQuery(byUnit bool) rowQuery {
+	q := rowQuery{exp: j.Experiment, byUnit: byUnit}
+	if j.Start != nil {
+		q.since = *j.Start
 	}
-	if j.end != nil {
-		q.until = j.end.Add(time.Millisecond - 1)
+	if j.End != nil {
+		q.until = j.End.Add(time.Millisecond - 1)
 	}
 	return q
 }
@@ -65,14 +68,15 @@ type csvFile struct {
 // checkEvery is how often (in rows) an export looks at its context and its clock.
 const checkEvery = 4096
 
-// checkInterval is the least time between two of job.check's calls.
+// checkInterval is the least time between two of Job.Check's calls.
 const checkInterval = 2 * time.Second
 
-// writeExport writes the export job asks for from f's datasets, and renames
-// it to its name once complete; on any failure nothing of it is left.
-func writeExport(ctx context.Context, f *fsm.FSM, job exportJob, log *slog.Logger) (err error) {
-	final := filepath.Join(job.dir, job.name)
-	tmp := filepath.Join(job.dir, "."+job.name+".tmp")
+// Write writes the export job asks for from f's datasets into a hidden
+// temporary file of job.Dir, and renames it to job.Name once complete; on
+// any failure (ctx ended, job.Check failed, a write failed) nothing of it is left.
+func Write(ctx context.Context, f *fsm.FSM, job Job, log *slog.Logger) (err error) {
+	final := filepath.Join(job.Dir, job.Name)
+	tmp := filepath.Join(job.Dir, "."+job.Name+".tmp")
 	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
 	if err != nil {
 		return err
@@ -91,10 +95,10 @@ func writeExport(ctx context.Context, f *fsm.FSM, job exportJob, log *slog.Logge
 	stamp := now.Format(stampLayout) // the CSVs' names: the node's local time, as in Pioreactor
 	var manifest []any
 	done := map[string]bool{}
-	for _, name := range job.datasets {
+	for _, name := range job.Datasets {
 		d, ok := datasetByName(name)
 		if !ok {
-			log.Warn("export: no such dataset; it is skipped", "dataset", name, "experiment", job.experiment, "available", datasetNames())
+			log.Warn("export: no such dataset; it is skipped", "dataset", name, "experiment", job.Experiment, "available", datasetNames())
 			continue
 		}
 		if done[name] {
@@ -106,7 +110,7 @@ func writeExport(ctx context.Context, f *fsm.FSM, job exportJob, log *slog.Logge
 			return fmt.Errorf("dataset %s: %w", name, err)
 		}
 		if total == 0 {
-			log.Info("export: no rows in this dataset with these filters", "dataset", name, "experiment", job.experiment)
+			log.Info("export: no rows in this dataset with these filters", "dataset", name, "experiment", job.Experiment)
 		}
 		manifest = append(manifest, manifestEntry(d, files, total))
 	}
@@ -130,7 +134,7 @@ func writeExport(ctx context.Context, f *fsm.FSM, job exportJob, log *slog.Logge
 
 // writeDataset writes a dataset's folder, its schema.json and its CSVs, one
 // per partition; it returns the CSVs and the number of rows.
-func writeDataset(ctx context.Context, zw *zip.Writer, f *fsm.FSM, d exportable, job exportJob, stamp string) ([]csvFile, int, error) {
+func writeDataset(ctx context.Context, zw *zip.Writer, f *fsm.FSM, d exportable, job Job, stamp string) ([]csvFile, int, error) {
 	header := d.header()
 	if _, err := zw.CreateHeader(zipHeader(d.DatasetName+"/", fs.ModeDir|0o755)); err != nil {
 		return nil, 0, err
@@ -139,10 +143,10 @@ func writeDataset(ctx context.Context, zw *zip.Writer, f *fsm.FSM, d exportable,
 		return nil, 0, err
 	}
 	expAt, unitAt := -1, -1
-	if job.byExperiment && d.HasExperiment {
+	if job.ByExperiment && d.HasExperiment {
 		expAt = slices.Index(d.columns, "experiment")
 	}
-	if (job.byUnit || d.AlwaysPartitionByUnit) && d.HasUnit {
+	if (job.ByUnit || d.AlwaysPartitionByUnit) && d.HasUnit {
 		unitAt = slices.Index(d.columns, "pioreactor_unit")
 	}
 	var tsAt []int
@@ -151,7 +155,7 @@ func writeDataset(ctx context.Context, zw *zip.Writer, f *fsm.FSM, d exportable,
 	}
 	orderAt := slices.Index(d.columns, d.DefaultOrderBy)
 	created, hasCreated := time.Time{}, false
-	if e, ok := f.Experiment(job.experiment); ok {
+	if e, ok := f.Experiment(job.Experiment); ok {
 		created, hasCreated = e.CreatedAt, true
 	}
 
@@ -189,7 +193,7 @@ func writeDataset(ctx context.Context, zw *zip.Writer, f *fsm.FSM, d exportable,
 		for _, at := range tsAt {
 			fields[k] = ""
 			if t, ok := row[at].(time.Time); ok && !t.IsZero() {
-				fields[k] = formatLocal(t, job.loc)
+				fields[k] = formatLocal(t, job.Loc)
 			}
 			k++
 		}
@@ -209,9 +213,9 @@ func writeDataset(ctx context.Context, zw *zip.Writer, f *fsm.FSM, d exportable,
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if job.check != nil && time.Since(checked) >= checkInterval {
+			if job.Check != nil && time.Since(checked) >= checkInterval {
 				checked = time.Now()
-				return job.check()
+				return job.Check()
 			}
 		}
 		return nil
@@ -313,7 +317,7 @@ func manifestEntry(d exportable, files []csvFile, total int) map[string]any {
 }
 
 // manifest is the export's manifest.json, created at now.
-func (j exportJob) manifest(now time.Time, datasets []any) map[string]any {
+func (j Job) manifest(now time.Time, datasets []any) map[string]any {
 	bound := func(t *time.Time) any {
 		if t == nil {
 			return nil
@@ -322,16 +326,16 @@ func (j exportJob) manifest(now time.Time, datasets []any) map[string]any {
 	}
 	return map[string]any{
 		"schema_version":     1,
-		"pioreactor_version": j.version,
-		"export_created_at":  isoLocal(now.In(j.loc)),
+		"pioreactor_version": j.Version,
+		"export_created_at":  isoLocal(now.In(j.Loc)),
 		"filters": map[string]any{
-			"experiment":              j.experiment,
-			"start_time":              bound(j.start),
-			"end_time":                bound(j.end),
-			"partition_by_unit":       j.byUnit,
-			"partition_by_experiment": j.byExperiment,
+			"experiment":              j.Experiment,
+			"start_time":              bound(j.Start),
+			"end_time":                bound(j.End),
+			"partition_by_unit":       j.ByUnit,
+			"partition_by_experiment": j.ByExperiment,
 		},
-		"selected_datasets": j.datasets,
+		"selected_datasets": j.Datasets,
 		"datasets":          datasets,
 	}
 }
@@ -345,6 +349,7 @@ func isoLocal(t time.Time) string {
 	return t.Format("2006-01-02T15:04:05.000000-07:00")
 }
 
+// sortedKeys returns m's keys in order.
 func sortedKeys(m map[string]bool) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {

@@ -1,15 +1,12 @@
-package api
+package export
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"sort"
-	"strconv"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/pioreactor/pio/fsm"
 )
 
@@ -19,7 +16,7 @@ import (
 // state and readings store (every node holds all of them).
 
 // Dataset describes one exportable dataset: Pioreactor's Dataset object,
-// with every field in its order, as GET /api/datasets/exportable lists it.
+// with every field in its order, as the api lists it (GET /api/datasets/exportable).
 type Dataset struct {
 	DatasetName           string            `json:"dataset_name"`
 	Description           string            `json:"description"`
@@ -305,48 +302,35 @@ func datasetNames() []string {
 	return out
 }
 
-// listDatasets answers GET /api/datasets/exportable: every exportable
-// dataset's descriptor. It is this node's own answer (they are built in).
-func (s *Server) listDatasets(c *gin.Context) {
+// Datasets returns the descriptors of the exportable datasets, in
+// Pioreactor's order. They are built in: every node has the same.
+func Datasets() []Dataset {
 	out := make([]Dataset, len(datasets))
 	for i, d := range datasets {
 		out[i] = d.Dataset
 	}
-	c.Header("Cache-Control", "public, max-age=60")
-	c.JSON(http.StatusOK, out)
+	return out
 }
 
-// Previews show a few rows.
-const (
-	defaultPreviewRows = 5
-	maxPreviewRows     = 100
-)
+// ErrUnknownDataset is returned by Preview for a name that is not an exportable dataset's.
+var ErrUnknownDataset = errors.New("no such exportable dataset")
 
 // errEnough stops a walk of rows that has what it needs.
 var errEnough = errors.New("enough rows")
 
-// previewDataset answers GET /api/datasets/exportable/{name}/preview?n_rows=N:
-// the first N rows (default 5, at most 100) of the dataset's table, of any
-// experiment (oldest first), without generated columns, as objects.
-func (s *Server) previewDataset(c *gin.Context) {
-	n := defaultPreviewRows
-	if v, ok := c.GetQuery("n_rows"); ok {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > maxPreviewRows {
-			abort(c, http.StatusBadRequest, "invalid n_rows", "n_rows is "+strconv.Quote(v)+"; it must be a whole number from 1 to 100",
-				"ask for 1 to 100 rows, e.g. ?n_rows=5")
-			return
-		}
-	}
-	d, ok := datasetByName(c.Param("name"))
+// Preview returns the first n rows of the named dataset's table in f, of
+// any experiment (oldest first), without the generated columns of a CSV.
+func Preview(f *fsm.FSM, name string, n int) ([]Row, error) {
+	d, ok := datasetByName(name)
 	if !ok {
-		abort(c, http.StatusNotFound, "dataset not found", strconv.Quote(c.Param("name"))+" is not an exportable dataset",
-			"list the exportable datasets with GET /api/datasets/exportable and use a dataset_name of it")
-		return
+		return nil, ErrUnknownDataset
 	}
-	rows := make([]previewRow, 0, n)
+	rows := make([]Row, 0, max(n, 0))
+	if n < 1 {
+		return rows, nil
+	}
 	emit := func(row []any) error {
-		rows = append(rows, previewRow{cols: d.columns, vals: append([]any{}, row...)})
+		rows = append(rows, Row{cols: d.columns, vals: append([]any{}, row...)})
 		if len(rows) == n {
 			return errEnough
 		}
@@ -354,7 +338,7 @@ func (s *Server) previewDataset(c *gin.Context) {
 	}
 	exps := []string{""}
 	if d.HasExperiment {
-		all := s.fsm.Experiments()
+		all := f.Experiments()
 		sort.SliceStable(all, func(i, j int) bool { return all[i].CreatedAt.Before(all[j].CreatedAt) })
 		exps = exps[:0]
 		for _, e := range all {
@@ -362,25 +346,25 @@ func (s *Server) previewDataset(c *gin.Context) {
 		}
 	}
 	for _, exp := range exps {
-		if err := d.rows(s.fsm, rowQuery{exp: exp}, emit); err != nil {
+		if err := d.rows(f, rowQuery{exp: exp}, emit); err != nil {
 			if errors.Is(err, errEnough) {
 				break
 			}
-			fail(c, err)
-			return
+			return nil, err
 		}
 	}
-	c.JSON(http.StatusOK, rows)
+	return rows, nil
 }
 
-// previewRow is a row as a JSON object whose keys are in the table's order.
-type previewRow struct {
+// Row is one row of a dataset's table, as Preview returns it. It encodes
+// as a JSON object whose keys are the table's columns, in order.
+type Row struct {
 	cols []string
 	vals []any
 }
 
 // MarshalJSON writes the row as an object, times as stored timestamps.
-func (r previewRow) MarshalJSON() ([]byte, error) {
+func (r Row) MarshalJSON() ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteByte('{')
 	for i, c := range r.cols {
