@@ -3,6 +3,7 @@ package membership
 import (
 	"context"
 	"encoding/json"
+	"github.com/pioreactor/pio/cluster"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -111,18 +112,7 @@ func (m *Manager) askRemoved(ctx context.Context) bool {
 	if err != nil || len(servers) == 0 || (len(servers) == 1 && servers[0].ID == m.cfg.Self.NodeID) {
 		return false
 	}
-	for _, p := range m.knownPeers() {
-		addr := p.Raft
-		if addr == "" {
-			for _, s := range servers {
-				if s.ID == p.NodeID {
-					addr = s.Addr
-				}
-			}
-		}
-		if addr == "" {
-			continue
-		}
+	for _, addr := range m.askable(servers) {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		st, err := m.rpc.MemberStatus(cctx, addr, m.cfg.Self.NodeID)
 		cancel()
@@ -145,6 +135,36 @@ func (m *Manager) askRemoved(ctx context.Context) bool {
 		return true
 	}
 	return false
+}
+
+// askable returns the cluster addresses of the peers to ask whether this
+// node was removed: the known peers' (the database, else peers.json), and the
+// Raft configuration's, which a restarted node holds before its database has
+// caught up (it may have been stopped before it ever saved peers.json).
+func (m *Manager) askable(servers []cluster.Server) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(addr string) {
+		if addr != "" && !seen[addr] {
+			seen[addr] = true
+			out = append(out, addr)
+		}
+	}
+	for _, p := range m.knownPeers() {
+		addr := p.Raft
+		for _, s := range servers {
+			if addr == "" && s.ID == p.NodeID {
+				addr = s.Addr
+			}
+		}
+		add(addr)
+	}
+	for _, s := range servers {
+		if s.ID != m.cfg.Self.NodeID {
+			add(s.Addr)
+		}
+	}
+	return out
 }
 
 // checkOwnName logs, once per conflict, when this node's name is held by another node.
