@@ -18,6 +18,8 @@ require (
 	github.com/stianeikeland/go-rpio/v4 v4.6.0
 	go.etcd.io/bbolt v1.5.0
 	golang.org/x/sys v0.47.0
+	periph.io/x/conn/v3 v3.7.3
+	periph.io/x/host/v3 v3.8.5
 )
 
 require (

@@ -21,6 +21,7 @@ import (
 	"github.com/pioreactor/pio/cluster"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/gpio"
+	"github.com/pioreactor/pio/jobs"
 	"github.com/pioreactor/pio/membership"
 	"github.com/pioreactor/pio/rpc"
 	"github.com/pioreactor/pio/trust"
@@ -92,7 +93,7 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 		return nil, fmt.Errorf("%w; choose a directory this user may write with --data-dir (or PIO_DATA_DIR)", err)
 	}
 	log = log.With("node", cfg.Name)
-	hw, err := gpio.Open(cfg.Hardware)
+	hw, err := gpio.Open(cfg.Hardware, worker.SeedOf(nodeID))
 	if err != nil {
 		return nil, err
 	}
@@ -178,13 +179,17 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 	acfg.ExportDir = filepath.Join(cfg.DataDir, "exports")
 	var wk *worker.Worker
 	if cfg.Worker {
-		wk = worker.Start(worker.Config{Unit: cfg.Name, NodeID: nodeID, Logger: log, Send: func(ctx context.Context, id string, b fsm.RecordReadings) (rpc.Ack, error) {
+		limits, _ := jobs.LimitsFor(cfg.Model) // checked by Validate
+		wk, err = worker.Start(worker.Config{Unit: cfg.Name, NodeID: nodeID, Logger: log, Limits: limits, PumpMLPerSecond: cfg.PumpMLPerSecond, Send: func(ctx context.Context, id string, b fsm.RecordReadings) (rpc.Ack, error) {
 			_, addr := node.Leader()
 			if addr == "" {
 				return rpc.Ack{}, cluster.ErrNotLeader
 			}
 			return rc.StoreReadings(ctx, addr, id, b)
 		}}, f, hw)
+		if err != nil {
+			return nil, err
+		}
 		undo = append(undo, wk.Close)
 		acfg.Jobs = wk.Jobs
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/pioreactor/pio/api"
 	"github.com/pioreactor/pio/cluster"
 	"github.com/pioreactor/pio/fsm"
+	"github.com/pioreactor/pio/jobs"
 	"github.com/pioreactor/pio/membership"
 	"github.com/pioreactor/pio/trust"
 )
@@ -29,11 +30,15 @@ type Config struct {
 	Worker        bool
 	PreferLeader  bool
 	Hardware      string
-	MaxVoters     int
-	Stabilization time.Duration
-	Heartbeat     time.Duration
-	Election      time.Duration
-	HoldTimeout   time.Duration
+	// Model is the Pioreactor model (its vial and heater limits): see jobs.LimitsFor.
+	Model string
+	// PumpMLPerSecond is the pumps' calibration, ml a second at 100 %.
+	PumpMLPerSecond float64
+	MaxVoters       int
+	Stabilization   time.Duration
+	Heartbeat       time.Duration
+	Election        time.Duration
+	HoldTimeout     time.Duration
 	// JoinToken is the cluster's join token (config join_token, env PIO_TOKEN, flag --token):
 	// it lets --join in, and pins which cluster may invite this node.
 	JoinToken string
@@ -75,10 +80,10 @@ type Config struct {
 // DefaultConfig is what `pio serve` runs with when nothing is set.
 func DefaultConfig() Config {
 	// The packages' own defaults, declared once in each package's DefaultConfig.
-	cd, md, ad := cluster.DefaultConfig(), membership.DefaultConfig(membership.Self{}), api.DefaultConfig()
+	cd, md, ad, jd := cluster.DefaultConfig(), membership.DefaultConfig(membership.Self{}), api.DefaultConfig(), jobs.DefaultConfig()
 	return Config{
 		DataDir: "/var/lib/pio", HTTPAddr: ":8080", RaftAddr: ":8300", GossipAddr: ":8301",
-		Worker: true, Hardware: "auto", MaxVoters: cd.MaxVoters, Stabilization: md.Stabilization,
+		Worker: true, Hardware: "auto", Model: jd.Limits.Model, PumpMLPerSecond: jd.PumpMLPerSecond, MaxVoters: cd.MaxVoters, Stabilization: md.Stabilization,
 		Heartbeat: cd.HeartbeatTimeout, Election: cd.ElectionTimeout, HoldTimeout: ad.HoldTimeout, MaxEventStreams: ad.MaxEventStreams, LogLevel: "info", APIAuth: ad.Auth,
 		SnapshotThreshold: cd.SnapshotThreshold, SnapshotInterval: cd.SnapshotInterval, TrailingLogs: cd.TrailingLogs,
 		Retention: 30 * 24 * time.Hour, DownsampledRetention: 365 * 24 * time.Hour,
@@ -102,6 +107,12 @@ func (c *Config) Validate() error {
 	case "auto", "sim", "rpi":
 	default:
 		return fmt.Errorf("--hardware is %q; it must be auto, sim or rpi", c.Hardware)
+	}
+	if _, err := jobs.LimitsFor(c.Model); err != nil {
+		return fmt.Errorf("%v; set it with --model, PIO_MODEL or model in the config file", err)
+	}
+	if !(c.PumpMLPerSecond > 0) || c.PumpMLPerSecond > 100 {
+		return fmt.Errorf("pump.ml_per_second is %g; it must be over 0 and at most 100 (ml/s at 100 %% duty: calibrate the pumps)", c.PumpMLPerSecond)
 	}
 	switch c.APIAuth {
 	case "on", "off":

@@ -21,11 +21,14 @@ import (
 func jobProblem(c *gin.Context, err error) {
 	switch {
 	case errors.Is(err, jobs.ErrUnknownJob), errors.Is(err, jobs.ErrBadSetting):
-		abort(c, http.StatusBadRequest, "bad job request", err.Error(), "see the jobs and settings in the README (DESIGN §5)")
+		abort(c, http.StatusBadRequest, "bad job request", err.Error(), "GET /api/jobs/descriptors lists each job, its settings and their ranges")
 	case errors.Is(err, jobs.ErrAlreadyRunning):
 		abort(c, http.StatusConflict, "job already running", err.Error(), "update its settings, or stop it first")
 	case errors.Is(err, jobs.ErrNotRunning):
 		abort(c, http.StatusNotFound, "job not running", err.Error(), "list running jobs with GET /api/workers/{unit}/jobs/running")
+	case errors.Is(err, jobs.ErrNoSensor):
+		abort(c, http.StatusConflict, "this unit cannot run that job", err.Error(),
+			"run `pio hardware check` on the unit to see what its HAT lacks; GET /unit_api/jobs/descriptors lists the jobs it can run")
 	case errors.Is(err, worker.ErrNotAllowed):
 		abort(c, http.StatusNotFound, "not found, not active, or not assigned", err.Error(), "make the unit active and assign it to the experiment first")
 	default:
@@ -198,6 +201,12 @@ func (s *Server) runJob(c *gin.Context) {
 	if !decodeBody(c, &b) {
 		return
 	}
+	// Bad settings are refused here, before anything is dispatched (the
+	// bounds of the largest model: a unit applies its own too).
+	if err := jobs.Check(c.Param("job"), b.Options, jobs.DefaultLimits()); err != nil {
+		jobProblem(c, err)
+		return
+	}
 	exp := c.Param("exp")
 	units, ok := s.targets(c, exp)
 	if !ok {
@@ -226,6 +235,10 @@ func (s *Server) stopExperimentJobs(c *gin.Context) {
 func (s *Server) updateJob(c *gin.Context) {
 	var b settingsBody
 	if !decodeBody(c, &b) {
+		return
+	}
+	if err := jobs.Check(c.Param("job"), b.Settings, jobs.DefaultLimits()); err != nil {
+		jobProblem(c, err)
 		return
 	}
 	units, ok := s.targets(c, c.Param("exp"))
@@ -304,9 +317,19 @@ func (s *Server) lostJobs(u fsm.Unit) []jobs.Info {
 	return out
 }
 
-// jobDescriptors answers GET /api/jobs/descriptors: the jobs a worker runs and their settings.
+// jobDescriptors answers GET /api/jobs/descriptors: the jobs a worker runs,
+// their settings and bounds (of the default model).
 func (s *Server) jobDescriptors(c *gin.Context) {
-	c.JSON(http.StatusOK, jobs.Catalog())
+	c.JSON(http.StatusOK, jobs.Catalog(jobs.DefaultLimits()))
+}
+
+// unitJobDescriptors answers GET /unit_api/jobs/descriptors: the jobs, with
+// this unit's bounds and whether it can run each (its sensors are found).
+func (s *Server) unitJobDescriptors(c *gin.Context) {
+	if s.noJobs(c) {
+		return
+	}
+	c.JSON(http.StatusOK, s.cfg.Jobs.Descriptors())
 }
 
 // callUnit sends a request to a unit's /unit_api (node-to-node, at its

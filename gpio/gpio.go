@@ -1,6 +1,10 @@
-// Package gpio drives the Pioreactor HAT's LEDs, PWM and button. On a
-// confirmed Raspberry Pi it uses go-rpio; everywhere else a simulated backend
-// records what would have happened. go-rpio is never opened on another machine.
+// Package gpio is a Pioreactor's hardware: the HAT's outputs (PWM channels,
+// LEDs through its DAC, the identify LED) and its sensors (optical density
+// through its ADC, the heating PCB's temperature sensor, the stirrer's hall
+// sensor), and its button. On a confirmed Raspberry Pi the rpi backend drives
+// the HAT (go-rpio for GPIO and PWM, periph.io for I²C and edges); everywhere
+// else the sim backend drives a simulated bioreactor (Plant). Neither ever
+// reads the other: a job on a Pi reads the HAT or refuses to start.
 package gpio
 
 import (
@@ -20,8 +24,44 @@ var ErrNotAPi = errors.New("this machine is not a Raspberry Pi")
 // intensity or duty cycle outside 0–100.
 var ErrBadChannel = errors.New("no such channel or value out of range")
 
-// ErrUnsupported is returned when a backend cannot drive an output yet.
+// ErrUnsupported is returned when a backend cannot drive an output (the
+// device behind it was not found on the HAT).
 var ErrUnsupported = errors.New("not supported by this backend")
+
+// ErrNoSensor is returned for a sensor this unit cannot read: the device was
+// not found on its HAT (or the simulation was told it has none).
+var ErrNoSensor = errors.New("this unit has no such sensor")
+
+// ErrSensor is returned when a sensor that was found fails to answer.
+var ErrSensor = errors.New("sensor read failed")
+
+// Sensors a job may need.
+const (
+	SensorOD          = "od"          // the photodiodes, through the HAT's ADC
+	SensorTemperature = "temperature" // the heating PCB's temperature sensor
+	SensorRPM         = "rpm"         // the stirrer's hall sensor
+)
+
+// SensorNames are every sensor, in a fixed order.
+var SensorNames = []string{SensorOD, SensorTemperature, SensorRPM}
+
+// ODSignal is one optical density reading: each photodiode channel's voltage
+// ("1" is the reference photodiode, "2" the 90° one, as Pioreactor's default
+// configuration places them), read while the IR LED is on.
+type ODSignal struct {
+	Channels map[string]float64 `json:"channels"`
+}
+
+// Ratio is the 90° photodiode's voltage over the reference's: the OD signal,
+// uncalibrated, that does not drift with the IR LED's output. It is 0 when
+// the reference reads nothing (the IR LED off).
+func (s ODSignal) Ratio() float64 {
+	ref := s.Channels["1"]
+	if ref <= 1e-6 {
+		return 0
+	}
+	return s.Channels["2"] / ref
+}
 
 // PWM channels of the HAT, as Pioreactor's [PWM] configuration numbers them.
 const (
@@ -54,6 +94,15 @@ type Backend interface {
 	SetLED(channel string, intensity float64) error
 	// SetPWM sets a PWM channel (1–5) to a duty cycle in percent (0–100).
 	SetPWM(channel int, duty float64) error
+	// Sensor returns nil if this backend reads the sensor, or why it cannot
+	// (wrapping ErrNoSensor).
+	Sensor(name string) error
+	// ReadOD reads the photodiodes; the caller turns the IR LED on first.
+	ReadOD() (ODSignal, error)
+	// ReadTemperature reads the heating PCB's temperature in °C.
+	ReadTemperature() (float64, error)
+	// ReadRPM measures the stirrer's speed over window.
+	ReadRPM(window time.Duration) (float64, error)
 	// OnButton registers fn to run each time the HAT's button is pressed (on the
 	// backend's button goroutine: fn should return within a second or so).
 	OnButton(fn func())
@@ -74,6 +123,10 @@ type State struct {
 	PWM            map[string]float64 `json:"pwm"`
 	ButtonPresses  int                `json:"button_presses"`
 	LastButtonPush *time.Time         `json:"last_button_press"`
+	// HAT is the HAT found at start (absent in simulation).
+	HAT *HAT `json:"hat,omitempty"`
+	// Sensors says, for each sensor, "ok" or why this unit cannot read it.
+	Sensors map[string]string `json:"sensors"`
 }
 
 // modelFile is where a Raspberry Pi's kernel names its board.
@@ -90,12 +143,12 @@ func piModel() (string, bool) {
 }
 
 // Open returns the backend for mode: "sim", "rpi" (only on a confirmed Pi), or
-// "auto" (rpi on a confirmed Pi, else sim).
-func Open(mode string) (Backend, error) {
+// "auto" (rpi on a confirmed Pi, else sim). seed seeds a simulation's noise.
+func Open(mode string, seed uint64) (Backend, error) {
 	model, isPi := piModel()
 	switch mode {
 	case "sim":
-		return NewSim(), nil
+		return NewSimSeeded(seed), nil
 	case "rpi":
 		if !isPi {
 			return nil, fmt.Errorf("--hardware rpi: %w (%s says %q); use --hardware sim or auto", ErrNotAPi, modelFile, model)
@@ -105,7 +158,7 @@ func Open(mode string) (Backend, error) {
 		if isPi {
 			return openRPi(model)
 		}
-		return NewSim(), nil
+		return NewSimSeeded(seed), nil
 	}
 	return nil, fmt.Errorf("hardware %q: must be auto, sim or rpi", mode)
 }
@@ -141,6 +194,19 @@ type outputs struct {
 
 func newOutputs() outputs {
 	return outputs{leds: map[string]float64{}, pwm: map[int]float64{}}
+}
+
+// sensorStates describes each sensor of b for State.
+func sensorStates(b interface{ Sensor(string) error }) map[string]string {
+	out := map[string]string{}
+	for _, n := range SensorNames {
+		if err := b.Sensor(n); err != nil {
+			out[n] = err.Error()
+		} else {
+			out[n] = "ok"
+		}
+	}
+	return out
 }
 
 func (o *outputs) state(backend, model string, ledOn bool) State {
@@ -182,78 +248,4 @@ func (o *outputs) press() {
 	for _, fn := range fns {
 		fn()
 	}
-}
-
-// Sim is the simulated backend: it records blinks, LED intensities and duty
-// cycles instead of driving pins.
-type Sim struct {
-	out outputs
-	on  bool
-	// BlinkFor is how long a blink lasts; tests shorten it.
-	BlinkFor time.Duration
-}
-
-// NewSim returns a simulated backend.
-func NewSim() *Sim { return &Sim{out: newOutputs(), BlinkFor: 600 * time.Millisecond} }
-
-// Name returns "sim".
-func (s *Sim) Name() string { return "sim" }
-
-// Blink records a blink.
-func (s *Sim) Blink() error {
-	s.out.mu.Lock()
-	s.on = true
-	s.out.mu.Unlock()
-	time.Sleep(s.BlinkFor)
-	s.out.mu.Lock()
-	defer s.out.mu.Unlock()
-	s.on = false
-	s.out.blinks++
-	s.out.last = time.Now().UTC()
-	return nil
-}
-
-// SetLED records an LED intensity.
-func (s *Sim) SetLED(channel string, intensity float64) error {
-	if err := checkLED(channel, intensity); err != nil {
-		return err
-	}
-	s.out.mu.Lock()
-	s.out.leds[channel] = intensity
-	s.out.mu.Unlock()
-	return nil
-}
-
-// SetPWM records a duty cycle.
-func (s *Sim) SetPWM(channel int, duty float64) error {
-	if err := checkPWM(channel, duty); err != nil {
-		return err
-	}
-	s.out.mu.Lock()
-	s.out.pwm[channel] = duty
-	s.out.mu.Unlock()
-	return nil
-}
-
-// OnButton registers a callback for Press.
-func (s *Sim) OnButton(fn func()) { s.out.onButton(fn) }
-
-// Press simulates a press of the HAT's button; it returns when the callbacks have run.
-func (s *Sim) Press() { s.out.press() }
-
-// State reports what was recorded.
-func (s *Sim) State() State {
-	s.out.mu.Lock()
-	on := s.on
-	s.out.mu.Unlock()
-	return s.out.state("sim", "simulated Pioreactor", on)
-}
-
-// Close turns every output off.
-func (s *Sim) Close() error {
-	s.out.mu.Lock()
-	defer s.out.mu.Unlock()
-	s.out.leds = map[string]float64{}
-	s.out.pwm = map[int]float64{}
-	return nil
 }

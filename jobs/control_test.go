@@ -4,11 +4,13 @@ import (
 	"math"
 	"testing"
 	"time"
+
+	"github.com/pioreactor/pio/gpio"
 )
 
 // The thermostat's PID brings the simulated vial from 22 °C to 35 °C and holds it there.
 func TestThermostatReachesAndHolds(t *testing.T) {
-	p := NewPlant(1)
+	p := gpio.NewPlant(1)
 	pid := thermostatPID()
 	dt := time.Second
 	var worst float64
@@ -26,7 +28,7 @@ func TestThermostatReachesAndHolds(t *testing.T) {
 
 // The turbidostat keeps the culture's OD near its target while it grows.
 func TestTurbidostatHoldsOD(t *testing.T) {
-	p := NewPlant(2)
+	p := gpio.NewPlant(2)
 	p.TempC, p.AmbientC = 37, 37
 	p.OD = 0.2
 	ts := Turbidostat{TargetOD: 0.5, DoseML: 1}
@@ -62,7 +64,7 @@ func TestGrowthEstimator(t *testing.T) {
 // A chemostat's fixed dilution holds the culture at the steady state where
 // growth equals dilution: OD = K (1 - D/µ).
 func TestChemostatReachesSteadyState(t *testing.T) {
-	p := NewPlant(5)
+	p := gpio.NewPlant(5)
 	p.TempC, p.AmbientC = 37, 37
 	cs := Chemostat{DoseML: 0.5}
 	period := 20 * time.Minute

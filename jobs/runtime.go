@@ -1,6 +1,9 @@
 // Package jobs runs a worker's activities (stirring, optical density,
-// growth rate, temperature, dosing, LEDs) as goroutines against the HAT, or
-// against a simulated bioreactor (Plant) when there is none.
+// growth rate, temperature, dosing, LEDs) as goroutines. They read their
+// sensors and drive their outputs through the unit's hardware backend only
+// (gpio.Backend: the HAT on a Pi, the simulated bioreactor elsewhere), so a
+// job on a Pi never reads a simulation; a job whose sensor the backend cannot
+// read refuses to start (ErrNoSensor).
 package jobs
 
 import (
@@ -12,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pioreactor/pio/gpio"
 )
 
 // ErrUnknownJob is returned for a job name this runtime does not know.
@@ -23,8 +28,85 @@ var ErrAlreadyRunning = errors.New("job already running")
 // ErrNotRunning is returned when stopping or updating a job that does not run.
 var ErrNotRunning = errors.New("job not running")
 
-// ErrBadSetting is returned for an unknown setting or a value of the wrong type.
+// ErrBadSetting is returned for an unknown setting, a value of the wrong
+// type, or one out of its range.
 var ErrBadSetting = errors.New("bad setting")
+
+// ErrNoSensor is returned when a job needs a sensor this unit's hardware
+// cannot read.
+var ErrNoSensor = errors.New("this unit cannot read a sensor the job needs")
+
+// Limits are the bounds of a Pioreactor model that settings and safety use.
+type Limits struct {
+	// Model names the model the limits are of.
+	Model string
+	// MaxFillML is the vial's maximum fill: no dose may be larger.
+	MaxFillML float64
+	// MaxTargetC is the thermostat's highest target (Pioreactor's
+	// max_temp_to_reduce_heating of the model).
+	MaxTargetC float64
+	// HeaterCutoffC is the heating surface's temperature at which the heater
+	// is turned off and the temperature automation stops
+	// (max_temp_to_disable_heating).
+	HeaterCutoffC float64
+}
+
+// DefaultLimits are the limits of a Pioreactor 40 ml v1.5 (also those of
+// every 20 ml and 40 ml model since v1.1, but the 20 ml's fill of 18 ml).
+func DefaultLimits() Limits {
+	return Limits{Model: "pioreactor_40ml", MaxFillML: 36, MaxTargetC: 78, HeaterCutoffC: 80}
+}
+
+// LimitsFor returns the limits of a Pioreactor model, by Pioreactor's model
+// names: pioreactor_40ml, pioreactor_20ml (v1.1 and later), their _XR
+// variants, and pioreactor_20ml_v1.0 (whose heater stops lower).
+func LimitsFor(model string) (Limits, error) {
+	l := DefaultLimits()
+	l.Model = model
+	switch model {
+	case "pioreactor_40ml", "pioreactor_40ml_XR":
+	case "pioreactor_20ml", "pioreactor_20ml_XR":
+		l.MaxFillML = 18
+	case "pioreactor_20ml_v1.0":
+		l.MaxFillML, l.MaxTargetC, l.HeaterCutoffC = 18, 63, 65
+	default:
+		return Limits{}, fmt.Errorf("model %q: must be pioreactor_40ml, pioreactor_20ml, pioreactor_40ml_XR, pioreactor_20ml_XR or pioreactor_20ml_v1.0", model)
+	}
+	return l, nil
+}
+
+// Config configures a Runtime.
+type Config struct {
+	// Hardware is what jobs read and drive (required).
+	Hardware gpio.Backend
+	// Guard may refuse new jobs; nil allows every job.
+	Guard Guard
+	// Limits bound settings and the heater.
+	Limits Limits
+	// PumpMLPerSecond is the pumps' calibration: ml a second at 100 %.
+	PumpMLPerSecond float64
+	// Logger receives the runtime's own messages; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a configuration with the default limits and
+// Pioreactor's default pump calibration; Hardware must be set.
+func DefaultConfig() Config {
+	return Config{Limits: DefaultLimits(), PumpMLPerSecond: gpio.DefaultPumpMLPerSecond}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.Hardware == nil:
+		return errors.New("jobs: no hardware backend")
+	case !(c.PumpMLPerSecond > 0) || c.PumpMLPerSecond > 100:
+		return fmt.Errorf("jobs: pump calibration %g ml/s: must be over 0 and at most 100", c.PumpMLPerSecond)
+	case !(c.Limits.MaxFillML > 0) || !(c.Limits.MaxTargetC > 0) || c.Limits.HeaterCutoffC < c.Limits.MaxTargetC:
+		return fmt.Errorf("jobs: limits %+v: fill and target must be positive, the cutoff at least the target", c.Limits)
+	}
+	return nil
+}
 
 // Job states, as in Pioreactor.
 const (
@@ -53,13 +135,6 @@ type Sink func(experiment, kind string, value float64)
 // LogSink receives the log lines jobs write (level: DEBUG, INFO, NOTICE, WARNING, ERROR).
 type LogSink func(experiment, job, level, message string)
 
-// Outputs is the hardware jobs drive besides the plant: the HAT's PWM channels
-// and LEDs (gpio.Backend satisfies it).
-type Outputs interface {
-	SetPWM(channel int, duty float64) error
-	SetLED(channel string, intensity float64) error
-}
-
 // StateSetting is the setting that changes a job's state, as in Pioreactor:
 // "sleeping" pauses it, "ready" resumes it, "disconnected" stops it.
 const StateSetting = "$state"
@@ -70,10 +145,34 @@ type job struct {
 	info   Info
 	sink   Sink
 	logs   LogSink
-	hw     Outputs
-	hwErr  map[string]bool // outputs that already failed once (logged once)
+	hw     gpio.Backend
+	hwErr  map[string]bool // outputs and sensors that already failed once (logged once)
+	limits Limits
+	// pumpRate is the pumps' calibration (ml/s at 100 %).
+	pumpRate float64
+	// latest is this unit's latest OD reading (od_reading sets it).
+	latest *latestOD
 	cancel context.CancelFunc
 	done   chan struct{}
+}
+
+// latestOD is the latest OD reading of a unit, shared by its jobs.
+type latestOD struct {
+	mu sync.Mutex
+	od float64
+	at time.Time
+}
+
+func (l *latestOD) set(od float64) {
+	l.mu.Lock()
+	l.od, l.at = od, time.Now()
+	l.mu.Unlock()
+}
+
+func (l *latestOD) get() (float64, time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.od, l.at, !l.at.IsZero()
 }
 
 // logf writes a line to the job's log.
@@ -90,41 +189,47 @@ func (j *job) state() string {
 	return j.info.State
 }
 
-// output sets a hardware output, logging the first failure of each.
-func (j *job) output(what string, set func(Outputs) error) {
-	if j.hw == nil {
-		return
+// warnOnce logs a warning the first time what fails.
+func (j *job) warnOnce(what, format string, args ...any) {
+	j.mu.Lock()
+	first := !j.hwErr[what]
+	if j.hwErr == nil {
+		j.hwErr = map[string]bool{}
 	}
-	if err := set(j.hw); err != nil {
-		j.mu.Lock()
-		first := !j.hwErr[what]
-		if j.hwErr == nil {
-			j.hwErr = map[string]bool{}
-		}
-		j.hwErr[what] = true
-		j.mu.Unlock()
-		if first {
-			j.logf("WARNING", "cannot set %s: %v", what, err)
-		}
+	j.hwErr[what] = true
+	j.mu.Unlock()
+	if first {
+		j.logf("WARNING", format, args...)
 	}
 }
 
-// pwm sets a PWM channel's duty cycle on the HAT.
+// pwm sets a PWM channel's duty cycle, logging its first failure.
 func (j *job) pwm(channel int, duty float64) {
-	j.output(fmt.Sprintf("PWM %d", channel), func(o Outputs) error { return o.SetPWM(channel, duty) })
-}
-
-// actuator returns a setter that drives the plant's input and the HAT's PWM channel together.
-func (j *job) actuator(plant func(duty float64), channel int) func(duty float64) {
-	return func(duty float64) {
-		plant(duty)
-		j.pwm(channel, duty)
+	if err := j.hw.SetPWM(channel, duty); err != nil {
+		j.warnOnce(fmt.Sprintf("PWM %d", channel), "cannot set PWM %d: %v", channel, err)
 	}
 }
 
-// led sets an LED channel's intensity on the HAT.
+// led sets an LED channel's intensity, logging its first failure.
 func (j *job) led(channel string, intensity float64) {
-	j.output("LED "+channel, func(o Outputs) error { return o.SetLED(channel, intensity) })
+	if err := j.hw.SetLED(channel, intensity); err != nil {
+		j.warnOnce("LED "+channel, "cannot set LED %s: %v", channel, err)
+	}
+}
+
+// runPump runs a pump at 100 % for d; it returns false, the pump off, if ctx
+// ends first.
+func (j *job) runPump(ctx context.Context, channel int, d time.Duration) bool {
+	j.pwm(channel, 100)
+	defer j.pwm(channel, 0)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 func (j *job) get(k string) float64 {
@@ -154,15 +259,13 @@ func (j *job) set(k string, v any) {
 	j.mu.Unlock()
 }
 
-// Runtime runs this unit's jobs. It owns one goroutine per job and one that
-// advances the simulated plant; Close stops them all.
+// Runtime runs this unit's jobs. It owns one goroutine per job; Close stops them all.
 type Runtime struct {
-	plant *Plant
-	guard Guard
-	sink  Sink
-	logs  LogSink
-	hw    Outputs
-	log   *slog.Logger
+	cfg    Config
+	latest latestOD
+	sink   Sink
+	logs   LogSink
+	log    *slog.Logger
 
 	mu   sync.Mutex
 	jobs map[string]*job
@@ -172,28 +275,16 @@ type Runtime struct {
 	wg     sync.WaitGroup
 }
 
-// NewRuntime returns a runtime driving plant; guard may refuse new jobs.
-func NewRuntime(plant *Plant, guard Guard, log *slog.Logger) *Runtime {
-	if log == nil {
-		log = slog.Default()
+// NewRuntime returns a runtime driving cfg.Hardware.
+func NewRuntime(cfg Config) (*Runtime, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Runtime{plant: plant, guard: guard, log: log, jobs: map[string]*job{}, ctx: ctx, cancel: cancel}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				plant.Step(100 * time.Millisecond)
-			}
-		}
-	}()
-	return r
+	return &Runtime{cfg: cfg, log: cfg.Logger, jobs: map[string]*job{}, ctx: ctx, cancel: cancel}, nil
 }
 
 // SetSink sets where readings go; call it before starting jobs.
@@ -202,11 +293,29 @@ func (r *Runtime) SetSink(s Sink) { r.sink = s }
 // SetLogSink sets where job logs go; call it before starting jobs.
 func (r *Runtime) SetLogSink(s LogSink) { r.logs = s }
 
-// SetOutputs sets the HAT outputs jobs drive besides the plant; call it before starting jobs.
-func (r *Runtime) SetOutputs(o Outputs) { r.hw = o }
+// Hardware returns the backend the jobs read and drive.
+func (r *Runtime) Hardware() gpio.Backend { return r.cfg.Hardware }
 
-// Plant returns the simulated bioreactor.
-func (r *Runtime) Plant() *Plant { return r.plant }
+// Limits returns the bounds of this unit's settings.
+func (r *Runtime) Limits() Limits { return r.cfg.Limits }
+
+// Descriptors lists the jobs with their bounds and whether this unit can run
+// each (the sensors it needs are found on its hardware).
+func (r *Runtime) Descriptors() []Descriptor {
+	out := Catalog(r.cfg.Limits)
+	for i := range out {
+		ok := true
+		out[i].Available = &ok
+		for _, s := range out[i].Sensors {
+			if err := r.cfg.Hardware.Sensor(s); err != nil {
+				ok = false
+				out[i].Unavailable = err.Error()
+				break
+			}
+		}
+	}
+	return out
+}
 
 // Start starts job name for experiment with options overriding its default settings.
 func (r *Runtime) Start(name, experiment string, options map[string]any) (Info, error) {
@@ -214,11 +323,8 @@ func (r *Runtime) Start(name, experiment string, options map[string]any) (Info, 
 	if !ok {
 		return Info{}, fmt.Errorf("%w: %q (known: %s)", ErrUnknownJob, name, knownJobs())
 	}
-	settings := map[string]any{}
-	for k, v := range def.defaults {
-		settings[k] = v
-	}
-	checked, err := def.check(name, options)
+	settings := def.defaults()
+	checked, err := def.check(name, options, r.cfg.Limits)
 	if err != nil {
 		return Info{}, err
 	}
@@ -228,23 +334,35 @@ func (r *Runtime) Start(name, experiment string, options map[string]any) (Info, 
 	for k, v := range checked {
 		settings[k] = v
 	}
+	for _, sensor := range def.needs(settings) {
+		if err := r.cfg.Hardware.Sensor(sensor); err != nil {
+			return Info{}, fmt.Errorf("%w: %s needs %s: %v", ErrNoSensor, name, sensor, err)
+		}
+	}
 	// The guard runs under the lock that StopWhere takes: a change of the
 	// cluster database that a halt reacts to is either seen by the guard or
 	// finds the job registered.
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.guard != nil {
-		if err := r.guard(experiment); err != nil {
+	if r.cfg.Guard != nil {
+		if err := r.cfg.Guard(experiment); err != nil {
 			return Info{}, err
 		}
 	}
 	if j, ok := r.jobs[name]; ok {
 		return Info{}, fmt.Errorf("%w: %s (experiment %s)", ErrAlreadyRunning, name, j.info.Experiment)
 	}
-	readyLine := "ready: " + formatSettings(settings) // before the job's goroutine shares the map
+	set := make(map[string]any, len(settings)) // what a user sets, before the job's goroutine shares the map
+	for k, v := range settings {
+		if !def.settings[k].measured {
+			set[k] = v
+		}
+	}
+	readyLine := "ready: " + formatSettings(set)
 	ctx, cancel := context.WithCancel(r.ctx)
 	j := &job{info: Info{Name: name, Experiment: experiment, State: StateInit, Settings: settings, StartedAt: time.Now().UTC()},
-		cancel: cancel, done: make(chan struct{}), sink: r.sink, logs: r.logs, hw: r.hw}
+		cancel: cancel, done: make(chan struct{}), sink: r.sink, logs: r.logs, hw: r.cfg.Hardware,
+		limits: r.cfg.Limits, pumpRate: r.cfg.PumpMLPerSecond, latest: &r.latest}
 	r.jobs[name] = j
 	r.wg.Add(1)
 	go func() {
@@ -254,10 +372,16 @@ func (r *Runtime) Start(name, experiment string, options map[string]any) (Info, 
 		j.info.State = StateReady
 		j.mu.Unlock()
 		j.logf("INFO", "%s", readyLine)
-		def.run(ctx, j, r.plant)
+		def.run(ctx, j)
 		j.mu.Lock()
 		j.info.State = StateDisconnected
 		j.mu.Unlock()
+		// A job that ended on its own (a safety stop) leaves the runtime.
+		r.mu.Lock()
+		if r.jobs[name] == j {
+			delete(r.jobs, name)
+		}
+		r.mu.Unlock()
 		j.logf("INFO", "disconnected")
 	}()
 	return j.snapshot(), nil
@@ -301,7 +425,7 @@ func (r *Runtime) Update(name string, settings map[string]any) (Info, error) {
 	if !ok {
 		return Info{}, fmt.Errorf("%w: %s", ErrNotRunning, name)
 	}
-	checked, err := catalog[name].check(name, settings)
+	checked, err := catalog[name].check(name, settings, r.cfg.Limits)
 	if err != nil {
 		return Info{}, err
 	}
@@ -397,7 +521,7 @@ func (r *Runtime) Running() []Info {
 	return out
 }
 
-// Close stops every job (in the safe order) and the plant.
+// Close stops every job (in the safe order).
 func (r *Runtime) Close() {
 	r.StopWhere(func(Info) bool { return true })
 	r.cancel()

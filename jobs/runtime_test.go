@@ -11,9 +11,22 @@ import (
 	"github.com/pioreactor/pio/gpio"
 )
 
+// newRuntime returns a runtime on a simulated bioreactor of seed, closed with the test.
+func newRuntime(t *testing.T, seed uint64, guard Guard) (*Runtime, *gpio.Sim) {
+	t.Helper()
+	sim := gpio.NewSimSeeded(seed)
+	cfg := DefaultConfig()
+	cfg.Hardware, cfg.Guard = sim, guard
+	r, err := NewRuntime(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r, sim
+}
+
 func TestRuntimeStartUpdateStop(t *testing.T) {
-	r := NewRuntime(NewPlant(3), nil, nil)
-	defer r.Close()
+	r, sim := newRuntime(t, 3, nil)
 	info, err := r.Start("stirring", "exp", map[string]any{"target_rpm": 300.0})
 	if err != nil || info.Settings["target_rpm"] != 300.0 {
 		t.Fatalf("start: %+v %v", info, err)
@@ -29,9 +42,9 @@ func TestRuntimeStartUpdateStop(t *testing.T) {
 	}
 	// The stirring loop drives the plant's RPM to its target.
 	deadline := time.Now().Add(10 * time.Second)
-	for r.Plant().ReadRPM() < 270 || r.Plant().ReadRPM() > 330 {
+	for sim.Plant().ReadRPM() < 270 || sim.Plant().ReadRPM() > 330 {
 		if time.Now().After(deadline) {
-			t.Fatalf("rpm %.0f, target 300", r.Plant().ReadRPM())
+			t.Fatalf("rpm %.0f, target 300", sim.Plant().ReadRPM())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -51,13 +64,12 @@ func TestRuntimeStartUpdateStop(t *testing.T) {
 
 func TestGuardRefusesAndSafeStopOrder(t *testing.T) {
 	allowed := true
-	r := NewRuntime(NewPlant(4), func(exp string) error {
+	r, _ := newRuntime(t, 4, func(exp string) error {
 		if !allowed {
 			return fmt.Errorf("inactive")
 		}
 		return nil
-	}, nil)
-	defer r.Close()
+	})
 	for _, n := range []string{"stirring", "temperature_automation", "dosing_automation", "led_automation", "od_reading"} {
 		if _, err := r.Start(n, "exp", nil); err != nil {
 			t.Fatal(err)
@@ -89,12 +101,10 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // Sleeping pauses a job with its outputs off, ready resumes it, and
 // "disconnected" stops it; each change is logged and the HAT's PWM follows.
 func TestSleepResumeDisconnect(t *testing.T) {
-	hw := gpio.NewSim()
-	r := NewRuntime(NewPlant(6), nil, nil)
-	defer r.Close()
+	r, hw := newRuntime(t, 6, nil)
+	sim := hw
 	var mu sync.Mutex
 	var logs []string
-	r.SetOutputs(hw)
 	r.SetLogSink(func(exp, job, level, msg string) {
 		mu.Lock()
 		logs = append(logs, fmt.Sprintf("%s %s %s %s", exp, job, level, msg))
@@ -104,7 +114,7 @@ func TestSleepResumeDisconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "stirring at 400 rpm with PWM 1 on", func() bool {
-		return r.Plant().ReadRPM() > 360 && hw.State().PWM["1"] > 0
+		return sim.Plant().ReadRPM() > 360 && hw.State().PWM["1"] > 0
 	})
 	if _, err := r.Update("stirring", map[string]any{StateSetting: "napping"}); !errors.Is(err, ErrBadSetting) {
 		t.Fatalf("bad state accepted: %v", err)
@@ -114,12 +124,12 @@ func TestSleepResumeDisconnect(t *testing.T) {
 		t.Fatalf("sleep: %+v %v", info, err)
 	}
 	waitFor(t, "the stirrer to stop while sleeping", func() bool {
-		return r.Plant().ReadRPM() < 20 && hw.State().PWM["1"] == 0
+		return sim.Plant().ReadRPM() < 20 && hw.State().PWM["1"] == 0
 	})
 	if info, err := r.Update("stirring", map[string]any{StateSetting: StateReady}); err != nil || info.State != StateReady {
 		t.Fatalf("resume: %+v %v", info, err)
 	}
-	waitFor(t, "stirring again after resuming", func() bool { return r.Plant().ReadRPM() > 360 })
+	waitFor(t, "stirring again after resuming", func() bool { return sim.Plant().ReadRPM() > 360 })
 	info, err = r.Update("stirring", map[string]any{StateSetting: StateDisconnected})
 	if err != nil || info.State != StateDisconnected || len(r.Running()) != 0 {
 		t.Fatalf("disconnect: %+v %v running %v", info, err, r.Running())
@@ -140,7 +150,14 @@ func TestSleepResumeDisconnect(t *testing.T) {
 // A chemostat doses on its own schedule, whatever the OD (the turbidostat's
 // decision is tested against the plant in control_test.go).
 func TestDosingAutomations(t *testing.T) {
-	r := NewRuntime(NewPlant(7), nil, nil)
+	sim := gpio.NewSimSeeded(7)
+	sim.Plant().PumpMLPerSecond = 5 // Pioreactor's pump rate in its tests: fast
+	cfg := DefaultConfig()
+	cfg.Hardware, cfg.PumpMLPerSecond = sim, 5
+	r, err := NewRuntime(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer r.Close()
 	doses := make(chan float64, 100)
 	r.SetSink(func(exp, kind string, v float64) {
@@ -148,7 +165,7 @@ func TestDosingAutomations(t *testing.T) {
 			doses <- v
 		}
 	})
-	if _, err := r.Start("dosing_automation", "exp", map[string]any{"automation_name": "chemostat", "volume": 0.5, "duration": 0.001}); err != nil {
+	if _, err := r.Start("dosing_automation", "exp", map[string]any{"automation_name": "chemostat", "volume": 0.5, "duration": 0.05}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -159,7 +176,11 @@ func TestDosingAutomations(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("chemostat never dosed")
 	}
-	if r.Plant().DosedML < 0.5 {
-		t.Fatalf("plant dosed %.2f mL", r.Plant().DosedML)
+	// The media pump ran for 0.5 ml at 5 ml/s: the plant got about 0.5 ml.
+	if d := sim.Plant().Snapshot()["dosed_ml"]; d < 0.45 || d > 1.5 {
+		t.Fatalf("plant dosed %.2f mL, want about 0.5", d)
+	}
+	if st := sim.State(); st.PWM["2"] != 0 || st.PWM["4"] != 0 {
+		t.Fatalf("a pump left on: %v", st.PWM)
 	}
 }

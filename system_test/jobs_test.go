@@ -77,9 +77,12 @@ func TestJobsDispatchedThroughAFollower(t *testing.T) {
 	if _, res := runTask(t, f, http.MethodPost, "/api/workers/beta/jobs/run/job_name/stirring/experiments/growth", map[string]any{}); res["status"] != "failed" || res["error"] != "job already running" {
 		t.Fatalf("second stirring: %v", res)
 	}
-	// Bad settings never start anything.
-	if _, res := runTask(t, f, http.MethodPost, "/api/workers/gamma/jobs/run/job_name/stirring/experiments/growth", map[string]any{"options": map[string]any{"target_rpm": "fast"}}); res["status"] != "failed" {
-		t.Fatalf("bad option: %v", res)
+	// Bad settings are refused at once, 400, and never start anything.
+	if code, res := runTask(t, f, http.MethodPost, "/api/workers/gamma/jobs/run/job_name/stirring/experiments/growth", map[string]any{"options": map[string]any{"target_rpm": "fast"}}); code != http.StatusBadRequest {
+		t.Fatalf("bad option: %d %v", code, res)
+	}
+	if jobsOn(t, f, "gamma")["stirring"] != nil {
+		t.Fatal("a refused stirring runs on gamma")
 	}
 	// Stop.
 	if _, res := runTask(t, f, http.MethodPost, "/api/workers/beta/jobs/stop/job_name/stirring/experiments/growth", map[string]any{}); res["status"] != "succeeded" {
@@ -378,4 +381,73 @@ func TestMetrics(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Every setting has a range, checked before anything is dispatched: out of
+// range is 400 with cause and remedy, and the running job keeps its settings.
+// A job whose sensor the unit lacks is refused 409 by the unit.
+func TestJobSettingRangesAndMissingSensors(t *testing.T) {
+	nodes := startThree(t)
+	f := follower(t, nodes)
+	createExperiment(t, f, "safe")
+	mustCall(t, f, http.MethodPut, "/api/experiments/safe/workers", map[string]any{"pioreactor_unit": "beta"}, nil)
+	run := func(job string, opts map[string]any) (int, map[string]any) {
+		return runTask(t, f, http.MethodPost, "/api/workers/beta/jobs/run/job_name/"+job+"/experiments/safe", map[string]any{"options": opts})
+	}
+	for _, c := range []struct {
+		job  string
+		opts map[string]any
+	}{
+		{"temperature_automation", map[string]any{"target_temperature": 500}},
+		{"dosing_automation", map[string]any{"volume": 1e308}},
+		{"dosing_automation", map[string]any{"volume": -5}},
+		{"stirring", map[string]any{"target_rpm": -100000}},
+		{"od_reading", map[string]any{"interval": 0.0001}},
+		{"od_reading", map[string]any{"od": 3}},
+		{"warp_drive", nil},
+	} {
+		// call fails the test on an error without cause and remediation.
+		if code, res := run(c.job, c.opts); code != http.StatusBadRequest {
+			t.Fatalf("%s %v: %d %v, want 400", c.job, c.opts, code, res)
+		}
+	}
+	if j := jobsOn(t, f, "beta"); len(j) != 0 {
+		t.Fatalf("refused jobs run: %v", j)
+	}
+	if code, res := run("stirring", map[string]any{"target_rpm": 300}); code != 202 || res["status"] != "succeeded" {
+		t.Fatalf("stirring: %d %v", code, res)
+	}
+	code, res := runTask(t, f, http.MethodPatch, "/api/workers/beta/jobs/update/job_name/stirring/experiments/safe", map[string]any{"settings": map[string]any{"target_rpm": 1e9}})
+	if code != http.StatusBadRequest {
+		t.Fatalf("update out of range: %d %v", code, res)
+	}
+	if got := jobsOn(t, f, "beta")["stirring"]["settings"].(map[string]any)["target_rpm"]; got != 300.0 {
+		t.Fatalf("target_rpm %v after a refused update, want 300", got)
+	}
+
+	// beta's HAT has no heating PCB: the thermostat is refused by the unit, 409.
+	var beta *testNode
+	for _, n := range nodes {
+		if n.cfg.Name == "beta" {
+			beta = n
+		}
+	}
+	beta.a.Hardware().(*gpio.Sim).Remove(gpio.SensorTemperature)
+	code, ae := call(t, beta, http.MethodPost, "/unit_api/jobs/run/job_name/temperature_automation", map[string]any{"experiment": "safe"}, nil)
+	if code != http.StatusConflict || !strings.Contains(ae.Cause, "temperature") {
+		t.Fatalf("thermostat without a sensor on the unit: %d %+v", code, ae)
+	}
+	if _, res := run("temperature_automation", nil); res["status"] != "failed" || !strings.Contains(fmt.Sprint(res["error"]), "cannot run") {
+		t.Fatalf("thermostat without a sensor through the API: %v", res)
+	}
+	var descs []map[string]any
+	mustCall(t, beta, http.MethodGet, "/unit_api/jobs/descriptors", nil, &descs)
+	for _, d := range descs {
+		if d["job_name"] == "temperature_automation" && (d["available"] != false || d["unavailable"] == "") {
+			t.Fatalf("descriptor of the thermostat on beta: %v", d)
+		}
+		if d["job_name"] == "stirring" && d["available"] != true {
+			t.Fatalf("descriptor of stirring on beta: %v", d)
+		}
+	}
 }

@@ -397,4 +397,28 @@ func TestCLIJobs(t *testing.T) {
 	if out, _, _ := pio("jobs", "list"); strings.Contains(out, "stirring") {
 		t.Fatalf("after kill: %s", out)
 	}
+
+	// pio hardware check: what the unit found and its self-test, each line ok
+	// or the reason; refused while jobs run (it drives the LEDs).
+	out, errOut, err := pio("hardware", "check")
+	if err != nil {
+		t.Fatalf("pio hardware check: %v\n%s\n%s", err, out, errOut)
+	}
+	for _, want := range []string{"ok  backend", "sim (simulated Pioreactor)", "sensor temperature", "read temperature", "read OD, IR LED on and off", "with the IR LED on", "hardware PWM0", "PWM 5 (heater)", "GPIO 18, software PWM"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("pio hardware check lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "FAIL") {
+		t.Fatalf("a check failed on the simulation:\n%s", out)
+	}
+	if out, errOut, err := pio("run", "stirring", "--units", "jobs-a"); err != nil {
+		t.Fatalf("pio run: %v\n%s\n%s", err, out, errOut)
+	}
+	if _, errOut, err := pio("hardware", "check"); err == nil || !strings.Contains(errOut, "jobs are running") || !strings.Contains(errOut, "What to do:") {
+		t.Fatalf("hardware check while stirring: %v %s", err, errOut)
+	}
+	if out, _, err := pio("hardware", "off", "--hardware", "sim"); err != nil || !strings.Contains(out, "simulated hardware") {
+		t.Fatalf("pio hardware off: %v %s", err, out)
+	}
 }

@@ -51,6 +51,10 @@ type Config struct {
 	Running func() []jobs.Info
 	// Logger receives what the shipper drops or cannot send; nil means slog.Default().
 	Logger *slog.Logger
+	// Limits and PumpMLPerSecond configure the job runtime (jobs.Config);
+	// zero values mean jobs.DefaultConfig's.
+	Limits          jobs.Limits
+	PumpMLPerSecond float64
 }
 
 // NewShipper returns a shipper of cfg; Run ships.

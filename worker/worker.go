@@ -24,13 +24,23 @@ type Worker struct {
 // Start starts the worker side of the node cfg names, checking its jobs
 // against f (Guard, Halt) and driving hw. The HAT's button logs a NOTICE and
 // blinks the identify LED.
-func Start(cfg Config, f *fsm.FSM, hw gpio.Backend) *Worker {
-	rt := jobs.NewRuntime(jobs.NewPlant(seedOf(cfg.NodeID)), Guard(f, cfg.NodeID), cfg.Logger)
+func Start(cfg Config, f *fsm.FSM, hw gpio.Backend) (*Worker, error) {
+	jc := jobs.DefaultConfig()
+	jc.Hardware, jc.Guard, jc.Logger = hw, Guard(f, cfg.NodeID), cfg.Logger
+	if cfg.Limits.Model != "" {
+		jc.Limits = cfg.Limits
+	}
+	if cfg.PumpMLPerSecond != 0 {
+		jc.PumpMLPerSecond = cfg.PumpMLPerSecond
+	}
+	rt, err := jobs.NewRuntime(jc)
+	if err != nil {
+		return nil, err
+	}
 	cfg.Running = rt.Running
 	sh := NewShipper(cfg)
 	rt.SetSink(sh.Add)
 	rt.SetLogSink(sh.AddLog)
-	rt.SetOutputs(hw)
 	hw.OnButton(func() {
 		sh.AddLog(fsm.UniversalExperiment, "monitor", "NOTICE", "HAT button pressed")
 		_ = hw.Blink()
@@ -46,7 +56,7 @@ func Start(cfg Config, f *fsm.FSM, hw gpio.Backend) *Worker {
 		defer w.wg.Done()
 		Halt(ctx, f, cfg.NodeID, rt, sh.log)
 	}()
-	return w
+	return w, nil
 }
 
 // Close stops the jobs in the safe order (pumps, heater, the rest), then the
@@ -57,8 +67,8 @@ func (w *Worker) Close() {
 	w.wg.Wait()
 }
 
-// seedOf derives the simulated plant's random seed from the node ID (FNV-1a).
-func seedOf(nodeID string) uint64 {
+// SeedOf derives a node's simulated plant's random seed from its node ID (FNV-1a).
+func SeedOf(nodeID string) uint64 {
 	var h uint64 = 14695981039346656037
 	for i := 0; i < len(nodeID); i++ {
 		h = (h ^ uint64(nodeID[i])) * 1099511628211

@@ -23,6 +23,8 @@ var serveKeys = []struct{ key, flag, usage string }{
 	{"worker", "worker", "this node has a bioreactor and runs activities"},
 	{"prefer_leader", "prefer-leader", "this node should lead when healthy (default: true when --worker=false)"},
 	{"hardware", "hardware", "auto, sim or rpi (auto: rpi only on a confirmed Raspberry Pi)"},
+	{"model", "model", "the Pioreactor model, for its vial's and heater's limits: pioreactor_40ml, pioreactor_20ml, pioreactor_40ml_XR, pioreactor_20ml_XR or pioreactor_20ml_v1.0"},
+	{"pump.ml_per_second", "pump-ml-per-second", "the pumps' calibration: ml a second at full duty (Pioreactor's default until you calibrate)"},
 	{"cluster.max_voters", "max-voters", "how many nodes vote in Raft (odd); the others are non-voters"},
 	{"cluster.stabilization_time", "stabilization-time", "how long a non-voter must be healthy before promotion, and a voter dead before it is replaced"},
 	{"raft.heartbeat_timeout", "raft-heartbeat-timeout", "time without a leader's heartbeat before a follower starts an election"},
@@ -65,9 +67,11 @@ func addServeFlags(cmd *cobra.Command) {
 			f.Duration(k.flag, d.Retention, k.usage)
 		case "readings.downsampled_retention":
 			f.Duration(k.flag, d.DownsampledRetention, k.usage)
+		case "pump.ml_per_second":
+			f.Float64(k.flag, d.PumpMLPerSecond, k.usage)
 		default:
 			def := map[string]string{"data_dir": d.DataDir, "http_addr": d.HTTPAddr, "raft_addr": d.RaftAddr,
-				"gossip_addr": d.GossipAddr, "hardware": d.Hardware, "log_level": d.LogLevel, "api.auth": d.APIAuth}[k.key]
+				"gossip_addr": d.GossipAddr, "hardware": d.Hardware, "model": d.Model, "log_level": d.LogLevel, "api.auth": d.APIAuth}[k.key]
 			f.String(k.flag, def, k.usage)
 		}
 	}
@@ -102,6 +106,7 @@ func loadServeConfig(cmd *cobra.Command) (agent.Config, error) {
 		Name: v.GetString("name"), DataDir: v.GetString("data_dir"), HTTPAddr: v.GetString("http_addr"),
 		RaftAddr: v.GetString("raft_addr"), GossipAddr: v.GetString("gossip_addr"), AdvertiseAddr: v.GetString("advertise_addr"),
 		Join: v.GetString("join"), Worker: v.GetBool("worker"), Hardware: v.GetString("hardware"),
+		Model: v.GetString("model"), PumpMLPerSecond: v.GetFloat64("pump.ml_per_second"),
 		MaxVoters: v.GetInt("cluster.max_voters"), Stabilization: v.GetDuration("cluster.stabilization_time"), Heartbeat: v.GetDuration("raft.heartbeat_timeout"),
 		Election: v.GetDuration("raft.election_timeout"), HoldTimeout: v.GetDuration("api.hold_timeout"), LogLevel: v.GetString("log_level"),
 		MaxEventStreams: v.GetInt("api.max_event_streams"), HTTPLimits: d.HTTPLimits,

@@ -1,4 +1,4 @@
-package jobs
+package gpio
 
 import (
 	"math"
@@ -7,11 +7,12 @@ import (
 	"time"
 )
 
-// Plant is a simulated bioreactor: a culture whose optical density follows a
-// logistic growth curve with noise, a vial whose temperature follows heater
-// power and the ambient temperature, a stirrer whose RPM follows its duty
-// cycle, and pumps that add media (diluting the culture). The physics are
-// simple on purpose; the control loops on top of them are real.
+// Plant is the simulated bioreactor behind the sim backend: a culture whose
+// optical density follows a logistic growth curve with noise, a vial whose
+// temperature follows heater power and the ambient temperature, a stirrer
+// whose RPM follows its duty cycle, and a media pump that adds media at its
+// rate while it runs (diluting the culture). The physics are simple on
+// purpose; the control loops on top of them are real.
 type Plant struct {
 	mu sync.Mutex
 	r  *rand.Rand
@@ -27,12 +28,21 @@ type Plant struct {
 	VolumeML     float64
 	DosedML      float64 // media added in total
 	LEDIntensity float64
+	MediaDuty    float64 // 0..100 %: the media pump
+	// PumpMLPerSecond is what the media pump moves at 100 %: Pioreactor's
+	// default pump calibration, so that a dose of V ml takes as long as on a
+	// Pioreactor that was never calibrated.
+	PumpMLPerSecond float64
 }
+
+// DefaultPumpMLPerSecond is Pioreactor's default pump calibration (ml/s at
+// 100 % duty), used until a pump is calibrated.
+const DefaultPumpMLPerSecond = 0.0911
 
 // NewPlant returns a plant at room temperature with a young culture.
 func NewPlant(seed uint64) *Plant {
 	return &Plant{r: rand.New(rand.NewPCG(seed, 7)), OD: 0.05, GrowthRate: 0.6, CarryingOD: 2.0,
-		TempC: 22, AmbientC: 22, VolumeML: 14}
+		TempC: 22, AmbientC: 22, VolumeML: 14, PumpMLPerSecond: DefaultPumpMLPerSecond}
 }
 
 // Step advances the plant by dt (simulated time).
@@ -49,12 +59,23 @@ func (p *Plant) Step(dt time.Duration) {
 	// Stirrer: RPM follows 12 RPM per % duty with a 1 s time constant.
 	target := 12 * p.StirDuty
 	p.RPM += (target - p.RPM) * math.Min(1, s)
+	// The media pump adds media while it runs; waste removes as much.
+	if p.MediaDuty > 0 {
+		p.dose(p.PumpMLPerSecond * p.MediaDuty / 100 * s)
+	}
 }
 
 // Dose adds ml of fresh media and removes the same volume of culture.
 func (p *Plant) Dose(ml float64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.dose(ml)
+}
+
+func (p *Plant) dose(ml float64) {
+	if ml <= 0 || math.IsInf(ml, 0) || math.IsNaN(ml) {
+		return
+	}
 	p.OD *= p.VolumeML / (p.VolumeML + ml)
 	p.DosedML += ml
 }
@@ -87,6 +108,13 @@ func (p *Plant) SetHeater(duty float64) {
 	p.mu.Unlock()
 }
 
+// SetTemp sets the vial's temperature (a simulated overshoot, in tests).
+func (p *Plant) SetTemp(c float64) {
+	p.mu.Lock()
+	p.TempC = c
+	p.mu.Unlock()
+}
+
 // SetStir sets the stirrer duty cycle (0..100).
 func (p *Plant) SetStir(duty float64) {
 	p.mu.Lock()
@@ -99,7 +127,7 @@ func (p *Plant) Snapshot() map[string]float64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return map[string]float64{"od": p.OD, "temperature_c": p.TempC, "heater_duty": p.HeaterDuty, "stir_duty": p.StirDuty,
-		"rpm": p.RPM, "volume_ml": p.VolumeML, "dosed_ml": p.DosedML}
+		"rpm": p.RPM, "volume_ml": p.VolumeML, "dosed_ml": p.DosedML, "media_pump_duty": p.MediaDuty}
 }
 
 func clamp(v, lo, hi float64) float64 { return math.Max(lo, math.Min(hi, v)) }
