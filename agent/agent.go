@@ -98,6 +98,7 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	undo = append(undo, func() { hw.Close() })
+	logHardware(log, hw)
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on --http-addr %s: %w (is another pio serve or program using that port?)", cfg.HTTPAddr, err)
@@ -273,6 +274,23 @@ func (a *Agent) Close() error {
 		_ = a.lock.Close()
 	})
 	return err
+}
+
+// logHardware says at start what the backend found: on a Pi, the HAT and
+// each sensor it cannot read (a warning, with the reason).
+func logHardware(log *slog.Logger, hw gpio.Backend) {
+	st := hw.State()
+	args := []any{"backend", st.Backend, "model", st.Model}
+	if st.HAT != nil {
+		args = append(args, "hat_version", st.HAT.Version, "hat_serial", st.HAT.Serial, "firmware", st.HAT.Firmware, "devices", st.HAT.Devices)
+	}
+	log.Info("hardware", args...)
+	for _, name := range gpio.SensorNames {
+		if err := hw.Sensor(name); err != nil && st.Backend == "rpi" {
+			log.Warn("a sensor of this unit cannot be read; the jobs that need it will refuse to start", "sensor", name, "cause", err.Error(),
+				"remediation", "run `pio hardware check`; check that the HAT is seated and I²C is enabled")
+		}
+	}
 }
 
 // lockDataDir takes an exclusive lock on the data dir, so that two pio serve
