@@ -77,4 +77,3 @@ func newHardwareCmd() *cobra.Command {
 	hw.AddCommand(check, off)
 	return hw
 }
-
