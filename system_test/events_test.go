@@ -107,18 +107,24 @@ func TestEventsStreamFromTheLocalNode(t *testing.T) {
 	s.waitEvent(t, 3*time.Second, "inventory changed", func(ev api.StreamEvent) bool { return ev.Type == "inventory" })
 
 	// The leader dies: the follower's stream says who leads now, and that the old one is dead.
+	// The two come in either order: gossip may suspect the old leader before Raft elects another.
 	leader.stop()
 	rest := without(nodes, leader)
 	newLeader := leaderOf(t, rest)
-	ev := s.waitEvent(t, 5*time.Second, "new leader", func(ev api.StreamEvent) bool {
-		return ev.Type == "leader" && ev.LeaderID == newLeader.a.NodeID()
+	var ev api.StreamEvent
+	sawLeader, sawDeath := false, false
+	s.waitEvent(t, 10*time.Second, "a new leader, and the old one dead or suspect in gossip", func(e api.StreamEvent) bool {
+		if e.Type == "leader" && e.LeaderID == newLeader.a.NodeID() {
+			ev, sawLeader = e, true
+		}
+		if e.Type == "members" && (e.Members[leader.a.NodeID()] == "dead" || e.Members[leader.a.NodeID()] == "suspect") {
+			sawDeath = true
+		}
+		return sawLeader && sawDeath
 	})
 	if ev.Term <= hello.Term || ev.Leader != newLeader.cfg.Name {
 		t.Fatalf("leader event %+v after hello %+v", ev, hello)
 	}
-	s.waitEvent(t, 5*time.Second, "old leader dead in gossip", func(ev api.StreamEvent) bool {
-		return ev.Type == "members" && (ev.Members[leader.a.NodeID()] == "dead" || ev.Members[leader.a.NodeID()] == "suspect")
-	})
 
 	// A client that goes away is unsubscribed.
 	s.close()
