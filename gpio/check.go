@@ -48,7 +48,7 @@ func Check(b Backend) []CheckLine {
 			add("model", nil, h.Model)
 		}
 	}
-	for _, o := range PWMMap() {
+	for _, o := range st.PWMMap {
 		add(fmt.Sprintf("PWM %d (%s)", o.Channel, o.Name), nil, o.Drive())
 	}
 	for _, s := range SensorNames {

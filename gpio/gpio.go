@@ -123,6 +123,8 @@ type State struct {
 	PWM            map[string]float64 `json:"pwm"`
 	ButtonPresses  int                `json:"button_presses"`
 	LastButtonPush *time.Time         `json:"last_button_press"`
+	// PWMMap is how each PWM channel is driven (pin, hardware or software).
+	PWMMap []PWMOutput `json:"pwm_map"`
 	// HAT is the HAT found at start (absent in simulation).
 	HAT *HAT `json:"hat,omitempty"`
 	// Sensors says, for each sensor, "ok" or why this unit cannot read it.

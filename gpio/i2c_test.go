@@ -301,6 +301,12 @@ func TestPWMMapNeverSharesTheHeater(t *testing.T) {
 			blocks[b] = o.Channel
 		}
 	}
+	// Without the PWM registers (go-rpio on /dev/gpiomem), every channel is software.
+	for _, o := range pwmMapFor(false) {
+		if o.Hardware {
+			t.Fatalf("%+v in hardware without the PWM registers", o)
+		}
+	}
 	// The heater's pin shares a block with a hardware channel: that is why it is software.
 	hb, _ := pwmBlock(18)
 	if _, shared := blocks[hb]; !shared {

@@ -5,12 +5,12 @@ import "fmt"
 // PWMOutput is one PWM channel of the HAT: its BCM pin, what it drives, and
 // whether the SoC's PWM hardware or a software loop drives it.
 type PWMOutput struct {
-	Channel int
-	Pin     int
-	Name    string
+	Channel int    `json:"channel"`
+	Pin     int    `json:"pin"`
+	Name    string `json:"name"`
 	// Hardware is true when the pin is driven by the SoC's PWM block Block.
-	Hardware bool
-	Block    int
+	Hardware bool `json:"hardware"`
+	Block    int  `json:"block"`
 }
 
 // pwmChannelPins are the HAT's PWM channels and their BCM pins, as
@@ -43,12 +43,18 @@ func pwmBlock(pin int) (int, bool) {
 // a PWM block to itself, in software otherwise, and the heater always in
 // software, so that no other output can overwrite it (it shares PWM0 with the
 // waste pump).
-func PWMMap() []PWMOutput {
+func PWMMap() []PWMOutput { return pwmMapFor(true) }
+
+// pwmMapFor is PWMMap when the SoC's PWM registers can be reached
+// (hardware), else every channel in software: go-rpio reaches them only
+// through /dev/mem (root); through /dev/gpiomem, the GPIO registers are all
+// it may touch.
+func pwmMapFor(hardware bool) []PWMOutput {
 	used := map[int]bool{}
 	out := make([]PWMOutput, 0, len(pwmChannelPins))
 	for _, c := range pwmChannelPins {
 		o := PWMOutput{Channel: c.channel, Pin: c.pin, Name: c.name}
-		if b, ok := pwmBlock(c.pin); ok && c.channel != PWMHeater && !used[b] {
+		if b, ok := pwmBlock(c.pin); hardware && ok && c.channel != PWMHeater && !used[b] {
 			o.Hardware, o.Block = true, b
 			used[b] = true
 		}

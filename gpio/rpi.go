@@ -2,6 +2,7 @@ package gpio
 
 import (
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -45,12 +46,19 @@ type rpiBackend struct {
 // What it cannot find (no HAT, no I²C, a device that does not answer) leaves
 // the outputs and sensors that need it unavailable, each with its reason.
 func openRPi(model string) (Backend, error) {
+	// go-rpio falls back to /dev/gpiomem without root, where the PWM and
+	// clock registers are out of reach: then every PWM channel is software.
+	devMem := false
+	if f, err := os.OpenFile("/dev/mem", os.O_RDWR|os.O_SYNC, 0); err == nil {
+		devMem = true
+		f.Close()
+	}
 	if err := rpio.Open(); err != nil {
 		return nil, fmt.Errorf("open GPIO on %s: %w (is this user in the gpio group?)", model, err)
 	}
 	b := &rpiBackend{model: model, out: newOutputs(), soft: map[int]chan float64{}, stop: make(chan struct{}),
 		pwm: map[int]PWMOutput{}, dev: hatDevices{missing: map[string]string{}}}
-	for _, o := range PWMMap() {
+	for _, o := range pwmMapFor(devMem) {
 		b.pwm[o.Channel] = o
 	}
 	h, ok := readHAT(deviceTree)
@@ -295,6 +303,9 @@ func (b *rpiBackend) State() State {
 	h := *b.hat
 	st.HAT = &h
 	st.Sensors = sensorStates(b)
+	for _, c := range PWMChannels {
+		st.PWMMap = append(st.PWMMap, b.pwm[c])
+	}
 	return st
 }
 

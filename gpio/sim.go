@@ -210,6 +210,7 @@ func (s *Sim) State() State {
 	s.out.mu.Unlock()
 	st := s.out.state("sim", "simulated Pioreactor", on)
 	st.Sensors = sensorStates(s)
+	st.PWMMap = PWMMap()
 	return st
 }
 
