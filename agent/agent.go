@@ -178,6 +178,7 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 	acfg.Hardware, acfg.Reboot = hw, rebootFunc(cfg, hw)
 	acfg.MaxEventStreams = cfg.MaxEventStreams
 	acfg.ExportDir = filepath.Join(cfg.DataDir, "exports")
+	acfg.DataDir = cfg.DataDir
 	var wk *worker.Worker
 	if cfg.Worker {
 		limits, _ := jobs.LimitsFor(cfg.Model) // checked by Validate

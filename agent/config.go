@@ -103,6 +103,9 @@ func (c *Config) Validate() error {
 	if why := fsm.ValidUnitName(c.Name); why != "" {
 		return fmt.Errorf("%s; set a valid name with --name, PIO_NAME or name in the config file", why)
 	}
+	if why := fsm.ReservedUnitName(c.Name); why != "" {
+		return fmt.Errorf("%s; choose another name with --name, PIO_NAME or name in the config file", why)
+	}
 	switch c.Hardware {
 	case "auto", "sim", "rpi":
 	default:

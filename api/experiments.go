@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
-	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/pioreactor/pio/fsm"
@@ -30,7 +29,7 @@ func (s *Server) getExperiment(c *gin.Context) {
 		return
 	}
 	if e, ok := s.lookupExperiment(c); ok {
-		c.JSON(http.StatusOK, toExperimentJSON(e, time.Now()))
+		c.JSON(http.StatusOK, s.experimentJSON(e))
 	}
 }
 
@@ -86,7 +85,7 @@ func (s *Server) patchExperiment(c *gin.Context) {
 		return
 	}
 	e, _ = s.fsm.Experiment(e.Experiment)
-	c.JSON(http.StatusOK, toExperimentJSON(e, time.Now()))
+	c.JSON(http.StatusOK, s.experimentJSON(e))
 }
 
 // deleteExperiment answers DELETE /api/experiments/{exp}; its assignments end.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"time"
@@ -106,12 +107,27 @@ type experimentJSON struct {
 	MediaUsed    *string  `json:"media_used"`
 	OrganismUsed *string  `json:"organism_used"`
 	DeltaHours   float64  `json:"delta_hours"`
+	WorkerCount  int      `json:"worker_count"`
 }
 
-func toExperimentJSON(e fsm.Experiment, now time.Time) experimentJSON {
+func toExperimentJSON(e fsm.Experiment, now time.Time, workers int) experimentJSON {
 	return experimentJSON{Experiment: e.Experiment, CreatedAt: e.CreatedAt.Format(time.RFC3339Nano), Description: e.Description,
 		Tags: e.Tags, MediaUsed: strOrNil(e.MediaUsed), OrganismUsed: strOrNil(e.OrganismUsed),
-		DeltaHours: float64(int(now.Sub(e.CreatedAt).Hours()*100)) / 100}
+		DeltaHours: float64(int(now.Sub(e.CreatedAt).Hours()*100)) / 100, WorkerCount: workers}
+}
+
+// workerCounts counts the units assigned to each experiment (Pioreactor's worker_count).
+func (s *Server) workerCounts() map[string]int {
+	count := map[string]int{}
+	for _, a := range s.fsm.Assignments() {
+		count[a.Experiment]++
+	}
+	return count
+}
+
+// experimentJSON is the answer about one experiment.
+func (s *Server) experimentJSON(e fsm.Experiment) experimentJSON {
+	return toExperimentJSON(e, time.Now(), s.workerCounts()[e.Experiment])
 }
 
 // getExperiments answers GET /api/experiments, newest first.
@@ -119,24 +135,83 @@ func (s *Server) getExperiments(c *gin.Context) {
 	if !s.readable(c) {
 		return
 	}
-	now := time.Now()
+	now, count := time.Now(), s.workerCounts()
 	out := []experimentJSON{}
 	for _, e := range s.fsm.Experiments() {
-		out = append(out, toExperimentJSON(e, now))
+		out = append(out, toExperimentJSON(e, now, count[e.Experiment]))
 	}
 	c.JSON(http.StatusOK, out)
 }
 
-// createExperimentBody is the body of POST /api/experiments. created_at,
-// mediaUsed and organismUsed are accepted because scripts written for
-// today's Pioreactor send them; the leader's clock sets created_at.
+// latestExperiment answers GET /api/experiments/latest: the experiment created
+// last, or null when there is none (as Pioreactor answers).
+func (s *Server) latestExperiment(c *gin.Context) {
+	if !s.readable(c) {
+		return
+	}
+	all := s.fsm.Experiments() // newest first
+	if len(all) == 0 {
+		c.JSON(http.StatusOK, nil)
+		return
+	}
+	c.JSON(http.StatusOK, s.experimentJSON(all[0]))
+}
+
+// activeExperiments answers GET /api/experiments/active: the experiments, newest
+// first, that have at least one active worker assigned.
+func (s *Server) activeExperiments(c *gin.Context) {
+	if !s.readable(c) {
+		return
+	}
+	active := map[string]int{}
+	for _, u := range s.fsm.Units() {
+		if e := s.fsm.ExperimentOf(u.NodeID); e != "" && u.IsActive == 1 {
+			active[e]++
+		}
+	}
+	now, count := time.Now(), s.workerCounts()
+	out := []experimentJSON{}
+	for _, e := range s.fsm.Experiments() {
+		if active[e.Experiment] > 0 {
+			out = append(out, toExperimentJSON(e, now, count[e.Experiment]))
+		}
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// createExperimentBody is the body of POST /api/experiments. The decoder
+// stays strict (unknown fields are refused); the fields below created_at are
+// this route's allowance for what Pioreactor's UI and scripts send: they are
+// checked for their types and sizes, then ignored, since the leader's clock
+// sets created_at and delta_hours and worker_count are derived.
 type createExperimentBody struct {
 	Experiment   *string  `json:"experiment"`
 	Description  string   `json:"description"`
 	Tags         []string `json:"tags"`
-	CreatedAt    *string  `json:"created_at"`
 	MediaUsed    string   `json:"mediaUsed"`
 	OrganismUsed string   `json:"organismUsed"`
+	CreatedAt    *string  `json:"created_at"`
+	DeltaHours   *float64 `json:"delta_hours"`
+	WorkerCount  *int     `json:"worker_count"`
+}
+
+// maxCreatedAtLen is the longest created_at POST /api/experiments accepts (and ignores).
+const maxCreatedAtLen = 64
+
+// checkIgnoredExperimentFields answers 400 and returns false when the fields
+// that POST /api/experiments accepts and ignores are out of range.
+func checkIgnoredExperimentFields(c *gin.Context, b createExperimentBody) bool {
+	switch {
+	case b.CreatedAt != nil && len(*b.CreatedAt) > maxCreatedAtLen:
+		badField(c, "invalid created_at", fmt.Sprintf("created_at is %d bytes long; at most %d are allowed", len(*b.CreatedAt), maxCreatedAtLen))
+	case b.WorkerCount != nil && *b.WorkerCount < 0:
+		abort(c, http.StatusBadRequest, "invalid worker_count", fmt.Sprintf("worker_count is %d; it must be 0 or more", *b.WorkerCount), "send a count of workers, or leave worker_count out (it is derived from the assignments)")
+	case b.DeltaHours != nil && *b.DeltaHours < 0:
+		abort(c, http.StatusBadRequest, "invalid delta_hours", fmt.Sprintf("delta_hours is %g; it must be 0 or more", *b.DeltaHours), "leave delta_hours out: it is derived from created_at")
+	default:
+		return true
+	}
+	return false
 }
 
 // createExperiment answers POST /api/experiments: 201, or 409 if it exists.
@@ -153,6 +228,13 @@ func (s *Server) createExperiment(c *gin.Context) {
 		abort(c, http.StatusBadRequest, "invalid experiment name", why, "choose another name")
 		return
 	}
+	if why := fsm.ReservedExperimentName(*b.Experiment); why != "" {
+		abort(c, http.StatusBadRequest, "reserved experiment name", why, "choose another name, e.g. add a date or a number to it")
+		return
+	}
+	if !checkIgnoredExperimentFields(c, b) {
+		return
+	}
 	if !checkExperimentText(c, &b.Description, &b.Tags) {
 		return
 	}
@@ -165,5 +247,5 @@ func (s *Server) createExperiment(c *gin.Context) {
 		return
 	}
 	e, _ := s.fsm.Experiment(*b.Experiment)
-	c.JSON(http.StatusCreated, toExperimentJSON(e, time.Now()))
+	c.JSON(http.StatusCreated, s.experimentJSON(e))
 }

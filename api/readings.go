@@ -104,12 +104,13 @@ func (s *Server) timeSeries(c *gin.Context) {
 // /api/experiments/{exp}/logs and recent_logs, /api/workers/{unit}/experiments/{exp}/logs
 // and recent_logs, /api/units/{unit}/logs. ?min_level (default INFO) and
 // ?skip page through them as Pioreactor does: 100 lines a page, 50 recent
-// lines of the last 24 hours.
+// lines of the last 24 hours. The experiment "$experiment" means, as in
+// Pioreactor, the lines that belong to no experiment.
 func (s *Server) logs(c *gin.Context) {
 	q := fsm.LogQuery{Experiment: c.Param("exp"), Limit: 100, MinLevel: "INFO"}
-	if lvl := c.Query("min_level"); lvl != "" {
+	if lvl := strings.ToUpper(c.Query("min_level")); lvl != "" { // Pioreactor takes info as INFO
 		if _, ok := fsm.LogLevels[lvl]; !ok {
-			abort(c, http.StatusBadRequest, "bad min_level", lvl, "use DEBUG, INFO, NOTICE, WARNING or ERROR")
+			abort(c, http.StatusBadRequest, "bad min_level", c.Query("min_level"), "use DEBUG, INFO, NOTICE, WARNING or ERROR (in any case)")
 			return
 		}
 		q.MinLevel = lvl
@@ -125,7 +126,7 @@ func (s *Server) logs(c *gin.Context) {
 	if strings.HasSuffix(c.FullPath(), "/recent_logs") {
 		q.Limit, q.Skip, q.Since = 50, 0, time.Now().Add(-24*time.Hour)
 	}
-	if q.Experiment != "" {
+	if q.Experiment != "" && q.Experiment != fsm.UniversalExperiment { // $experiment: the lines of no experiment
 		if _, ok := s.lookupExperiment(c); !ok { // it waits until this leader's state is current
 			return
 		}

@@ -99,6 +99,9 @@ type Config struct {
 	MaxEventStreams int
 	// Logger receives request errors; nil means slog.Default().
 	Logger *slog.Logger
+	// DataDir is this node's data directory; GET /unit_api/system/disk_space
+	// measures its file system ("" means /).
+	DataDir string
 	// ExportDir is where this node writes the exports of experiment data and
 	// serves them from (GET /exports/{file}); "" means it makes none.
 	ExportDir string
@@ -193,6 +196,14 @@ func New(cfg Config, node Raft, mem Membership) *Server {
 	e.PATCH("/unit_api/jobs/update/job_name/:job", s.unitUpdate)
 	e.POST("/unit_api/jobs/stop/job_name/:job", s.unitStop)
 	e.POST("/unit_api/jobs/stop/all", s.unitStopAll)
+	e.GET("/unit_api/long_running_jobs/running", s.unitLongRunningJobs)
+	e.GET("/unit_api/versions/app", s.unitVersions)
+	e.GET("/unit_api/system/disk_space", s.unitDiskSpace)
+	e.GET("/unit_api/system/memory", s.unitMemory)
+	e.GET("/unit_api/system/ipv4", s.unitIPv4)
+	e.GET("/api/config/shared", s.getSharedConfig)
+	e.GET("/api/local_access_point", s.localAccessPoint)
+	e.GET("/api/models", s.getModels)
 	// Exports are made and served by the node asked: every node holds every
 	// reading, and the browser downloads the file from the node it asked.
 	e.GET("/api/datasets/exportable", s.listDatasets)
@@ -218,6 +229,11 @@ func New(cfg Config, node Raft, mem Membership) *Server {
 	g.GET("/units", s.getUnits)
 	g.GET("/workers", s.getWorkers)
 	g.PUT("/workers", s.addWorker)
+	g.GET("/workers/discover", s.discoverWorkers)
+	g.POST("/workers/setup", s.setupWorker)
+	g.PUT("/workers/:unit/model", s.putWorkerModel)
+	g.GET("/workers/:unit/model", s.getWorkerModel)
+	g.GET("/config/units/:unit", s.getUnitConfig)
 	g.GET("/workers/assignments", s.assignments)
 	g.GET("/workers/:unit", s.getWorker)
 	g.DELETE("/workers/:unit", s.removeWorker)
@@ -233,6 +249,8 @@ func New(cfg Config, node Raft, mem Membership) *Server {
 	g.GET("/experiments", s.getExperiments)
 	g.POST("/experiments", s.createExperiment)
 	g.GET("/experiments/assignment_count", s.assignmentCount)
+	g.GET("/experiments/latest", s.latestExperiment)
+	g.GET("/experiments/active", s.activeExperiments)
 	g.GET("/experiments/:exp", s.getExperiment)
 	g.PATCH("/experiments/:exp", s.patchExperiment)
 	g.DELETE("/experiments/:exp", s.deleteExperiment)

@@ -80,25 +80,37 @@ func (s *Server) addWorker(c *gin.Context) {
 		abort(c, http.StatusBadRequest, "missing pioreactor_unit", `the body needs "pioreactor_unit": "NAME"`, `send {"pioreactor_unit": "worker2"} (and "address": "IP" if its name does not resolve)`)
 		return
 	}
-	name := *b.Unit
+	if u, ok := s.addWorkerNamed(c, *b.Unit, b.ModelName, b.ModelVersion, b.Address); ok {
+		c.JSON(http.StatusCreated, s.worker(u, s.mem.States()))
+	}
+}
+
+// addWorkerNamed adds the worker called name, reached at address (or by its
+// name), with its model, and returns it; on failure it has answered.
+func (s *Server) addWorkerNamed(c *gin.Context, name, modelName, modelVersion, address string) (fsm.Unit, bool) {
+	b := addWorkerBody{Unit: &name, ModelName: modelName, ModelVersion: modelVersion, Address: address}
 	if why := fsm.ValidUnitName(name); why != "" {
 		abort(c, http.StatusBadRequest, "invalid unit name", why, "use the worker's hostname")
-		return
+		return fsm.Unit{}, false
+	}
+	if why := fsm.ReservedUnitName(name); why != "" {
+		abort(c, http.StatusBadRequest, "reserved unit name", why, "rename the worker (pio serve --name NEWNAME) and add it by that name")
+		return fsm.Unit{}, false
 	}
 	if why := fsm.ValidModel(b.ModelName, b.ModelVersion); why != "" {
 		badField(c, "invalid model", why)
-		return
+		return fsm.Unit{}, false
 	}
 	if len(b.Address) > fsm.MaxAddrLen {
 		badField(c, "invalid address", fmt.Sprintf("the address is %d bytes long; at most %d are allowed", len(b.Address), fsm.MaxAddrLen))
-		return
+		return fsm.Unit{}, false
 	}
 	if !s.readable(c) {
-		return
+		return fsm.Unit{}, false
 	}
 	if u, ok := s.fsm.UnitByName(name); ok {
 		abort(c, http.StatusConflict, "already in the inventory", fmt.Sprintf("%s is already a member (node %s at %s)", name, u.NodeID, u.HTTPAddr), "nothing to do; remove it first to add it again")
-		return
+		return fsm.Unit{}, false
 	}
 	candidates := []string{name, name + ".local"}
 	if b.Address != "" {
@@ -130,31 +142,31 @@ func (s *Server) addWorker(c *gin.Context) {
 	if target == nil {
 		abort(c, http.StatusNotFound, "worker not found", "could not reach "+name+": tried "+strings.Join(tried, "; "),
 			"check that the worker is powered on, runs `pio serve` and is on this network; give its IP with \"address\" (pio workers add NAME --address IP)")
-		return
+		return fsm.Unit{}, false
 	}
 	token, err := s.mem.Invite(name)
 	if err != nil {
 		fail(c, err)
-		return
+		return fsm.Unit{}, false
 	}
 	var jr client.JoinResponse
 	if err := target.Do(ctx, http.MethodPost, "/unit_api/invitation", invitationBody{Address: s.cfg.HTTPAddr, Token: token}, &jr); err != nil {
 		fail(c, err)
-		return
+		return fsm.Unit{}, false
 	}
 	u, err := s.waitAlive(ctx, name, 30*time.Second)
 	if err != nil {
 		abort(c, http.StatusGatewayTimeout, "worker joined but is not healthy yet", name+" did not show up alive in gossip within 30 s", "look at `pio status`; check that UDP and TCP on the gossip port (8301) are open between the Pis")
-		return
+		return fsm.Unit{}, false
 	}
 	if b.ModelName != "" || b.ModelVersion != "" {
 		if !s.apply(c, fsm.CmdRegisterUnit, fsm.RegisterUnit{NodeID: u.NodeID, Name: u.Name, Worker: u.Worker, RaftAddr: u.RaftAddr,
 			HTTPAddr: u.HTTPAddr, GossipAddr: u.GossipAddr, ModelName: b.ModelName, ModelVersion: b.ModelVersion}) {
-			return
+			return fsm.Unit{}, false
 		}
 		u, _ = s.fsm.UnitByName(name)
 	}
-	c.JSON(http.StatusCreated, s.worker(u, s.mem.States()))
+	return u, true
 }
 
 // waitAlive waits until the unit called name is in the inventory and alive

@@ -106,3 +106,37 @@ func quoteShort(s string) string {
 	}
 	return fmt.Sprintf("%q… (%d bytes)", s[:64], len(s))
 }
+
+// reservedExperimentNames are the words Pioreactor's routes put where an
+// experiment name goes (GET /api/experiments/latest, /active,
+// /assignment_count); an experiment so named could not be reached.
+var reservedExperimentNames = []string{"latest", "active", "assignment_count", UniversalExperiment}
+
+// reservedUnitNames are the words Pioreactor's routes put where a unit name
+// goes (GET /api/workers/discover, POST /api/workers/setup,
+// GET /api/workers/assignments).
+var reservedUnitNames = []string{"discover", "setup", "assignments", Broadcast}
+
+// ReservedExperimentName explains why a new experiment may not take name, a
+// word of Pioreactor's routes, or returns "". It is checked where experiments
+// are created (the API), not in Apply, so that logs written before it replay alike.
+func ReservedExperimentName(name string) string {
+	for _, r := range reservedExperimentNames {
+		if strings.EqualFold(name, r) {
+			return fmt.Sprintf("experiment name %q is reserved: Pioreactor's API uses /api/experiments/%s for something else", name, r)
+		}
+	}
+	return ""
+}
+
+// ReservedUnitName explains why a new unit may not take name, a word of
+// Pioreactor's routes, or returns "". It is checked where units get their
+// names (the node's configuration, the API), not in Apply.
+func ReservedUnitName(name string) string {
+	for _, r := range reservedUnitNames {
+		if strings.EqualFold(name, r) {
+			return fmt.Sprintf("unit name %q is reserved: Pioreactor's API uses /api/workers/%s for something else", name, r)
+		}
+	}
+	return ""
+}

@@ -51,3 +51,26 @@ func TestRequestIDs(t *testing.T) {
 		}
 	}
 }
+
+func TestReservedNames(t *testing.T) {
+	for _, n := range []string{"latest", "LATEST", "active", "assignment_count", "$experiment"} {
+		if ReservedExperimentName(n) == "" {
+			t.Errorf("experiment %q not reserved", n)
+		}
+	}
+	for _, n := range []string{"latest-run", "exp1", "current2"} {
+		if why := ReservedExperimentName(n); why != "" {
+			t.Errorf("experiment %q reserved: %s", n, why)
+		}
+	}
+	for _, n := range []string{"discover", "Setup", "assignments", "$broadcast"} {
+		if ReservedUnitName(n) == "" {
+			t.Errorf("unit %q not reserved", n)
+		}
+	}
+	for _, n := range []string{"worker1", "setup2", "leader"} {
+		if why := ReservedUnitName(n); why != "" {
+			t.Errorf("unit %q reserved: %s", n, why)
+		}
+	}
+}
