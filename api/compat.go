@@ -96,15 +96,28 @@ func (s *Server) setupWorker(c *gin.Context) {
 		return
 	}
 	ip := strings.TrimSpace(b.IPv4)
-	if ip != "" {
-		if a := net.ParseIP(ip); a == nil || a.To4() == nil {
-			abort(c, http.StatusBadRequest, "invalid ipv4_address", fmt.Sprintf("%s is not an IPv4 address", quoteCut(ip)), "send the worker's IPv4 address, e.g. 192.168.1.20, or leave ipv4_address out")
-			return
-		}
+	if ip != "" && !validIPv4Port(ip) {
+		abort(c, http.StatusBadRequest, "invalid ipv4_address", fmt.Sprintf("%s is not an IPv4 address", quoteCut(ip)), "send the worker's IPv4 address, e.g. 192.168.1.20 (or 192.168.1.20:8081 if it serves on another port), or leave ipv4_address out")
+		return
 	}
 	if u, ok := s.addWorkerNamed(c, *b.Name, b.Model, b.Version, ip); ok {
 		c.JSON(http.StatusOK, gin.H{"msg": fmt.Sprintf("Worker %s added successfully.", u.Name)})
 	}
+}
+
+// validIPv4Port reports whether s is an IPv4 address, with or without a port
+// (pio's addition: a node may serve on another port than 8080).
+func validIPv4Port(s string) bool {
+	host := s
+	if h, port, err := net.SplitHostPort(s); err == nil {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return false
+		}
+		host = h
+	}
+	a := net.ParseIP(host)
+	return a != nil && a.To4() != nil && strings.Count(host, ":") == 0
 }
 
 // quoteCut quotes s for an error message, cut to its first 64 bytes.
