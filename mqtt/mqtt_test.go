@@ -20,7 +20,7 @@ const token = "the-api-token"
 type members map[string]membership.MemberState
 
 func (m members) States() map[string]membership.MemberState { return m }
-func (m members) OnChange(func()) func()                   { return func() {} }
+func (m members) OnChange(func()) func()                    { return func() {} }
 
 // authorized is the API's rule with auth on and read_auth off.
 func authorized(tok string, write bool) bool { return !write || tok == token }
