@@ -23,6 +23,7 @@ import (
 	"github.com/pioreactor/pio/gpio"
 	"github.com/pioreactor/pio/jobs"
 	"github.com/pioreactor/pio/membership"
+	"github.com/pioreactor/pio/mqtt"
 	"github.com/pioreactor/pio/rpc"
 	"github.com/pioreactor/pio/trust"
 	"github.com/pioreactor/pio/worker"
@@ -49,6 +50,7 @@ type Agent struct {
 	hw       gpio.Backend
 	worker   *worker.Worker // nil on a node that is not a worker
 	srv      *http.Server
+	mqtt     *mqtt.Broker // nil when both MQTT listeners are disabled
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -199,8 +201,16 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 	rpcSrv := rpc.NewServer(rpc.ServerConfig{Transport: port, Client: rc, Raft: node, FSM: f, Members: mem, Public: srv.Handler(), Logger: log,
 		GatherWindow: cfg.GatherWindow,
 		Explain:      func(err error) rpc.Error { e := api.Explain(err); return rpc.Error(e) }})
+	// Every node's MQTT broker publishes the cluster's state; commands go through the API.
+	broker, err := mqtt.Start(cfg.mqttConfig(), mqtt.Sources{FSM: f, Members: mem, API: srv.Handler(), Authorized: srv.Authorized, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if broker != nil {
+		undo = append(undo, func() { broker.Close() })
+	}
 	a := &Agent{cfg: cfg, log: log, nodeID: nodeID, lock: lock, httpAddr: httpAddr, trust: store, port: port, rpc: rpcSrv, peers: rc, node: node, mem: mem,
-		api: srv, hw: hw, worker: wk, srv: cfg.HTTPLimits.server(srv.Handler())}
+		api: srv, hw: hw, worker: wk, srv: cfg.HTTPLimits.server(srv.Handler()), mqtt: broker}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
@@ -245,7 +255,7 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 	}
 	started = true
 	log.Info("pio node started", "node_id", nodeID, "http", httpAddr, "raft", node.Addr(), "gossip", mem.GossipAddr(),
-		"data_dir", cfg.DataDir, "worker", cfg.Worker, "prefer_leader", cfg.PreferLeader, "version", cfg.Version)
+		"mqtt", a.MQTTAddr(), "mqtt_ws", a.MQTTWSAddr(), "data_dir", cfg.DataDir, "worker", cfg.Worker, "prefer_leader", cfg.PreferLeader, "version", cfg.Version)
 	if store.Current() != nil && cfg.APIAuth != "off" {
 		log.Info("writes to the API need the API token: print it with `pio token --api --data-dir "+cfg.DataDir+"` "+
 			"and sign in to the UI with it (the CLI finds it in the data dir, or in PIO_API_TOKEN)", "ui", "http://"+httpAddr)
@@ -253,12 +263,15 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 	return a, nil
 }
 
-// Close stops the node: HTTP first, then the background work, then Raft.
+// Close stops the node: MQTT and HTTP first, then the background work, then Raft.
 func (a *Agent) Close() error {
 	var err error
 	a.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
+		if a.mqtt != nil {
+			_ = a.mqtt.Close() // its clients' commands go through the API: it stops first
+		}
 		_ = a.srv.Shutdown(ctx)
 		if a.worker != nil {
 			a.worker.Close() // pumps first, then heater, then the rest
@@ -385,3 +398,19 @@ func (a *Agent) Worker() *worker.Worker { return a.worker }
 
 // Hardware is this node's HAT backend (simulated or a Raspberry Pi's).
 func (a *Agent) Hardware() gpio.Backend { return a.hw }
+
+// MQTTAddr is the bound address of the MQTT broker's TCP listener ("" when disabled).
+func (a *Agent) MQTTAddr() string {
+	if a.mqtt == nil {
+		return ""
+	}
+	return a.mqtt.Addr()
+}
+
+// MQTTWSAddr is the bound address of the MQTT broker's WebSocket listener ("" when disabled).
+func (a *Agent) MQTTWSAddr() string {
+	if a.mqtt == nil {
+		return ""
+	}
+	return a.mqtt.WSAddr()
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/jobs"
 	"github.com/pioreactor/pio/membership"
+	"github.com/pioreactor/pio/mqtt"
 	"github.com/pioreactor/pio/trust"
 )
 
@@ -20,11 +21,15 @@ import (
 // flags, PIO_* environment variables and the config file, in that order of
 // precedence (cmd/pio), from DefaultConfig.
 type Config struct {
-	Name          string
-	DataDir       string
-	HTTPAddr      string
-	RaftAddr      string
-	GossipAddr    string
+	Name       string
+	DataDir    string
+	HTTPAddr   string
+	RaftAddr   string
+	GossipAddr string
+	// MQTTAddr and MQTTWSAddr are the MQTT broker's TCP and WebSocket
+	// listeners (Pioreactor's 1883 and 9001); empty disables each.
+	MQTTAddr      string
+	MQTTWSAddr    string
 	AdvertiseAddr string
 	Join          string
 	Worker        bool
@@ -80,9 +85,9 @@ type Config struct {
 // DefaultConfig is what `pio serve` runs with when nothing is set.
 func DefaultConfig() Config {
 	// The packages' own defaults, declared once in each package's DefaultConfig.
-	cd, md, ad, jd := cluster.DefaultConfig(), membership.DefaultConfig(membership.Self{}), api.DefaultConfig(), jobs.DefaultConfig()
+	cd, md, ad, jd, qd := cluster.DefaultConfig(), membership.DefaultConfig(membership.Self{}), api.DefaultConfig(), jobs.DefaultConfig(), mqtt.DefaultConfig()
 	return Config{
-		DataDir: "/var/lib/pio", HTTPAddr: ":8080", RaftAddr: ":8300", GossipAddr: ":8301",
+		DataDir: "/var/lib/pio", HTTPAddr: ":8080", RaftAddr: ":8300", GossipAddr: ":8301", MQTTAddr: qd.Addr, MQTTWSAddr: qd.WSAddr,
 		Worker: true, Hardware: "auto", Model: jd.Limits.Model, PumpMLPerSecond: jd.PumpMLPerSecond, MaxVoters: cd.MaxVoters, Stabilization: md.Stabilization,
 		Heartbeat: cd.HeartbeatTimeout, Election: cd.ElectionTimeout, HoldTimeout: ad.HoldTimeout, MaxEventStreams: ad.MaxEventStreams, LogLevel: "info", APIAuth: ad.Auth,
 		SnapshotThreshold: cd.SnapshotThreshold, SnapshotInterval: cd.SnapshotInterval, TrailingLogs: cd.TrailingLogs,
@@ -135,6 +140,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s %q is not HOST:PORT (e.g. :8080 or 10.0.0.5:8080): %v", a.name, a.v, err)
 		}
 	}
+	if err := c.mqttConfig().Validate(); err != nil {
+		return err
+	}
 	if c.MaxEventStreams < 1 {
 		return fmt.Errorf("--max-event-streams is %d; it must be at least 1 (each open page of the UI holds one stream)", c.MaxEventStreams)
 	}
@@ -186,4 +194,12 @@ func (c *Config) chooseAdvertise(addrs []net.Addr) (string, error) {
 	}
 	return "", fmt.Errorf("this host has several addresses (%s) and --http-addr %s does not say which one other nodes should use; set --advertise-addr (or PIO_ADVERTISE_ADDR) to one of them",
 		strings.Join(found, ", "), c.HTTPAddr)
+}
+
+// mqttConfig is the broker's configuration: its addresses from this one,
+// its limits the package's defaults.
+func (c *Config) mqttConfig() mqtt.Config {
+	q := mqtt.DefaultConfig()
+	q.Addr, q.WSAddr = c.MQTTAddr, c.MQTTWSAddr
+	return q
 }

@@ -33,6 +33,8 @@ func StartRuntime(cfg Config, log *slog.Logger) (*Runtime, error) {
 	cfg.HTTPAddr = pinPort(cfg.HTTPAddr, a.httpAddr)
 	cfg.RaftAddr = pinPort(cfg.RaftAddr, a.node.Addr())
 	cfg.GossipAddr = pinPort(cfg.GossipAddr, a.mem.GossipAddr())
+	cfg.MQTTAddr = pinPort(cfg.MQTTAddr, a.MQTTAddr())
+	cfg.MQTTWSAddr = pinPort(cfg.MQTTWSAddr, a.MQTTWSAddr())
 	cfg.Join = ""
 	r.cfg, r.a = cfg, a
 	go r.loop()

@@ -77,3 +77,16 @@ func (s *Server) authorize(c *gin.Context) {
 func (s *Server) authCheck(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"auth": s.authMode(), "read_auth": s.cfg.ReadAuth})
 }
+
+// Authorized reports whether a client presenting token (empty for none) may
+// write (write true) or read through this node, by the same rules as the
+// API's own requests: it is how the MQTT broker decides what its clients may do.
+func (s *Server) Authorized(token string, write bool) bool {
+	switch {
+	case s.authMode() != "token":
+		return true
+	case !write && !s.cfg.ReadAuth:
+		return true
+	}
+	return s.cfg.Trust.Current().CheckAPIToken(strings.TrimSpace(token))
+}

@@ -12,7 +12,7 @@ func TestSecondServeOnSameDataDirRefused(t *testing.T) {
 	cfg := agent.DefaultConfig()
 	cfg.Name, cfg.DataDir = "intruder", n.cfg.DataDir
 	ip := freshIP()
-	cfg.HTTPAddr, cfg.RaftAddr, cfg.GossipAddr = ip+":0", ip+":0", ip+":0"
+	cfg.HTTPAddr, cfg.RaftAddr, cfg.GossipAddr, cfg.MQTTAddr, cfg.MQTTWSAddr = ip+":0", ip+":0", ip+":0", ip+":0", ""
 	_, err := agent.Start(cfg, discardLogger())
 	if err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("second node on the same data dir: %v", err)

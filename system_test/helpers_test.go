@@ -84,6 +84,8 @@ func startNode(t *testing.T, name string, opts ...nodeOpt) *testNode {
 	cfg.HTTPAddr = net.JoinHostPort(ip, "0")
 	cfg.RaftAddr = net.JoinHostPort(ip, "0")
 	cfg.GossipAddr = net.JoinHostPort(ip, "0")
+	cfg.MQTTAddr = net.JoinHostPort(ip, "0")
+	cfg.MQTTWSAddr = net.JoinHostPort(ip, "0")
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -95,7 +95,8 @@ func startProc(t *testing.T, name string, extra ...string) *proc {
 	ip := freshIP()
 	p := &proc{t: t, name: name, httpAddr: freePort(t, ip), dataDir: filepath.Join(t.TempDir(), name)}
 	p.args = append([]string{"serve", "--name", name, "--data-dir", p.dataDir,
-		"--http-addr", p.httpAddr, "--raft-addr", freePort(t, ip), "--gossip-addr", freePort(t, ip), "--hardware", "sim"}, extra...)
+		"--http-addr", p.httpAddr, "--raft-addr", freePort(t, ip), "--gossip-addr", freePort(t, ip),
+		"--mqtt-addr", ip + ":0", "--mqtt-ws-addr", ip + ":0", "--hardware", "sim"}, extra...)
 	p.c = &client.Client{Base: "http://" + p.httpAddr, HTTP: signedIn(10*time.Second, p.apiToken)}
 	var err error
 	p.log, err = os.Create(filepath.Join(t.TempDir(), name+".log"))

@@ -17,6 +17,8 @@ var serveKeys = []struct{ key, flag, usage string }{
 	{"http_addr", "http-addr", "address of the HTTP API and UI"},
 	{"raft_addr", "raft-addr", "address of the cluster port (TCP): Raft and node-to-node calls, under mutual TLS"},
 	{"gossip_addr", "gossip-addr", "address of gossip (UDP and TCP)"},
+	{"mqtt.addr", "mqtt-addr", "address of the MQTT broker (TCP; Pioreactor's topics, from the cluster's state); empty disables it"},
+	{"mqtt.ws_addr", "mqtt-ws-addr", "address of the MQTT broker over WebSocket; empty disables it"},
 	{"advertise_addr", "advertise-addr", "the IP other nodes reach this one at (required when a bind address is unspecified and this host has several)"},
 	{"join", "join", "HOST[:PORT] of any node of a cluster to join at start"},
 	{"join_token", "token", "the cluster's join token (print it with: sudo pio token, on a member; env PIO_TOKEN): needed to join, and it pins which cluster may invite this node"},
@@ -71,7 +73,7 @@ func addServeFlags(cmd *cobra.Command) {
 			f.Float64(k.flag, d.PumpMLPerSecond, k.usage)
 		default:
 			def := map[string]string{"data_dir": d.DataDir, "http_addr": d.HTTPAddr, "raft_addr": d.RaftAddr,
-				"gossip_addr": d.GossipAddr, "hardware": d.Hardware, "model": d.Model, "log_level": d.LogLevel, "api.auth": d.APIAuth}[k.key]
+				"gossip_addr": d.GossipAddr, "mqtt.addr": d.MQTTAddr, "mqtt.ws_addr": d.MQTTWSAddr, "hardware": d.Hardware, "model": d.Model, "log_level": d.LogLevel, "api.auth": d.APIAuth}[k.key]
 			f.String(k.flag, def, k.usage)
 		}
 	}
@@ -104,7 +106,8 @@ func loadServeConfig(cmd *cobra.Command) (agent.Config, error) {
 	}
 	c := agent.Config{
 		Name: v.GetString("name"), DataDir: v.GetString("data_dir"), HTTPAddr: v.GetString("http_addr"),
-		RaftAddr: v.GetString("raft_addr"), GossipAddr: v.GetString("gossip_addr"), AdvertiseAddr: v.GetString("advertise_addr"),
+		RaftAddr: v.GetString("raft_addr"), GossipAddr: v.GetString("gossip_addr"),
+		MQTTAddr: v.GetString("mqtt.addr"), MQTTWSAddr: v.GetString("mqtt.ws_addr"), AdvertiseAddr: v.GetString("advertise_addr"),
 		Join: v.GetString("join"), Worker: v.GetBool("worker"), Hardware: v.GetString("hardware"),
 		Model: v.GetString("model"), PumpMLPerSecond: v.GetFloat64("pump.ml_per_second"),
 		MaxVoters: v.GetInt("cluster.max_voters"), Stabilization: v.GetDuration("cluster.stabilization_time"), Heartbeat: v.GetDuration("raft.heartbeat_timeout"),

@@ -107,3 +107,30 @@ func TestMaxEventStreamsSetting(t *testing.T) {
 		t.Fatalf("0 streams: %v", err)
 	}
 }
+
+// mqtt.addr and mqtt.ws_addr are declared like every setting: Pioreactor's
+// ports by default, then file, PIO_ variable and flag; empty disables; a
+// malformed address is refused.
+func TestMQTTSettings(t *testing.T) {
+	if cfg := loadWith(t, nil); cfg.MQTTAddr != ":1883" || cfg.MQTTWSAddr != ":9001" {
+		t.Fatalf("defaults: %q %q", cfg.MQTTAddr, cfg.MQTTWSAddr)
+	}
+	file := filepath.Join(t.TempDir(), "pio.yaml")
+	os.WriteFile(file, []byte("mqtt:\n  addr: 10.0.0.1:1884\n  ws_addr: \"\"\n"), 0o600)
+	if cfg := loadWith(t, []string{"--config", file}); cfg.MQTTAddr != "10.0.0.1:1884" || cfg.MQTTWSAddr != "" {
+		t.Fatalf("file: %q %q", cfg.MQTTAddr, cfg.MQTTWSAddr)
+	}
+	t.Setenv("PIO_MQTT_ADDR", ":1885")
+	t.Setenv("PIO_MQTT_WS_ADDR", ":9002")
+	if cfg := loadWith(t, []string{"--config", file}); cfg.MQTTAddr != ":1885" || cfg.MQTTWSAddr != ":9002" {
+		t.Fatalf("env: %q %q", cfg.MQTTAddr, cfg.MQTTWSAddr)
+	}
+	cfg := loadWith(t, []string{"--mqtt-addr", "", "--mqtt-ws-addr", ":9003"})
+	if cfg.MQTTAddr != "" || cfg.MQTTWSAddr != ":9003" {
+		t.Fatalf("flag: %q %q", cfg.MQTTAddr, cfg.MQTTWSAddr)
+	}
+	cfg.Name, cfg.MQTTAddr = "ok", "1883"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--mqtt-addr") {
+		t.Fatalf("bad address: %v", err)
+	}
+}

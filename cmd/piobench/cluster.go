@@ -119,7 +119,7 @@ func (b *bench) startConcurrent(name string, extra ...string) (*node, error) {
 	hc.Transport = &authTransport{base: hc.Transport, token: n.tokens.get}
 	n.c = &client.Client{Base: "http://" + httpAddr, HTTP: hc}
 	n.args = append([]string{"serve", "--name", name, "--data-dir", dataDir, "--http-addr", httpAddr,
-		"--raft-addr", raftAddr, "--gossip-addr", gossipAddr, "--hardware", "sim"}, extra...)
+		"--raft-addr", raftAddr, "--gossip-addr", gossipAddr, "--mqtt-addr", ip + ":0", "--mqtt-ws-addr", ip + ":0", "--hardware", "sim"}, extra...)
 	b.mu.Lock()
 	b.procs = append(b.procs, n)
 	b.mu.Unlock()

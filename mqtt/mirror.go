@@ -1,0 +1,227 @@
+package mqtt
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pioreactor/pio/fsm"
+	"github.com/pioreactor/pio/membership"
+)
+
+// mirror publishes the cluster's state as it changes, until Close: each
+// applied entry's readings and logs as they come, and the retained topics
+// (units' health, jobs and their settings) again after every change of who
+// runs what or who is alive.
+func (b *Broker) mirror() {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-b.resync:
+			b.syncRetained()
+		case c := <-b.changes:
+			b.applied(c)
+		}
+	}
+}
+
+// applied publishes what one applied entry changed.
+func (b *Broker) applied(c fsm.Change) {
+	if c.Cmd == nil { // a snapshot was restored, or the state reset
+		b.syncRetained()
+		return
+	}
+	if c.Result.Err != nil || c.Result.Duplicate {
+		return
+	}
+	var recs []fsm.RecordReadings
+	switch c.Cmd.Type {
+	case fsm.CmdRecordBatches:
+		var p fsm.RecordBatches
+		if json.Unmarshal(c.Cmd.Payload, &p) != nil {
+			return
+		}
+		for i, bt := range p.Batches {
+			if i >= len(c.Result.Batches) || c.Result.Batches[i] != nil {
+				continue // refused, or stored by an earlier entry
+			}
+			if r, why := bt.Record(); why == "" {
+				recs = append(recs, r)
+			}
+		}
+	case fsm.CmdRecordReadings:
+		var r fsm.RecordReadings
+		if json.Unmarshal(c.Cmd.Payload, &r) != nil {
+			return
+		}
+		recs = append(recs, r)
+	case fsm.CmdPruneReadings, fsm.CmdRecordEvent:
+		return
+	default: // units, assignments, experiments: who runs what may have changed
+		b.syncRetained()
+		return
+	}
+	for _, r := range recs {
+		if r.Jobs != nil {
+			b.syncRetained() // a job started, stopped or changed a setting
+			break
+		}
+	}
+	for _, r := range recs {
+		for _, x := range r.Readings {
+			b.reading(x)
+		}
+		for _, l := range r.Logs {
+			b.logLine(l)
+		}
+	}
+}
+
+// stamp is Pioreactor's timestamp: ISO 8601, UTC, milliseconds.
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+
+// segment reports whether s may be one level of a topic.
+func segment(s string) bool { return s != "" && !strings.ContainsAny(s, "/+#\x00") }
+
+func jsonText(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// reading publishes one reading as Pioreactor's job publishes it.
+func (b *Broker) reading(x fsm.Reading) {
+	if !segment(x.Unit) || !segment(x.Experiment) {
+		return
+	}
+	base := "pioreactor/" + x.Unit + "/" + x.Experiment + "/"
+	ts := stamp(x.Time)
+	switch x.Kind {
+	case "od":
+		// RawODReading (calibrated: 0) on channel 1 at 90°, as od_reading's od1,
+		// and the same in ODReadings, as its ods.
+		od := map[string]any{"timestamp": ts, "angle": "90", "od": x.Value, "channel": "1", "ir_led_intensity": b.ir[x.Unit], "calibrated": 0}
+		b.retainReading(base+"od_reading/od1", jsonText(od))
+		b.retainReading(base+"od_reading/ods", jsonText(map[string]any{"timestamp": ts, "ods": map[string]any{"1": od}}))
+	case "growth_rate":
+		b.retainReading(base+"growth_rate_calculating/growth_rate", jsonText(map[string]any{"growth_rate": x.Value, "timestamp": ts}))
+	case "temperature":
+		b.retainReading(base+"temperature_automation/temperature", jsonText(map[string]any{"temperature": x.Value, "timestamp": ts}))
+	case "dosing":
+		b.publish(base+"dosing_events", jsonText(map[string]any{"volume_change": x.Value, "event": "add_media",
+			"source_of_event": "dosing_automation", "timestamp": ts}), false)
+	}
+}
+
+// retainReading publishes a reading that is also a job's setting in
+// Pioreactor (retained until the job ends).
+func (b *Broker) retainReading(topic, payload string) {
+	b.last[topic] = payload
+	b.pub[topic] = payload
+	b.publish(topic, payload, true)
+}
+
+// logLine publishes one job log line as Pioreactor's MQTT log handler does.
+func (b *Broker) logLine(l fsm.LogEntry) {
+	lvl := strings.ToLower(l.Level)
+	if !segment(l.Unit) || !segment(l.Experiment) || !segment(lvl) {
+		return
+	}
+	b.publish("pioreactor/"+l.Unit+"/"+l.Experiment+"/logs/app/"+lvl, jsonText(map[string]any{
+		"message": l.Message, "level": l.Level, "task": l.Task, "source": "app", "timestamp": stamp(l.Time)}), false)
+}
+
+// settingText is a setting's payload as Pioreactor publishes it: strings
+// and numbers bare, nothing empty, anything else JSON.
+func settingText(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	}
+	return jsonText(v)
+}
+
+// alive reports whether gossip counts a node as up (a suspect is not dead yet).
+func alive(st membership.MemberState, ok bool) bool {
+	return ok && (st.Health == membership.HealthAlive || st.Health == membership.HealthSuspect)
+}
+
+// syncRetained publishes the retained topics the state calls for and
+// withdraws those it no longer does: a unit's health; each job's state
+// ("lost" when its worker is dead, as GET .../jobs/running says) and
+// settings. A job that is gone is "disconnected", and its settings cleared.
+func (b *Broker) syncRetained() {
+	states := b.src.Members.States()
+	want := map[string]string{}
+	jobs := map[string]bool{} // topic prefixes of running jobs
+	for _, u := range b.src.FSM.Units() {
+		if !segment(u.Name) {
+			continue
+		}
+		st, ok := states[u.NodeID]
+		up := alive(st, ok)
+		state := "lost"
+		if up {
+			state = "ready"
+		}
+		want["pioreactor/"+u.Name+"/$experiment/monitor/$state"] = state
+		if !u.Worker {
+			continue
+		}
+		for _, r := range b.src.FSM.JobRecords(u.NodeID) {
+			if !segment(r.Experiment) || !segment(r.Name) {
+				continue
+			}
+			base := "pioreactor/" + u.Name + "/" + r.Experiment + "/" + r.Name + "/"
+			jobs[base] = true
+			js := r.State
+			if !up {
+				js = "lost"
+			}
+			want[base+"$state"] = js
+			for k, v := range r.Settings {
+				if segment(k) && k != "$state" && len(base)+len(k) <= b.cfg.MaxTopicLength {
+					want[base+k] = settingText(v)
+				}
+			}
+			if r.Name == "od_reading" {
+				if v, ok := r.Settings["ir_led_intensity"].(float64); ok {
+					b.ir[u.Name] = v
+				}
+			}
+		}
+	}
+	for t, p := range b.last {
+		if i := strings.LastIndexByte(t, '/'); i >= 0 && jobs[t[:i+1]] {
+			want[t] = p
+		} else {
+			delete(b.last, t)
+		}
+	}
+	for t, p := range want {
+		if old, ok := b.pub[t]; !ok || old != p {
+			b.pub[t] = p
+			b.publish(t, p, true)
+		}
+	}
+	for t, p := range b.pub {
+		if _, ok := want[t]; ok {
+			continue
+		}
+		if strings.HasSuffix(t, "/$state") && !strings.HasSuffix(t, "/monitor/$state") {
+			if p != "disconnected" {
+				b.pub[t] = "disconnected"
+				b.publish(t, "disconnected", true)
+			}
+			continue
+		}
+		delete(b.pub, t)
+		b.publish(t, "", true) // an empty retained message clears it
+	}
+}
