@@ -203,7 +203,14 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 		Explain:      func(err error) rpc.Error { e := api.Explain(err); return rpc.Error(e) }})
 	// Every node's MQTT broker publishes the cluster's state; commands go through the API.
 	broker, err := mqtt.Start(cfg.mqttConfig(), mqtt.Sources{FSM: f, Members: mem, API: srv.Handler(), Authorized: srv.Authorized, Logger: log})
-	if err != nil {
+	switch {
+	case errors.Is(err, mqtt.ErrListen):
+		// MQTT is a window on the cluster, not the cluster: a taken port (a
+		// Pioreactor's own mosquitto, say) must not keep the node down.
+		log.Error("MQTT is off on this node: its port is taken", "error", err.Error(),
+			"remediation", "stop what holds it (a Pioreactor's mosquitto: sudo systemctl disable --now mosquitto) or set mqtt.addr / mqtt.ws_addr, then restart pio")
+		broker = nil
+	case err != nil:
 		return nil, err
 	}
 	if broker != nil {

@@ -3,6 +3,7 @@ package system
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -191,4 +192,22 @@ func TestMQTTReadAuth(t *testing.T) {
 	}
 	sub := subscribeAll(t, mqttClient(t, n, "reader", n.apiToken()))
 	sub.await(t, 10*time.Second, "solo ready", 0, is("pioreactor/solo/$experiment/monitor/$state", "ready"))
+}
+
+// A taken MQTT port (a Pioreactor's own mosquitto, say) leaves MQTT off on
+// that node, with an error in its log, and the node up and in its cluster.
+func TestMQTTPortTakenKeepsTheNodeUp(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	n := startNode(t, "taken", func(c *agent.Config) { c.MQTTAddr = ln.Addr().String() })
+	waitCluster(t, []*testNode{n}, 1, 1)
+	if addr := n.a.MQTTAddr(); addr != "" {
+		t.Fatalf("MQTT listens on %s although its port was taken", addr)
+	}
+	if !strings.Contains(n.logs.String(), "MQTT is off on this node: its port is taken") {
+		t.Fatalf("no error about the taken port in the log:\n%s", n.logs.String())
+	}
 }
