@@ -241,6 +241,9 @@ type verifyFuture struct {
 	quorumSize int
 	votes      int
 	voteLock   sync.Mutex
+	// registered is when the leader started this check (pio patch 3): only
+	// answers to requests sent after it vote for it.
+	registered time.Time
 }
 
 // leadershipTransferFuture is used to track the progress of a leadership

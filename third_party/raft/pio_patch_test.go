@@ -3,6 +3,7 @@ package raft
 import (
 	"errors"
 	"io"
+	"sync"
 	"testing"
 	"time"
 )
@@ -94,4 +95,142 @@ func TestPIOReplicationResumesWithHeartbeats(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Logf("caught up %v after reconnecting", time.Since(back))
+}
+
+// holdTransport is the leader's transport in TestPIOVerifyLeaderIgnoresEarlierAnswers:
+// once holding, the first AppendEntries to each follower is delivered and
+// answered, but its answer is held until release, as a leader that was
+// paused (SIGSTOP) finds its followers' answers waiting when it resumes;
+// later calls fail until release. No pipelining.
+type holdTransport struct {
+	*InmemTransport
+	mu       sync.Mutex
+	holding  bool
+	captured map[ServerID]bool
+	release  chan struct{}
+	held     chan ServerID
+}
+
+func (h *holdTransport) AppendEntries(id ServerID, target ServerAddress, args *AppendEntriesRequest, resp *AppendEntriesResponse) error {
+	h.mu.Lock()
+	holding, first, rel := h.holding, !h.captured[id], h.release
+	if holding && first {
+		h.captured[id] = true
+	}
+	h.mu.Unlock()
+	if holding && !first {
+		<-rel
+		return errors.New("held")
+	}
+	err := h.InmemTransport.AppendEntries(id, target, args, resp)
+	if holding && first {
+		h.held <- id
+		<-rel
+	}
+	return err
+}
+
+func (h *holdTransport) AppendEntriesPipeline(ServerID, ServerAddress) (AppendPipeline, error) {
+	return nil, ErrPipelineReplicationNotSupported
+}
+
+// TestPIOVerifyLeaderIgnoresEarlierAnswers checks pio patch 3: a leadership
+// check (VerifyLeader, which linearizable reads rely on) counts only answers
+// to requests sent after it began. The leader's followers answer "yes, you
+// lead" to a request, elect another leader while the answers wait (the
+// leader paused), and the leader checks its leadership before it reads
+// them. Upstream those earlier answers confirm it, and the deposed leader
+// serves stale reads; with the patch the check fails.
+func TestPIOVerifyLeaderIgnoresEarlierAnswers(t *testing.T) {
+	ids := []ServerID{"a", "b", "c"}
+	trans := map[ServerID]*InmemTransport{}
+	for _, id := range ids {
+		_, trans[id] = NewInmemTransport(ServerAddress(id))
+	}
+	for _, x := range ids {
+		for _, y := range ids {
+			if x != y {
+				trans[x].Connect(ServerAddress(y), trans[y])
+			}
+		}
+	}
+	hold := &holdTransport{InmemTransport: trans["a"], captured: map[ServerID]bool{}, release: make(chan struct{}), held: make(chan ServerID, 2)}
+	var cfg Configuration
+	for _, id := range ids {
+		cfg.Servers = append(cfg.Servers, Server{ID: id, Address: ServerAddress(id)})
+	}
+	nodes := map[ServerID]*Raft{}
+	for _, id := range ids {
+		conf := inmemConfig(t)
+		conf.LocalID = id
+		var tr Transport = trans[id]
+		if id == "a" {
+			// a leads first, and its lease is long: the check below runs while it still leads.
+			conf.HeartbeatTimeout, conf.ElectionTimeout, conf.LeaderLeaseTimeout = 5*time.Second, 5*time.Second, 5*time.Second
+			tr = hold
+		} else {
+			conf.HeartbeatTimeout, conf.ElectionTimeout, conf.LeaderLeaseTimeout = 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond
+		}
+		store, snaps := NewInmemStore(), NewInmemSnapshotStore()
+		if err := BootstrapCluster(conf, store, store, snaps, tr, cfg); err != nil {
+			t.Fatal(err)
+		}
+		r, err := NewRaft(conf, nopFSM{}, store, store, snaps, tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[id] = r
+		defer func() { _ = r.Shutdown().Error() }() // waits for its goroutines
+	}
+	a := nodes["a"]
+	// b and c may win the first election: give it to a (b and c time out first, so transfer).
+	deadline := time.Now().Add(10 * time.Second)
+	for a.State() != Leader {
+		if time.Now().After(deadline) {
+			t.Fatal("a never led")
+		}
+		for _, id := range []ServerID{"b", "c"} {
+			if nodes[id].State() == Leader {
+				_ = nodes[id].LeadershipTransferToServer("a", "a").Error()
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := a.VerifyLeader().Error(); err != nil {
+		t.Fatalf("a leads but cannot verify it: %v", err)
+	}
+
+	// b and c answer a once more, and can no longer reach a: they will elect one of themselves.
+	trans["b"].Disconnect("a")
+	trans["c"].Disconnect("a")
+	hold.mu.Lock()
+	hold.holding = true
+	hold.mu.Unlock()
+	a.VerifyLeader() // makes a send to both at once; its answers are held
+	for i := 0; i < 2; i++ {
+		select {
+		case <-hold.held:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a sent nothing to its followers")
+		}
+	}
+	for nodes["b"].State() != Leader && nodes["c"].State() != Leader {
+		if time.Now().After(deadline) {
+			t.Fatal("b and c never elected a new leader")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// a, deposed but not knowing it, checks its leadership; then the answers from before arrive.
+	check := a.VerifyLeader()
+	time.Sleep(100 * time.Millisecond) // the leader loop registers the check
+	close(hold.release)
+	select {
+	case err := <-func() chan error { c := make(chan error, 1); go func() { c <- check.Error() }(); return c }():
+		if err == nil {
+			t.Fatal("a deposed leader verified its leadership with answers to requests sent before the check")
+		}
+		t.Logf("the check failed, as it must: %v", err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("the check never ended")
+	}
 }
