@@ -26,6 +26,7 @@ import (
 	"github.com/pioreactor/pio/mqtt"
 	"github.com/pioreactor/pio/rpc"
 	"github.com/pioreactor/pio/trust"
+	"github.com/pioreactor/pio/web"
 	"github.com/pioreactor/pio/worker"
 	"go.etcd.io/bbolt"
 )
@@ -181,6 +182,11 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 	acfg.MaxEventStreams = cfg.MaxEventStreams
 	acfg.ExportDir = filepath.Join(cfg.DataDir, "exports")
 	acfg.DataDir = cfg.DataDir
+	if cfg.UIDir != "" {
+		if acfg.UI, err = web.Dir(cfg.UIDir); err != nil {
+			return nil, fmt.Errorf("ui.dir (--ui-dir): %w", err)
+		}
+	}
 	var wk *worker.Worker
 	if cfg.Worker {
 		limits, _ := jobs.LimitsFor(cfg.Model) // checked by Validate

@@ -28,8 +28,11 @@ type Config struct {
 	GossipAddr string
 	// MQTTAddr and MQTTWSAddr are the MQTT broker's TCP and WebSocket
 	// listeners (Pioreactor's 1883 and 9001); empty disables each.
-	MQTTAddr      string
-	MQTTWSAddr    string
+	MQTTAddr   string
+	MQTTWSAddr string
+	// UIDir is a folder holding another browser UI's build (Pioreactor's own)
+	// to serve at / instead of pio's, which moves to /pio/; "" serves pio's.
+	UIDir         string
 	AdvertiseAddr string
 	Join          string
 	Worker        bool

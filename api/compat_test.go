@@ -65,6 +65,7 @@ func TestUnitSystemRoutes(t *testing.T) {
 	e.GET("/unit_api/long_running_jobs/running", s.unitLongRunningJobs)
 	e.GET("/api/models", s.getModels)
 	e.GET("/api/local_access_point", s.localAccessPoint)
+	e.GET("/unit_api/usb", s.unitUSB)
 	var v map[string]any
 	if w := do(t, e, http.MethodGet, "/unit_api/versions/app", "", &v); w.Code != http.StatusOK || v["version"] != "v-test" {
 		t.Fatalf("version: %d %v", w.Code, v)
@@ -93,6 +94,10 @@ func TestUnitSystemRoutes(t *testing.T) {
 	v = nil
 	if w := do(t, e, http.MethodGet, "/api/local_access_point", "", &v); w.Code != http.StatusOK || v["active"] != false {
 		t.Fatalf("access point: %d %v", w.Code, v)
+	}
+	v = nil
+	if w := do(t, e, http.MethodGet, "/unit_api/usb", "", &v); w.Code != http.StatusOK || v["status"] != "absent" || v["partitions"] == nil || v["active_mount"] != nil {
+		t.Fatalf("usb: %d %v", w.Code, v)
 	}
 }
 

@@ -105,6 +105,9 @@ type Config struct {
 	// ExportDir is where this node writes the exports of experiment data and
 	// serves them from (GET /exports/{file}); "" means it makes none.
 	ExportDir string
+	// UI serves another browser UI at / (such as Pioreactor's own, see
+	// web.Dir); pio's own UI then moves to /pio/. nil serves pio's at /.
+	UI http.Handler
 }
 
 // DefaultMaxEventStreams is how many GET /api/events streams a node serves at once by default.
@@ -163,10 +166,22 @@ func New(cfg Config, node Raft, mem Membership) *Server {
 	e := gin.New()
 	e.Use(gin.Recovery(), s.authorize)
 	e.HandleMethodNotAllowed = true
-	ui := web.Handler()
+	ui, other := web.Handler(), cfg.UI
+	if other != nil {
+		ui = http.StripPrefix("/pio", ui)
+	}
 	e.NoRoute(func(c *gin.Context) {
-		if p := c.Request.URL.Path; c.Request.Method == http.MethodGet && !strings.HasPrefix(p, "/api/") && !strings.HasPrefix(p, "/unit_api/") && !strings.HasPrefix(p, "/exports/") {
-			ui.ServeHTTP(c.Writer, c.Request)
+		if p := c.Request.URL.Path; (c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead) && !strings.HasPrefix(p, "/api/") && !strings.HasPrefix(p, "/unit_api/") && !strings.HasPrefix(p, "/exports/") {
+			switch {
+			case other == nil:
+				ui.ServeHTTP(c.Writer, c.Request)
+			case p == "/pio":
+				http.Redirect(c.Writer, c.Request, "/pio/", http.StatusMovedPermanently)
+			case strings.HasPrefix(p, "/pio/"):
+				ui.ServeHTTP(c.Writer, c.Request)
+			default:
+				other.ServeHTTP(c.Writer, c.Request)
+			}
 			return
 		}
 		abort(c, http.StatusNotFound, "no such route", c.Request.Method+" "+c.Request.URL.Path, "see the routes in the README")
@@ -198,6 +213,7 @@ func New(cfg Config, node Raft, mem Membership) *Server {
 	e.POST("/unit_api/jobs/stop/all", s.unitStopAll)
 	e.GET("/unit_api/long_running_jobs/running", s.unitLongRunningJobs)
 	e.GET("/unit_api/versions/app", s.unitVersions)
+	e.GET("/unit_api/usb", s.unitUSB)
 	e.GET("/unit_api/system/disk_space", s.unitDiskSpace)
 	e.GET("/unit_api/system/memory", s.unitMemory)
 	e.GET("/unit_api/system/ipv4", s.unitIPv4)

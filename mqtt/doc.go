@@ -7,6 +7,8 @@
 // gossip's (never by polling):
 //
 //	pioreactor/{unit}/$experiment/monitor/$state     ready or lost (retained)
+//	pioreactor/{unit}/$experiment/monitor/versions   {"app": version} from gossip (retained)
+//	pioreactor/{unit}/$experiment/monitor/ipv4       the unit's IPv4 address (retained)
 //	pioreactor/{unit}/{exp}/{job}/$state              a job's state (retained)
 //	pioreactor/{unit}/{exp}/{job}/{setting}           each job setting (retained)
 //	pioreactor/{unit}/{exp}/od_reading/od1            OD readings, as Pioreactor's RawODReading

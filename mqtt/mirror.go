@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"encoding/json"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -170,7 +171,14 @@ func (b *Broker) syncRetained() {
 		if up {
 			state = "ready"
 		}
-		want["pioreactor/"+u.Name+"/$experiment/monitor/$state"] = state
+		monitor := "pioreactor/" + u.Name + "/$experiment/monitor/"
+		want[monitor+"$state"] = state
+		if ok && st.Meta.Version != "" {
+			want[monitor+"versions"] = jsonText(map[string]string{"app": st.Meta.Version})
+		}
+		if host, _, err := net.SplitHostPort(st.Meta.HTTPAddr); ok && err == nil && net.ParseIP(host).To4() != nil {
+			want[monitor+"ipv4"] = host
+		}
 		if !u.Worker {
 			continue
 		}

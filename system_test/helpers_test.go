@@ -81,6 +81,7 @@ func startNode(t *testing.T, name string, opts ...nodeOpt) *testNode {
 	cfg.Name = name
 	cfg.Hardware = "sim"
 	cfg.DataDir = filepath.Join(t.TempDir(), name)
+	cfg.Version = "26.11.0-test"
 	cfg.HTTPAddr = net.JoinHostPort(ip, "0")
 	cfg.RaftAddr = net.JoinHostPort(ip, "0")
 	cfg.GossipAddr = net.JoinHostPort(ip, "0")

@@ -115,7 +115,12 @@ func TestMQTTOnAFollowerSeesTheClusterAndOutlivesTheLeader(t *testing.T) {
 	other := without(without(nodes, l), f)[0] // the worker that runs stirring
 	sub := subscribeAll(t, mqttClient(t, f, "dashboard", ""))
 	for _, n := range nodes {
-		sub.await(t, 10*time.Second, n.cfg.Name+" ready", 0, is("pioreactor/"+n.cfg.Name+"/$experiment/monitor/$state", "ready"))
+		monitor := "pioreactor/" + n.cfg.Name + "/$experiment/monitor/"
+		sub.await(t, 10*time.Second, n.cfg.Name+" ready", 0, is(monitor+"$state", "ready"))
+		// Pioreactor's Inventory cards read the software version and the address here.
+		sub.await(t, 10*time.Second, n.cfg.Name+" versions", 0, is(monitor+"versions", `{"app":"`+n.cfg.Version+`"}`))
+		host, _, _ := net.SplitHostPort(n.a.HTTPAddr())
+		sub.await(t, 10*time.Second, n.cfg.Name+" ipv4", 0, is(monitor+"ipv4", host))
 	}
 
 	createExperiment(t, f, "mq")

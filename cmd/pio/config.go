@@ -19,6 +19,7 @@ var serveKeys = []struct{ key, flag, usage string }{
 	{"gossip_addr", "gossip-addr", "address of gossip (UDP and TCP)"},
 	{"mqtt.addr", "mqtt-addr", "address of the MQTT broker (TCP; Pioreactor's topics, from the cluster's state); empty disables it"},
 	{"mqtt.ws_addr", "mqtt-ws-addr", "address of the MQTT broker over WebSocket; empty disables it"},
+	{"ui.dir", "ui-dir", "a folder with another web UI's build (Pioreactor's own: its frontend/build) to serve at / instead of pio's, which moves to /pio/"},
 	{"advertise_addr", "advertise-addr", "the IP other nodes reach this one at (required when a bind address is unspecified and this host has several)"},
 	{"join", "join", "HOST[:PORT] of any node of a cluster to join at start"},
 	{"join_token", "token", "the cluster's join token (print it with: sudo pio token, on a member; env PIO_TOKEN): needed to join, and it pins which cluster may invite this node"},
@@ -107,7 +108,7 @@ func loadServeConfig(cmd *cobra.Command) (agent.Config, error) {
 	c := agent.Config{
 		Name: v.GetString("name"), DataDir: v.GetString("data_dir"), HTTPAddr: v.GetString("http_addr"),
 		RaftAddr: v.GetString("raft_addr"), GossipAddr: v.GetString("gossip_addr"),
-		MQTTAddr: v.GetString("mqtt.addr"), MQTTWSAddr: v.GetString("mqtt.ws_addr"), AdvertiseAddr: v.GetString("advertise_addr"),
+		MQTTAddr: v.GetString("mqtt.addr"), MQTTWSAddr: v.GetString("mqtt.ws_addr"), UIDir: v.GetString("ui.dir"), AdvertiseAddr: v.GetString("advertise_addr"),
 		Join: v.GetString("join"), Worker: v.GetBool("worker"), Hardware: v.GetString("hardware"),
 		Model: v.GetString("model"), PumpMLPerSecond: v.GetFloat64("pump.ml_per_second"),
 		MaxVoters: v.GetInt("cluster.max_voters"), Stabilization: v.GetDuration("cluster.stabilization_time"), Heartbeat: v.GetDuration("raft.heartbeat_timeout"),
