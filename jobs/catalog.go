@@ -404,22 +404,33 @@ type Range struct {
 	Max float64 `json:"max"`
 }
 
-// Descriptor describes a kind of job: its name, the settings a user may set
-// with their defaults and bounds, the measurements it publishes, the sensors
-// it needs, and (for a unit) whether this unit can run it.
+// Descriptor describes a kind of job in Pioreactor's shape (its
+// BackgroundJobDescriptor: job_name, display_name, display, description,
+// subtext, source, is_testing, published_settings) and ours beside it: the
+// settings a user may set with their defaults and bounds, the measurements
+// it publishes, the sensors it needs, and (for a unit) whether this unit can
+// run it.
 type Descriptor struct {
-	Name         string              `json:"job_name"`
-	Settings     map[string]any      `json:"settings"`
-	Ranges       map[string]Range    `json:"ranges"`
-	Choices      map[string][]string `json:"choices,omitempty"`
-	Measurements []string            `json:"published"`
-	Sensors      []string            `json:"sensors"`
+	Name              string              `json:"job_name"`
+	DisplayName       string              `json:"display_name"`
+	Display           bool                `json:"display"`
+	Description       string              `json:"description"`
+	Subtext           *string             `json:"subtext"`
+	Source            string              `json:"source"`
+	IsTesting         bool                `json:"is_testing"`
+	PublishedSettings []SettingDescriptor `json:"published_settings"`
+	Settings          map[string]any      `json:"settings"`
+	Ranges            map[string]Range    `json:"ranges"`
+	Choices           map[string][]string `json:"choices,omitempty"`
+	Measurements      []string            `json:"published"`
+	Sensors           []string            `json:"sensors"`
 	// Available and Unavailable say whether this unit can run it, and why not.
 	Available   *bool  `json:"available,omitempty"`
 	Unavailable string `json:"unavailable,omitempty"`
 }
 
-// Catalog lists the jobs, by name, with the bounds of lim.
+// Catalog lists the jobs with the bounds of lim, in the order Pioreactor's
+// UI shows them (jobOrder).
 func Catalog(lim Limits) []Descriptor {
 	out := make([]Descriptor, 0, len(catalog))
 	for name, d := range catalog {
@@ -445,8 +456,9 @@ func Catalog(lim Limits) []Descriptor {
 			}
 		}
 		sort.Strings(desc.Measurements)
+		present(&desc, d, lim)
 		out = append(out, desc)
 	}
-	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
+	sort.Slice(out, func(a, b int) bool { return slices.Index(jobOrder, out[a].Name) < slices.Index(jobOrder, out[b].Name) })
 	return out
 }

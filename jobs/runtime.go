@@ -300,19 +300,15 @@ func (r *Runtime) Hardware() gpio.Backend { return r.cfg.Hardware }
 func (r *Runtime) Limits() Limits { return r.cfg.Limits }
 
 // Descriptors lists the jobs with their bounds and whether this unit can run
-// each (the sensors it needs are found on its hardware).
+// each (the sensors it needs are found on its hardware); a job it cannot run
+// is not displayed (Pioreactor's display is false).
 func (r *Runtime) Descriptors() []Descriptor {
 	out := Catalog(r.cfg.Limits)
 	for i := range out {
-		ok := true
-		out[i].Available = &ok
-		for _, s := range out[i].Sensors {
-			if err := r.cfg.Hardware.Sensor(s); err != nil {
-				ok = false
-				out[i].Unavailable = err.Error()
-				break
-			}
-		}
+		why := r.missing(out[i].Sensors)
+		ok := why == ""
+		out[i].Available, out[i].Unavailable = &ok, why
+		out[i].Display = out[i].Display && ok
 	}
 	return out
 }
