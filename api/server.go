@@ -210,9 +210,11 @@ func New(cfg Config, node Raft, mem Membership) *Server {
 	e.GET("/unit_api/settings/descriptors", s.settingsDescriptors)
 	e.GET("/unit_api/automations/descriptors/:type", s.unitAutomationDescriptors)
 	e.POST("/unit_api/jobs/run/job_name/:job", s.unitRun)
+	e.PATCH("/unit_api/jobs/run/job_name/:job", s.unitRun) // Pioreactor takes both methods
 	e.PATCH("/unit_api/jobs/update/job_name/:job", s.unitUpdate)
 	e.POST("/unit_api/jobs/stop/job_name/:job", s.unitStop)
 	e.POST("/unit_api/jobs/stop/all", s.unitStopAll)
+	e.PATCH("/unit_api/jobs/stop/all", s.unitStopAll)
 	e.GET("/unit_api/long_running_jobs/running", s.unitLongRunningJobs)
 	e.GET("/unit_api/versions/app", s.unitVersions)
 	e.GET("/unit_api/usb", s.unitUSB)
@@ -266,8 +268,11 @@ func New(cfg Config, node Raft, mem Membership) *Server {
 	g.POST("/workers/:unit/blink", s.blink)
 	g.POST("/units/:unit/system/reboot", s.reboot)
 	g.POST("/workers/:unit/jobs/run/job_name/:job/experiments/:exp", s.runJob)
+	g.PATCH("/workers/:unit/jobs/run/job_name/:job/experiments/:exp", s.runJob) // Pioreactor's UI sends PATCH
 	g.POST("/workers/:unit/jobs/stop/job_name/:job/experiments/:exp", s.stopJob)
+	g.PATCH("/workers/:unit/jobs/stop/job_name/:job/experiments/:exp", s.stopJob)
 	g.POST("/workers/:unit/jobs/stop/experiments/:exp", s.stopExperimentJobs)
+	g.PATCH("/workers/:unit/jobs/stop/experiments/:exp", s.stopExperimentJobs)
 	g.PATCH("/workers/:unit/jobs/update/job_name/:job/experiments/:exp", s.updateJob)
 	g.GET("/workers/:unit/jobs/running", s.runningJobs)
 	g.GET("/experiments", s.getExperiments)

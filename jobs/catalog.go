@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -384,6 +385,13 @@ func toFloat(v any) (float64, bool) {
 		return float64(x), true
 	case int64:
 		return float64(x), true
+	case string:
+		// Pioreactor's UI sends a number typed in a field as text ("650"),
+		// as it would publish it over MQTT; a job takes it as the number.
+		if t := strings.TrimSpace(x); t != "" && len(t) <= 32 {
+			f, err := strconv.ParseFloat(t, 64)
+			return f, err == nil
+		}
 	}
 	return 0, false
 }
