@@ -178,7 +178,8 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 	acfg := api.DefaultConfig()
 	acfg.Name, acfg.NodeID, acfg.HTTPAddr, acfg.Version, acfg.HoldTimeout, acfg.Logger = cfg.Name, nodeID, httpAddr, cfg.Version, cfg.HoldTimeout, log
 	acfg.Trust, acfg.RPC, acfg.Auth, acfg.ReadAuth = store, rc, cfg.APIAuth, cfg.ReadAuth
-	acfg.Hardware, acfg.Reboot = hw, rebootFunc(cfg, hw)
+	acfg.Hardware, acfg.Reboot, acfg.Shutdown = hw, rebootFunc(cfg, hw), shutdownFunc(cfg, hw)
+	acfg.Repair = func() error { return tightenDataDir(cfg.DataDir) }
 	acfg.MaxEventStreams = cfg.MaxEventStreams
 	acfg.ExportDir = filepath.Join(cfg.DataDir, "exports")
 	acfg.DataDir = cfg.DataDir
@@ -338,22 +339,40 @@ func lockDataDir(dir string) (*os.File, error) {
 // Pi; with simulated hardware, an in-process restart of the whole runtime.
 func rebootFunc(cfg Config, hw gpio.Backend) func() error {
 	if hw.Name() == "rpi" {
-		return func() error {
-			f := strings.Fields(cfg.RebootCommand)
-			if len(f) == 0 {
-				return fmt.Errorf("reboot_command is empty")
-			}
-			go func() {
-				time.Sleep(500 * time.Millisecond) // let the answer go out
-				_ = exec.Command(f[0], f[1:]...).Run()
-			}()
-			return nil
-		}
+		return commandFunc("reboot_command", cfg.RebootCommand)
 	}
 	if cfg.onReboot == nil {
 		return nil
 	}
 	return func() error { cfg.onReboot(); return nil }
+}
+
+// shutdownFunc is how this node powers off: the configured command on a
+// Raspberry Pi; with simulated hardware, the runtime stops its agent for good.
+func shutdownFunc(cfg Config, hw gpio.Backend) func() error {
+	if hw.Name() == "rpi" {
+		return commandFunc("shutdown_command", cfg.ShutdownCommand)
+	}
+	if cfg.onShutdown == nil {
+		return nil
+	}
+	return func() error { cfg.onShutdown(); return nil }
+}
+
+// commandFunc runs command (the config key's value) half a second after it
+// is called, so that the API's answer goes out first.
+func commandFunc(key, command string) func() error {
+	return func() error {
+		f := strings.Fields(command)
+		if len(f) == 0 {
+			return fmt.Errorf("%s is empty", key)
+		}
+		go func() {
+			time.Sleep(500 * time.Millisecond) // let the answer go out
+			_ = exec.Command(f[0], f[1:]...).Run()
+		}()
+		return nil
+	}
 }
 
 func raftLogLevel(level string) hclog.Level {

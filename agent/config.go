@@ -67,12 +67,16 @@ type Config struct {
 	DownsampledRetention time.Duration
 	// RebootCommand is what a reboot runs on a Raspberry Pi (config file or env only).
 	RebootCommand string
+	// ShutdownCommand is what a shutdown runs on a Raspberry Pi (config file or env only).
+	ShutdownCommand string
 	// HTTPLimits are the HTTP server's timeouts and header limit (not a setting; tests shorten them).
 	HTTPLimits HTTPLimits
 	// LogOut receives the Raft log; nil means stderr. Tests set it.
 	LogOut io.Writer
 	// onReboot, set by the runtime, restarts this node in-process (simulated hardware).
 	onReboot func()
+	// onShutdown, set by the runtime, stops this node in-process (simulated hardware).
+	onShutdown func()
 	// PruneEvery is how often the leader applies the retention, and
 	// GatherWindow how often it stores the workers' batches (not settings;
 	// tests shorten them).
@@ -95,7 +99,7 @@ func DefaultConfig() Config {
 		Heartbeat: cd.HeartbeatTimeout, Election: cd.ElectionTimeout, HoldTimeout: ad.HoldTimeout, MaxEventStreams: ad.MaxEventStreams, LogLevel: "info", APIAuth: ad.Auth,
 		SnapshotThreshold: cd.SnapshotThreshold, SnapshotInterval: cd.SnapshotInterval, TrailingLogs: cd.TrailingLogs,
 		Retention: 30 * 24 * time.Hour, DownsampledRetention: 365 * 24 * time.Hour,
-		RebootCommand: "systemctl reboot", HTTPLimits: DefaultHTTPLimits(),
+		RebootCommand: "systemctl reboot", ShutdownCommand: "systemctl poweroff", HTTPLimits: DefaultHTTPLimits(),
 	}
 }
 

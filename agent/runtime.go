@@ -14,8 +14,10 @@ type Runtime struct {
 	cfg     Config
 	log     *slog.Logger
 	reboots chan struct{}
-	done    chan struct{}
-	stopped chan struct{}
+	// shutdowns asks the runtime to stop its agent and start none again (a simulated power-off).
+	shutdowns chan struct{}
+	done      chan struct{}
+	stopped   chan struct{}
 
 	mu sync.Mutex
 	a  *Agent
@@ -23,8 +25,8 @@ type Runtime struct {
 
 // StartRuntime starts the agent of cfg under a runtime.
 func StartRuntime(cfg Config, log *slog.Logger) (*Runtime, error) {
-	r := &Runtime{log: log, reboots: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{})}
-	cfg.onReboot = r.requestReboot
+	r := &Runtime{log: log, reboots: make(chan struct{}, 1), shutdowns: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{})}
+	cfg.onReboot, cfg.onShutdown = r.requestReboot, r.requestShutdown
 	a, err := Start(cfg, log)
 	if err != nil {
 		return nil, err
@@ -51,6 +53,13 @@ func pinPort(bind, got string) string {
 	return net.JoinHostPort(host, gotPort)
 }
 
+func (r *Runtime) requestShutdown() {
+	select {
+	case r.shutdowns <- struct{}{}:
+	default:
+	}
+}
+
 func (r *Runtime) requestReboot() {
 	select {
 	case r.reboots <- struct{}{}:
@@ -70,6 +79,11 @@ func (r *Runtime) loop() {
 	for {
 		select {
 		case <-r.done:
+			return
+		case <-r.shutdowns:
+			time.Sleep(300 * time.Millisecond) // let the 202 answer go out
+			r.log.Info("shutting down: stopping the runtime until it is started again (simulated power-off)")
+			_ = r.Current().Close()
 			return
 		case <-r.reboots:
 		}

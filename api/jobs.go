@@ -63,7 +63,7 @@ func (s *Server) unitRunning(c *gin.Context) {
 	if s.noJobs(c) {
 		return
 	}
-	c.JSON(http.StatusOK, s.cfg.Jobs.Running())
+	c.JSON(http.StatusOK, s.jobRows(func(jobs.Info) bool { return true }))
 }
 
 // indexHeader carries the leader's applied index with a dispatch: the worker

@@ -19,8 +19,8 @@ var readingKinds = map[string]string{
 }
 
 // thinning reads how a time series is thinned out for a chart: Pioreactor's
-// ?filter_mod_N=N keeps one point in N; our ?max_points=M keeps at most about M
-// points a unit, evenly spaced. It returns the step for a series of n points;
+// ?filter_mod_N=N keeps one point in N, its ?target_points=N and our
+// ?max_points=M keep at most about N (M) points a unit, evenly spaced. It returns the step for a series of n points;
 // on bad input it has answered 400.
 func thinning(c *gin.Context) (func(n int) int, bool) {
 	step := func(int) int { return 1 }
@@ -31,6 +31,15 @@ func thinning(c *gin.Context) (func(n int) int, bool) {
 			return nil, false
 		}
 		step = func(int) int { return int(f) }
+	}
+	if v := c.Query("target_points"); v != "" { // Pioreactor's: at most about N points a unit
+		m, err := strconv.Atoi(v)
+		if err != nil || m <= 0 {
+			abort(c, http.StatusBadRequest, "target_points must be > 0", v, "target_points is a whole number > 0: about that many points a unit are kept")
+			return nil, false
+		}
+		prev := step
+		step = func(n int) int { return max(prev(n), (n+m-1)/m) }
 	}
 	if v := c.Query("max_points"); v != "" {
 		m, err := strconv.Atoi(v)
@@ -50,15 +59,22 @@ type point struct {
 }
 
 // timeSeries answers GET /api/experiments/{exp}/time_series/{series}
-// (od_readings, growth_rates, temperature_readings, dosing_events) as
-// Pioreactor's charts read it: {"series": [unit...], "data": [[{x, y}...]...]}.
-// ?lookback=HOURS limits how far back (default: everything).
+// (od_readings, growth_rates, temperature_readings, dosing_events, and the
+// names of namedSeries) as Pioreactor's charts read it:
+// {"series": [unit...], "data": [[{x, y}...]...]}. ?lookback=HOURS limits
+// how far back (default: everything).
 func (s *Server) timeSeries(c *gin.Context) {
-	kind, ok := readingKinds[c.Param("series")]
+	kind, ok := namedSeries(c.Param("series"))
 	if !ok {
 		abort(c, http.StatusNotFound, "no such time series", c.Param("series"), "use od_readings, growth_rates, temperature_readings or dosing_events")
 		return
 	}
+	s.answerSeries(c, kind, "")
+}
+
+// answerSeries answers a time series of the experiment in the path: the
+// readings of kind (none when kind is ""), of one unit unless unit is "".
+func (s *Server) answerSeries(c *gin.Context, kind, unit string) {
 	if !s.readable(c) {
 		return
 	}
@@ -79,10 +95,19 @@ func (s *Server) timeSeries(c *gin.Context) {
 	if !ok {
 		return
 	}
-	by, err := s.fsm.Readings(e.Experiment, kind, since)
-	if err != nil {
-		fail(c, err)
-		return
+	by := map[string][]fsm.Reading{}
+	if kind != "" {
+		var err error
+		if by, err = s.fsm.Readings(e.Experiment, kind, since); err != nil {
+			fail(c, err)
+			return
+		}
+	}
+	if unit != "" && unit != fsm.Broadcast {
+		by = map[string][]fsm.Reading{unit: by[unit]}
+		if len(by[unit]) == 0 {
+			delete(by, unit)
+		}
 	}
 	units := fsm.SortedUnits(by)
 	data := make([][]point, 0, len(units))
@@ -107,7 +132,13 @@ func (s *Server) timeSeries(c *gin.Context) {
 // lines of the last 24 hours. The experiment "$experiment" means, as in
 // Pioreactor, the lines that belong to no experiment.
 func (s *Server) logs(c *gin.Context) {
-	q := fsm.LogQuery{Experiment: c.Param("exp"), Limit: 100, MinLevel: "INFO"}
+	s.answerLogs(c, c.Param("exp"))
+}
+
+// answerLogs answers the log lines of exp ("": of every experiment), of the
+// unit in the path if there is one.
+func (s *Server) answerLogs(c *gin.Context, exp string) {
+	q := fsm.LogQuery{Experiment: exp, Limit: 100, MinLevel: "INFO"}
 	if lvl := strings.ToUpper(c.Query("min_level")); lvl != "" { // Pioreactor takes info as INFO
 		if _, ok := fsm.LogLevels[lvl]; !ok {
 			abort(c, http.StatusBadRequest, "bad min_level", c.Query("min_level"), "use DEBUG, INFO, NOTICE, WARNING or ERROR (in any case)")

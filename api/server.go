@@ -92,6 +92,10 @@ type Config struct {
 	Jobs *jobs.Runtime
 	// Reboot reboots this node (the OS on a Pi, the runtime in simulation); nil if it cannot.
 	Reboot func() error
+	// Shutdown powers this node off (the OS on a Pi; in simulation the runtime
+	// stops); Repair makes its data dir private again. nil if it cannot.
+	Shutdown func() error
+	Repair   func() error
 	// HoldTimeout is how long a request waits for a leader before 503.
 	HoldTimeout time.Duration
 	// MaxEventStreams is how many GET /api/events streams this node serves at
@@ -206,6 +210,19 @@ func New(cfg Config, node Raft, mem Membership) *Server {
 	e.POST("/unit_api/invitation", s.invitation)
 	e.GET("/unit_api/task_results/:id", s.taskResult)
 	e.GET("/unit_api/jobs/running", s.unitRunning)
+	e.GET("/unit_api/jobs/running/:job", s.unitRunningJob)
+	e.GET("/unit_api/jobs/running/experiments/:exp", s.unitRunningInExperiment)
+	e.GET("/unit_api/jobs", s.unitJobs)
+	e.GET("/unit_api/jobs/settings/job_name/:job", s.unitJobSettings)
+	e.PATCH("/unit_api/jobs/settings/job_name/:job", s.unitUpdate)
+	e.GET("/unit_api/jobs/settings/job_name/:job/setting/:setting", s.unitJobSetting)
+	e.POST("/unit_api/jobs/stop", s.unitStopJobs)
+	e.PATCH("/unit_api/jobs/stop", s.unitStopJobs)
+	e.GET("/unit_api/capabilities", s.unitCapabilities)
+	e.POST("/unit_api/system/shutdown", s.unitShutdown)
+	e.PATCH("/unit_api/system/shutdown", s.unitShutdown)
+	e.POST("/unit_api/system/repair", s.unitRepair)
+	e.PATCH("/unit_api/system/repair", s.unitRepair)
 	e.GET("/unit_api/jobs/descriptors", s.unitJobDescriptors)
 	e.GET("/unit_api/settings/descriptors", s.settingsDescriptors)
 	e.GET("/unit_api/automations/descriptors/:type", s.unitAutomationDescriptors)
@@ -239,6 +256,13 @@ func New(cfg Config, node Raft, mem Membership) *Server {
 	g.POST("/cluster/keys/rotate", s.rotateKeys)
 	g.POST("/cluster/security/enable", s.enableSecurity)
 	g.GET("/experiments/:exp/time_series/:series", s.timeSeries)
+	g.GET("/experiments/:exp/time_series/:series/:column", s.columnTimeSeries)
+	g.GET("/workers/:unit/experiments/:exp/time_series/:series", s.unitTimeSeries)
+	g.GET("/workers/:unit/experiments/:exp/time_series/:series/:column", s.unitColumnTimeSeries)
+	g.GET("/experiments/:exp/media_rates", s.mediaRates)
+	g.POST("/workers/:unit/experiments/:exp/logs", s.postLog)
+	g.POST("/units/:unit/experiments/:exp/logs", s.postLog)
+	g.GET("/units/:unit/system_logs", s.systemLogs)
 	g.GET("/logs", s.logs)
 	g.GET("/experiments/:exp/logs", s.logs)
 	g.GET("/experiments/:exp/recent_logs", s.logs)
@@ -267,6 +291,14 @@ func New(cfg Config, node Raft, mem Membership) *Server {
 	g.GET("/workers/:unit/experiment", s.workerExperiment)
 	g.POST("/workers/:unit/blink", s.blink)
 	g.POST("/units/:unit/system/reboot", s.reboot)
+	g.POST("/units/:unit/system/shutdown", s.shutdown)
+	g.POST("/units/:unit/system/repair", s.repair)
+	g.GET("/units/:unit/versions/app", s.getVersions)
+	g.GET("/units/:unit/capabilities", s.getCapabilities)
+	g.GET("/workers/:unit/capabilities", s.getCapabilities)
+	g.GET("/workers/:unit/jobs/settings/job_name/:job/experiments/:exp", s.getJobSettings)
+	g.GET("/workers/:unit/jobs/settings/job_name/:job/setting/:setting/experiments/:exp", s.getJobSetting)
+	g.DELETE("/workers/assignments", s.unassignEverywhere)
 	g.POST("/workers/:unit/jobs/run/job_name/:job/experiments/:exp", s.runJob)
 	g.PATCH("/workers/:unit/jobs/run/job_name/:job/experiments/:exp", s.runJob) // Pioreactor's UI sends PATCH
 	g.POST("/workers/:unit/jobs/stop/job_name/:job/experiments/:exp", s.stopJob)
@@ -290,6 +322,7 @@ func New(cfg Config, node Raft, mem Membership) *Server {
 	g.GET("/experiments/:exp/historical_worker_assignments", s.historicalAssignments)
 	g.GET("/experiments/:exp/unit_labels", s.getUnitLabels)
 	g.PUT("/experiments/:exp/unit_labels", s.putUnitLabel)
+	g.PATCH("/experiments/:exp/unit_labels", s.putUnitLabel)
 	s.engine = e
 	s.bcast = newBroadcaster(s, cfg.MaxEventStreams)
 	if dir, err := s.exportDir(); err != nil {

@@ -101,6 +101,16 @@ func (s *state) apply(cmd Command) error {
 			delete(s.labels, p.Experiment)
 		}
 		return nil
+	case CmdUnassignEverywhere:
+		ids := make([]string, 0, len(s.assignments))
+		for id := range s.assignments {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids) // deterministic order of history updates
+		for _, id := range ids {
+			s.closeAssignment(id, cmd.Time)
+		}
+		return nil
 	case CmdSetUnitLabel:
 		var p SetUnitLabel
 		if err := decode(cmd.Payload, &p); err != nil {

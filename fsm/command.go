@@ -39,6 +39,9 @@ const (
 	CmdUnassignAll CommandType = "unassign_all"
 	// CmdSetUnitLabel sets (or, with an empty label, clears) a unit's label in an experiment.
 	CmdSetUnitLabel CommandType = "set_unit_label"
+	// CmdUnassignEverywhere takes every unit out of whatever experiment it is
+	// in (Pioreactor's DELETE /api/workers/assignments). It has no payload.
+	CmdUnassignEverywhere CommandType = "unassign_everywhere"
 	// CmdReadmit lifts the tombstone of a removed node that proved the
 	// cluster's join secret: it may be added again.
 	CmdReadmit CommandType = "readmit"

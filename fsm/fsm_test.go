@@ -447,3 +447,32 @@ func sendSnapshot(t *testing.T, from, to *FSM) {
 		t.Fatal(err)
 	}
 }
+
+// CmdUnassignEverywhere ends every assignment of every experiment, closes
+// their history records, and keeps the experiments and the units.
+func TestUnassignEverywhere(t *testing.T) {
+	f := populated(t)
+	mustApply(t, f, cmd(t, CmdAssign, "b1", t0.Add(30*time.Second), Assign{Unit: "worker2", Experiment: "exp2"}))
+	if len(f.Assignments()) < 2 {
+		t.Fatalf("setup: %v", f.Assignments())
+	}
+	if r := mustApply(t, f, cmd(t, CmdUnassignEverywhere, "x-ue", t0.Add(time.Hour), struct{}{})); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if a := f.Assignments(); len(a) != 0 {
+		t.Fatalf("still assigned: %v", a)
+	}
+	for _, h := range f.History() {
+		if h.UnassignedAt == nil {
+			t.Fatalf("open history record: %+v", h)
+		}
+	}
+	if len(f.Experiments()) != 3 || len(f.Units()) != 5 {
+		t.Fatalf("experiments or units changed: %d %d", len(f.Experiments()), len(f.Units()))
+	}
+	// Nothing assigned: it applies, and changes nothing.
+	before := fmt.Sprint(f.History())
+	if r := mustApply(t, f, cmd(t, CmdUnassignEverywhere, "x-ue2", t0.Add(2*time.Hour), struct{}{})); r.Err != nil || fmt.Sprint(f.History()) != before {
+		t.Fatalf("second: %v", r.Err)
+	}
+}

@@ -55,7 +55,7 @@ func (s *state) reportJobs(r JobsReport, now time.Time) error {
 // job it reported: job records are pruned after them.
 var changesWhoMayRun = map[CommandType]bool{
 	CmdRegisterUnit: true, CmdRemoveUnit: true, CmdSetActive: true, CmdAssign: true, CmdUnassign: true,
-	CmdUnassignAll: true, CmdDeleteExperiment: true,
+	CmdUnassignAll: true, CmdDeleteExperiment: true, CmdUnassignEverywhere: true,
 }
 
 // pruneJobs drops the records of jobs their unit may no longer run: the unit

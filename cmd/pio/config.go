@@ -91,6 +91,7 @@ func loadServeConfig(cmd *cobra.Command) (agent.Config, error) {
 	v.SetDefault("raft.snapshot_interval", d.SnapshotInterval)
 	v.SetDefault("raft.trailing_logs", d.TrailingLogs)
 	v.SetDefault("reboot_command", d.RebootCommand)
+	v.SetDefault("shutdown_command", d.ShutdownCommand)
 	for _, k := range serveKeys {
 		if err := v.BindPFlag(k.key, cmd.Flags().Lookup(k.flag)); err != nil {
 			return agent.Config{}, err
@@ -115,7 +116,7 @@ func loadServeConfig(cmd *cobra.Command) (agent.Config, error) {
 		Election: v.GetDuration("raft.election_timeout"), HoldTimeout: v.GetDuration("api.hold_timeout"), LogLevel: v.GetString("log_level"),
 		MaxEventStreams: v.GetInt("api.max_event_streams"), HTTPLimits: d.HTTPLimits,
 		SnapshotThreshold: v.GetUint64("raft.snapshot_threshold"), SnapshotInterval: v.GetDuration("raft.snapshot_interval"),
-		TrailingLogs: v.GetUint64("raft.trailing_logs"), RebootCommand: v.GetString("reboot_command"),
+		TrailingLogs: v.GetUint64("raft.trailing_logs"), RebootCommand: v.GetString("reboot_command"), ShutdownCommand: v.GetString("shutdown_command"),
 		JoinToken: v.GetString("join_token"), APIAuth: v.GetString("api.auth"), ReadAuth: v.GetBool("api.read_auth"),
 		Retention: v.GetDuration("readings.retention"), DownsampledRetention: v.GetDuration("readings.downsampled_retention"),
 	}
