@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"fmt"
+	"github.com/pioreactor/pio/gpio"
 	"net"
 	"net/http"
 	"os"
@@ -208,6 +209,16 @@ func (s *Server) sharedConfig(broker string) (map[string]map[string]string, bool
 	return map[string]map[string]string{
 		"cluster.topology": {"leader_hostname": leader.Name, "leader_address": host},
 		"mqtt":             {"broker_address": broker},
+		// What pio's HAT wiring and UI really are, in the sections Pioreactor's
+		// UI reads: the photodiodes, LEDs and PWM channels, and the charts and
+		// cards of its Overview that pio has data for.
+		"od_config.photodiode_channel": {gpio.ODReferenceChannel: "REF", gpio.ODSignalChannel: "90"},
+		"leds":                         {gpio.LEDIR: "IR", gpio.LEDWhite: "white_light"},
+		"PWM": {strconv.Itoa(gpio.PWMStirring): "stirring", strconv.Itoa(gpio.PWMMedia): "media", strconv.Itoa(gpio.PWMAltMedia): "alt_media",
+			strconv.Itoa(gpio.PWMWaste): "waste", strconv.Itoa(gpio.PWMHeater): "heating"},
+		"ui.overview.charts":   {"optical_density": "1", "implied_growth_rate": "1", "temperature": "1"},
+		"ui.overview.cards":    {"dosings": "1", "event_logs": "1", "profiles": "0"},
+		"ui.overview.settings": {"time_display_mode": "clock_time"},
 	}, true
 }
 

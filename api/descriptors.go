@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pioreactor/pio/gpio"
 	"net/http"
 	"slices"
 	"strings"
@@ -75,7 +76,7 @@ var charts = []ChartDescriptor{
 		YAxisLabel: "Growth rate, h⁻¹", FixedDecimals: 3, DownSample: true, MQTTTopic: "growth_rate_calculating/growth_rate",
 		Lookback: 12, PayloadKey: chartText("growth_rate"), YTransformation: "(y) => y", Interpolation: "stepAfter"},
 	{ChartKey: "optical_density", DataSource: "od_readings", Title: "Optical density", Source: "app",
-		YAxisLabel: "OD (signal / reference)", FixedDecimals: 3, DownSample: true, MQTTTopic: []string{"od_reading/od1"},
+		YAxisLabel: "OD (signal / reference)", FixedDecimals: 3, DownSample: true, MQTTTopic: []string{"od_reading/od" + gpio.ODSignalChannel},
 		Lookback: 12, PayloadKey: chartText("od"), YTransformation: "(y) => y", Interpolation: "stepAfter"},
 	{ChartKey: "temperature", DataSource: "temperature_readings", Title: "Temperature", Source: "app",
 		YAxisLabel: "Temperature, ℃", FixedDecimals: 1, DownSample: false, MQTTTopic: "temperature_automation/temperature",

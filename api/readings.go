@@ -1,6 +1,7 @@
 package api
 
 import (
+	"github.com/pioreactor/pio/gpio"
 	"net/http"
 	"strconv"
 	"strings"
@@ -122,7 +123,16 @@ func (s *Server) answerSeries(c *gin.Context, kind, unit string) {
 		}
 		data = append(data, pts)
 	}
-	c.JSON(http.StatusOK, gin.H{"series": units, "data": data})
+	names := units
+	if kind == "od" {
+		// Pioreactor names OD series by unit and photodiode channel (see
+		// [od_config.photodiode_channel] in GET /api/config/shared).
+		names = make([]string, len(units))
+		for i, u := range units {
+			names[i] = u + "-" + gpio.ODSignalChannel
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"series": names, "data": data})
 }
 
 // logs answers Pioreactor's log routes, newest first: GET /api/logs,

@@ -56,12 +56,21 @@ type ODSignal struct {
 // uncalibrated, that does not drift with the IR LED's output. It is 0 when
 // the reference reads nothing (the IR LED off).
 func (s ODSignal) Ratio() float64 {
-	ref := s.Channels["1"]
+	ref := s.Channels[ODReferenceChannel]
 	if ref <= 1e-6 {
 		return 0
 	}
-	return s.Channels["2"] / ref
+	return s.Channels[ODSignalChannel] / ref
 }
+
+// The photodiode channels, as Pioreactor's [od_config.photodiode_channel]
+// places them by default: the reference on 1, the 90° signal on 2. pio's OD
+// reading is the signal's channel: its MQTT topic is od_reading/od2 and its
+// chart series {unit}-2, as on a Pioreactor.
+const (
+	ODReferenceChannel = "1"
+	ODSignalChannel    = "2"
+)
 
 // PWM channels of the HAT, as Pioreactor's [PWM] configuration numbers them.
 const (

@@ -11,7 +11,7 @@
 //	pioreactor/{unit}/$experiment/monitor/ipv4       the unit's IPv4 address (retained)
 //	pioreactor/{unit}/{exp}/{job}/$state              a job's state (retained)
 //	pioreactor/{unit}/{exp}/{job}/{setting}           each job setting (retained)
-//	pioreactor/{unit}/{exp}/od_reading/od1            OD readings, as Pioreactor's RawODReading
+//	pioreactor/{unit}/{exp}/od_reading/od2            OD readings (the 90° photodiode), as Pioreactor's RawODReading
 //	pioreactor/{unit}/{exp}/growth_rate_calculating/growth_rate
 //	pioreactor/{unit}/{exp}/temperature_automation/temperature
 //	pioreactor/{unit}/{exp}/dosing_events             dosing events

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"encoding/json"
+	"github.com/pioreactor/pio/gpio"
 	"net"
 	"strconv"
 	"strings"
@@ -101,11 +102,12 @@ func (b *Broker) reading(x fsm.Reading) {
 	ts := stamp(x.Time)
 	switch x.Kind {
 	case "od":
-		// RawODReading (calibrated: 0) on channel 1 at 90°, as od_reading's od1,
-		// and the same in ODReadings, as its ods.
-		od := map[string]any{"timestamp": ts, "angle": "90", "od": x.Value, "channel": "1", "ir_led_intensity": b.ir[x.Unit], "calibrated": 0}
-		b.retainReading(base+"od_reading/od1", jsonText(od))
-		b.retainReading(base+"od_reading/ods", jsonText(map[string]any{"timestamp": ts, "ods": map[string]any{"1": od}}))
+		// RawODReading (calibrated: 0) of the 90° photodiode, as od_reading's
+		// od2, and the same in ODReadings, as its ods.
+		ch := gpio.ODSignalChannel
+		od := map[string]any{"timestamp": ts, "angle": "90", "od": x.Value, "channel": ch, "ir_led_intensity": b.ir[x.Unit], "calibrated": 0}
+		b.retainReading(base+"od_reading/od"+ch, jsonText(od))
+		b.retainReading(base+"od_reading/ods", jsonText(map[string]any{"timestamp": ts, "ods": map[string]any{ch: od}}))
 	case "growth_rate":
 		b.retainReading(base+"growth_rate_calculating/growth_rate", jsonText(map[string]any{"growth_rate": x.Value, "timestamp": ts}))
 	case "temperature":

@@ -179,7 +179,7 @@ func TestTimeSeriesAsPioreactor(t *testing.T) {
 	for _, p := range []string{"/api/experiments/exp1/time_series/raw_od_readings", "/api/experiments/exp1/time_series/od_readings/od_reading",
 		"/api/experiments/exp1/time_series/raw_od_readings/od_reading", "/api/workers/solo/experiments/exp1/time_series/raw_od_readings",
 		"/api/workers/$broadcast/experiments/exp1/time_series/od_readings"} {
-		if s := get(p); fmt.Sprint(s) != fmt.Sprint(od) || len(s.Data[0]) != 10 || s.Series[0] != "solo" {
+		if s := get(p); fmt.Sprint(s) != fmt.Sprint(od) || len(s.Data[0]) != 10 || s.Series[0] != "solo-2" {
 			t.Fatalf("%s: %+v, want %+v", p, s, od)
 		}
 	}

@@ -219,7 +219,7 @@ func TestReadingsReplicatedAndServed(t *testing.T) {
 		if code, _ := call(t, f, http.MethodGet, "/api/experiments/readings/time_series/od_readings", nil, &ts); code != 200 {
 			return fmt.Errorf("status %d", code)
 		}
-		if len(ts.Series) != 1 || ts.Series[0] != worker.cfg.Name || len(ts.Data[0]) < 5 {
+		if len(ts.Series) != 1 || ts.Series[0] != worker.cfg.Name+"-2" || len(ts.Data[0]) < 5 { // {unit}-{channel}, as Pioreactor names OD series
 			return fmt.Errorf("series %v, %d points", ts.Series, len(ts.Data))
 		}
 		return nil

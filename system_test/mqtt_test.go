@@ -141,7 +141,7 @@ func TestMQTTOnAFollowerSeesTheClusterAndOutlivesTheLeader(t *testing.T) {
 	}
 	odOf := func(n *testNode) func(message) bool {
 		return func(m message) bool {
-			if m.topic != "pioreactor/"+n.cfg.Name+"/mq/od_reading/od1" {
+			if m.topic != "pioreactor/"+n.cfg.Name+"/mq/od_reading/od2" {
 				return false
 			}
 			var r struct {
@@ -150,7 +150,7 @@ func TestMQTTOnAFollowerSeesTheClusterAndOutlivesTheLeader(t *testing.T) {
 				Channel   string   `json:"channel"`
 				Angle     string   `json:"angle"`
 			}
-			return json.Unmarshal([]byte(m.payload), &r) == nil && r.OD != nil && r.Channel == "1" && r.Angle == "90" && strings.HasSuffix(r.Timestamp, "Z")
+			return json.Unmarshal([]byte(m.payload), &r) == nil && r.OD != nil && r.Channel == "2" && r.Angle == "90" && strings.HasSuffix(r.Timestamp, "Z")
 		}
 	}
 	for _, n := range nodes {

@@ -920,7 +920,7 @@ function pioreactorsPage() {
   const cards = units.map(u => unitCard(exp, workers[u] || { pioreactor_unit: u }, labels[u]));
   const series = S.series[exp];
   const charts = h("div", { class: "charts" },
-    chart("Optical density", series?.od, "OD"), chart("Growth rate", series?.gr, "1/h"), chart("Temperature", series?.temp, "°C"));
+    chart("Optical density", bySensor(series?.od), "OD"), chart("Growth rate", series?.gr, "1/h"), chart("Temperature", series?.temp, "°C"));
   const logs = S.logs && !S.logsMissing ? h("section", { class: "card", "aria-labelledby": "logs-h" }, h("h2", { id: "logs-h", style: "margin-top:0" }, "Recent logs"),
     h("div", { class: "logs scroll" }, h("table", {}, h("tbody", {}, S.logs.slice(0, 50).map(l => h("tr", {},
       h("td", { class: "mono" }, new Date(l.timestamp).toLocaleTimeString()), h("td", {}, l.pioreactor_unit), h("td", {}, l.level), h("td", {}, l.message))))))) : null;
@@ -997,6 +997,11 @@ function unitCard(exp, w, label) {
 }
 
 const PALETTE = ["#5331ca", "#e8710a", "#137333", "#c5221f", "#1a73e8", "#9334e6", "#b06000", "#007b83"];
+
+/** bySensor names OD series by unit: the API names them {unit}-{photodiode channel}, as Pioreactor does. */
+function bySensor(ts) {
+  return ts && { ...ts, series: (ts.series || []).map(n => n.replace(/-\d+$/, "")) };
+}
 
 /** chart draws {series, data} as an inline SVG line chart (downsampled to 300 points a line). */
 function chart(title, ts, unitLabel) {
