@@ -66,7 +66,7 @@ func avahiLike(t *testing.T, share bool) *net.UDPConn {
 type status struct{ v atomic.Pointer[Status] }
 
 func newStatus(s Status) *status { st := &status{}; st.v.Store(&s); return st }
-func (s *status) get() Status   { return *s.v.Load() }
+func (s *status) get() Status    { return *s.v.Load() }
 
 // Two nodes advertise beside an avahi-like responder on 5353; a browse
 // finds both, with what they say of themselves, and the avahi-like socket
