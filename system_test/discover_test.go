@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/google/uuid"
 	"github.com/pioreactor/pio/agent"
 	"golang.org/x/sys/unix"
@@ -187,4 +188,43 @@ func TestMDNSPortTakenKeepsTheNodeUp(t *testing.T) {
 		t.Fatalf("discover: %v", found)
 	}
 	mustCall(t, n, http.MethodGet, "/unit_api/health", nil, nil)
+}
+
+// The Add dialog offers the standalone nodes found on the LAN: it says it is
+// looking, lists gamma, and picking it fills the name and address that add
+// it; looked again, it says none is left. Chromium runs in the namespace too.
+func TestUIAddDialogOffersDiscoveredNodes(t *testing.T) {
+	if inMulticastNetns(t) {
+		return
+	}
+	b := newBrowser(t)
+	alpha := startNode(t, "alpha", withIP("10.77.0.1"), withAdvertise(true))
+	gamma := startNode(t, "gamma", withIP("10.77.0.3"), withAdvertise(true))
+	waitCluster(t, []*testNode{alpha}, 1, 1)
+	waitCluster(t, []*testNode{gamma}, 1, 1)
+	const short, long = 10 * time.Second, 30 * time.Second
+
+	b.do("open the UI", short, chromedp.Navigate("http://"+alpha.addr()+"/#/inventory"))
+	b.waitText(`#inventory tr[data-unit="alpha"]`, "alive", short)
+	b.click("#add-worker", short)
+	b.waitText("#discover-status", "Looking for Pioreactors", short)
+	b.waitJS("gamma offered", long, `!!document.querySelector('#discovered button.pick[data-unit="gamma"]')`)
+	b.waitText("#discover-status", "1 found", short)
+	if s := b.text("#discovered"); !strings.Contains(s, gamma.addr()) || strings.Contains(s, "alpha") {
+		t.Fatalf("the list: %q", s)
+	}
+	b.screenshot("discovered")
+	b.click(`#discovered button.pick[data-unit="gamma"]`, short)
+	b.waitJS("name and address filled, Add focused", short, fmt.Sprintf(
+		`document.querySelector("#new-unit-name").value === "gamma" && document.querySelector("#new-unit-address").value === %q && document.activeElement.id === "add-submit"`, gamma.addr()))
+	b.click("#add-submit", short)
+	b.signIn(alpha.apiToken(), short)
+	b.waitJS("the dialog closed", long, `!document.querySelector("dialog[open]")`)
+	b.waitText(`#inventory tr[data-unit="gamma"]`, "alive", long)
+
+	// gamma is a member now: looking again finds none, and says so.
+	b.click("#add-worker", short)
+	b.waitText("#discover-status", "None found on the network", long)
+	b.screenshot("none-found")
+	b.noConsoleErrors()
 }
