@@ -119,6 +119,31 @@ func TestAdvertiseAndBrowse(t *testing.T) {
 		}
 	}
 
+	// avahi-browse asks from 5353: the answer goes to the group, where avahi hears it.
+	q := new(dns.Msg)
+	q.SetQuestion(Service+".local.", dns.TypePTR)
+	q.Id = 0
+	qb, _ := q.Pack()
+	if _, err := avahi.WriteTo(qb, group); err != nil {
+		t.Fatalf("query from 5353: %v", err)
+	}
+	_ = avahi.SetReadDeadline(time.Now().Add(3 * time.Second))
+	for heard := false; !heard; {
+		n, from, err := avahi.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("no multicast answer to a query from port 5353: %v", err)
+		}
+		var m dns.Msg
+		if m.Unpack(buf[:n]) != nil || !m.Response || len(m.Question) != 0 { // a multicast answer carries no question
+			continue
+		}
+		for _, rr := range m.Answer {
+			if ptr, ok := rr.(*dns.PTR); ok && ptr.Ptr == "alpha."+Service+".local." && from.(*net.UDPAddr).Port == 5353 {
+				heard = true
+			}
+		}
+	}
+
 	alpha.v.Store(&Status{Version: "1.2.4", Model: "pioreactor_40ml", Worker: true}) // alpha joined a cluster
 	eventually(t, 10*time.Second, "alpha's new status is advertised", func() error {
 		nodes, err := br.Browse(context.Background())
