@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/pioreactor/pio/api"
 	"github.com/pioreactor/pio/cluster"
+	"github.com/pioreactor/pio/discovery"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/gpio"
 	"github.com/pioreactor/pio/jobs"
@@ -52,6 +53,10 @@ type Agent struct {
 	worker   *worker.Worker // nil on a node that is not a worker
 	srv      *http.Server
 	mqtt     *mqtt.Broker // nil when both MQTT listeners are disabled
+	// mdns announces this node on the LAN (nil when it does not); browser
+	// browses the LAN for GET /api/workers/discover.
+	mdns    *discovery.Advertiser
+	browser *discovery.Browser
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -204,6 +209,12 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 		undo = append(undo, wk.Close)
 		acfg.Jobs = wk.Jobs
 	}
+	// LAN discovery: the API browses for nodes to add; this node announces itself below.
+	dcfg := cfg.discoveryConfig()
+	dcfg.Logger = log
+	browser := discovery.NewBrowser(dcfg)
+	undo = append(undo, browser.Close)
+	acfg.Discover = browser.Browse
 	srv := api.New(acfg, node, mem)
 	rpcSrv := rpc.NewServer(rpc.ServerConfig{Transport: port, Client: rc, Raft: node, FSM: f, Members: mem, Public: srv.Handler(), Logger: log,
 		GatherWindow: cfg.GatherWindow,
@@ -223,8 +234,12 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 	if broker != nil {
 		undo = append(undo, func() { broker.Close() })
 	}
+	adv := advertise(cfg, dcfg, log, httpAddr, node, mem)
+	if adv != nil {
+		undo = append(undo, func() { adv.Close() })
+	}
 	a := &Agent{cfg: cfg, log: log, nodeID: nodeID, lock: lock, httpAddr: httpAddr, trust: store, port: port, rpc: rpcSrv, peers: rc, node: node, mem: mem,
-		api: srv, hw: hw, worker: wk, srv: cfg.HTTPLimits.server(srv.Handler()), mqtt: broker}
+		api: srv, hw: hw, worker: wk, srv: cfg.HTTPLimits.server(srv.Handler()), mqtt: broker, mdns: adv, browser: browser}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
@@ -283,10 +298,14 @@ func (a *Agent) Close() error {
 	a.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
+		if a.mdns != nil {
+			_ = a.mdns.Close() // it reads the node's status
+		}
 		if a.mqtt != nil {
 			_ = a.mqtt.Close() // its clients' commands go through the API: it stops first
 		}
 		_ = a.srv.Shutdown(ctx)
+		a.browser.Close() // after the handlers that may wait on it
 		if a.worker != nil {
 			a.worker.Close() // pumps first, then heater, then the rest
 		}
@@ -302,6 +321,33 @@ func (a *Agent) Close() error {
 		_ = a.lock.Close()
 	})
 	return err
+}
+
+// advertise announces this node on the LAN (mDNS, _pio-worker._tcp) when
+// configured to, and returns nil when it does not: mDNS is a convenience, so
+// a port it cannot share or an address it cannot announce is logged and the
+// node runs on without it (as MQTT does).
+func advertise(cfg Config, dcfg discovery.Config, log *slog.Logger, httpAddr string, node *cluster.Node, mem *membership.Manager) *discovery.Advertiser {
+	if !dcfg.Advertise {
+		return nil
+	}
+	host, portS, _ := net.SplitHostPort(httpAddr)
+	ip := net.ParseIP(host).To4()
+	port, _ := strconv.Atoi(portS)
+	if ip == nil || ip.IsLoopback() {
+		log.Info("not advertised on the LAN (mDNS): its address is not a LAN IPv4 address; add it by name or address", "address", httpAddr)
+		return nil
+	}
+	adv, err := discovery.Advertise(dcfg, discovery.Self{Unit: cfg.Name, IP: ip, Port: port, Status: func() discovery.Status {
+		servers, _ := node.Servers()
+		return discovery.Status{Version: cfg.Version, Model: cfg.Model, Worker: cfg.Worker, Standalone: len(servers) == 1, Fresh: mem.Fresh()}
+	}})
+	if err != nil {
+		log.Error("mDNS is off on this node: the Add dialogs of other nodes will not offer it", "error", err.Error(),
+			"remediation", "let it share UDP 5353 (avahi-daemon does), or turn advertising off with mdns.advertise: false (--mdns-advertise=false); add it by name or address meanwhile")
+		return nil
+	}
+	return adv
 }
 
 // logHardware says at start what the backend found: on a Pi, the HAT and

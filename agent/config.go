@@ -10,6 +10,7 @@ import (
 
 	"github.com/pioreactor/pio/api"
 	"github.com/pioreactor/pio/cluster"
+	"github.com/pioreactor/pio/discovery"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/jobs"
 	"github.com/pioreactor/pio/membership"
@@ -34,6 +35,9 @@ type Config struct {
 	// to serve at / instead of pio's, which moves to /pio/; "" serves pio's.
 	UIDir         string
 	AdvertiseAddr string
+	// MDNSAdvertise makes the node announce itself on the LAN (mDNS,
+	// _pio-worker._tcp) for "Add new Pioreactor" (see discovery).
+	MDNSAdvertise bool
 	Join          string
 	Worker        bool
 	PreferLeader  bool
@@ -93,13 +97,14 @@ type Config struct {
 func DefaultConfig() Config {
 	// The packages' own defaults, declared once in each package's DefaultConfig.
 	cd, md, ad, jd, qd := cluster.DefaultConfig(), membership.DefaultConfig(membership.Self{}), api.DefaultConfig(), jobs.DefaultConfig(), mqtt.DefaultConfig()
+	dd := discovery.DefaultConfig()
 	return Config{
 		DataDir: "/var/lib/pio", HTTPAddr: ":8080", RaftAddr: ":8300", GossipAddr: ":8301", MQTTAddr: qd.Addr, MQTTWSAddr: qd.WSAddr,
 		Worker: true, Hardware: "auto", Model: jd.Limits.Model, PumpMLPerSecond: jd.PumpMLPerSecond, MaxVoters: cd.MaxVoters, Stabilization: md.Stabilization,
 		Heartbeat: cd.HeartbeatTimeout, Election: cd.ElectionTimeout, HoldTimeout: ad.HoldTimeout, MaxEventStreams: ad.MaxEventStreams, LogLevel: "info", APIAuth: ad.Auth,
 		SnapshotThreshold: cd.SnapshotThreshold, SnapshotInterval: cd.SnapshotInterval, TrailingLogs: cd.TrailingLogs,
 		Retention: 30 * 24 * time.Hour, DownsampledRetention: 365 * 24 * time.Hour,
-		RebootCommand: "systemctl reboot", ShutdownCommand: "systemctl poweroff", HTTPLimits: DefaultHTTPLimits(),
+		RebootCommand: "systemctl reboot", ShutdownCommand: "systemctl poweroff", HTTPLimits: DefaultHTTPLimits(), MDNSAdvertise: dd.Advertise,
 	}
 }
 
@@ -209,4 +214,12 @@ func (c *Config) mqttConfig() mqtt.Config {
 	q := mqtt.DefaultConfig()
 	q.Addr, q.WSAddr = c.MQTTAddr, c.MQTTWSAddr
 	return q
+}
+
+// discoveryConfig is LAN discovery's configuration: advertising from this
+// one, the rest the package's defaults.
+func (c *Config) discoveryConfig() discovery.Config {
+	d := discovery.DefaultConfig()
+	d.Advertise = c.MDNSAdvertise
+	return d
 }

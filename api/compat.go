@@ -11,8 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/pioreactor/pio/discovery"
 	"github.com/pioreactor/pio/fsm"
 )
 
@@ -70,10 +72,33 @@ func (s *Server) getModels(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"models": Models})
 }
 
-// discoverWorkers answers GET /api/workers/discover: the workers found on the
-// network and not yet added. pio has no mDNS discovery yet: the list is empty.
+// discoverWorkers answers GET /api/workers/discover as Pioreactor does: the
+// nodes found on the network (mDNS, _pio-worker._tcp) that are not in this
+// cluster, [{"pioreactor_unit", ...}], plus what they advertise (address,
+// version, model, fresh). Only standalone nodes are listed: a member of
+// another cluster cannot be added. A browse that fails answers [] (and logs),
+// as Pioreactor's does when avahi-browse finds nothing.
 func (s *Server) discoverWorkers(c *gin.Context) {
-	c.JSON(http.StatusOK, []unitJSON{})
+	if !s.readable(c) {
+		return
+	}
+	out := []discovery.Node{}
+	if s.cfg.Discover == nil {
+		c.JSON(http.StatusOK, out)
+		return
+	}
+	found, err := s.cfg.Discover(c.Request.Context())
+	if now := time.Now().Unix(); err != nil && s.discoverWarned.Swap(now) < now-60 { // once a minute at most
+		s.log.Warn("discover: the mDNS browse failed", "error", err.Error(),
+			"remediation", "check that this node has a network interface with multicast; add workers by name or address meanwhile")
+	}
+	for _, n := range found {
+		if _, member := s.fsm.UnitByName(n.Unit); member || !n.Standalone {
+			continue
+		}
+		out = append(out, n)
+	}
+	c.JSON(http.StatusOK, out)
 }
 
 // setupWorkerBody is the body of POST /api/workers/setup, Pioreactor's fields:

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/pioreactor/pio/cluster"
+	"github.com/pioreactor/pio/discovery"
 	"github.com/pioreactor/pio/export"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/gpio"
@@ -112,6 +113,9 @@ type Config struct {
 	// UI serves another browser UI at / (such as Pioreactor's own, see
 	// web.Dir); pio's own UI then moves to /pio/. nil serves pio's at /.
 	UI http.Handler
+	// Discover browses the network for pio nodes (mDNS) for GET
+	// /api/workers/discover; nil: none are found.
+	Discover func(ctx context.Context) ([]discovery.Node, error)
 }
 
 // DefaultMaxEventStreams is how many GET /api/events streams a node serves at once by default.
@@ -144,6 +148,8 @@ type Server struct {
 	// exportMu guards exportTask, the task ID of the export this node runs ("" when none).
 	exportMu   sync.Mutex
 	exportTask string
+	// discoverWarned is when a failed browse was last logged (unix seconds).
+	discoverWarned atomic.Int64
 }
 
 // New builds the API of a node.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/pioreactor/pio/cluster"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/rpc"
 	"github.com/pioreactor/pio/trust"
@@ -93,7 +94,7 @@ func (m *Manager) AcceptInvitation(ctx context.Context, addr, token string) (Joi
 	if err != nil {
 		return JoinResult{}, err
 	}
-	if len(servers) > 1 || (m.node.HadState() && !m.fsm.HoldsOnly(m.cfg.Self.NodeID)) {
+	if !m.fresh(servers) {
 		return JoinResult{}, fmt.Errorf("%w: it is in a cluster of %d node(s) or holds data of its own", ErrNotFresh, len(servers))
 	}
 	if m.cfg.JoinToken != "" {
@@ -108,6 +109,17 @@ func (m *Manager) AcceptInvitation(ctx context.Context, addr, token string) (Joi
 	}
 	m.log.Info("accepting an invitation (trust on first use)", "from", addr)
 	return m.Join(ctx, addr, token, false)
+}
+
+// Fresh reports whether this node would accept an invitation now: a cluster
+// of one that holds nothing but its own registration (discovery advertises it).
+func (m *Manager) Fresh() bool {
+	servers, err := m.node.Servers()
+	return err == nil && m.fresh(servers)
+}
+
+func (m *Manager) fresh(servers []cluster.Server) bool {
+	return len(servers) <= 1 && (!m.node.HadState() || m.fsm.HoldsOnly(m.cfg.Self.NodeID))
 }
 
 // Credentials answers, on the leader, a joining node (the first node-to-node

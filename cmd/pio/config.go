@@ -20,6 +20,7 @@ var serveKeys = []struct{ key, flag, usage string }{
 	{"mqtt.addr", "mqtt-addr", "address of the MQTT broker (TCP; Pioreactor's topics, from the cluster's state); empty disables it"},
 	{"mqtt.ws_addr", "mqtt-ws-addr", "address of the MQTT broker over WebSocket; empty disables it"},
 	{"ui.dir", "ui-dir", "a folder with another web UI's build (Pioreactor's own: its frontend/build) to serve at / instead of pio's, which moves to /pio/"},
+	{"mdns.advertise", "mdns-advertise", "announce this node on the LAN (mDNS, _pio-worker._tcp, as Pioreactor's workers do) so that a cluster's \"Add new Pioreactor\" offers it; says its name, address, version, model and whether it is standalone, nothing secret"},
 	{"advertise_addr", "advertise-addr", "the IP other nodes reach this one at (required when a bind address is unspecified and this host has several)"},
 	{"join", "join", "HOST[:PORT] of any node of a cluster to join at start"},
 	{"join_token", "token", "the cluster's join token (print it with: sudo pio token, on a member; env PIO_TOKEN): needed to join, and it pins which cluster may invite this node"},
@@ -52,6 +53,8 @@ func addServeFlags(cmd *cobra.Command) {
 			f.Bool(k.flag, d.Worker, k.usage)
 		case "api.read_auth":
 			f.Bool(k.flag, d.ReadAuth, k.usage)
+		case "mdns.advertise":
+			f.Bool(k.flag, d.MDNSAdvertise, k.usage)
 		case "prefer_leader":
 			f.Bool(k.flag, false, k.usage)
 		case "cluster.max_voters":
@@ -119,6 +122,7 @@ func loadServeConfig(cmd *cobra.Command) (agent.Config, error) {
 		TrailingLogs: v.GetUint64("raft.trailing_logs"), RebootCommand: v.GetString("reboot_command"), ShutdownCommand: v.GetString("shutdown_command"),
 		JoinToken: v.GetString("join_token"), APIAuth: v.GetString("api.auth"), ReadAuth: v.GetBool("api.read_auth"),
 		Retention: v.GetDuration("readings.retention"), DownsampledRetention: v.GetDuration("readings.downsampled_retention"),
+		MDNSAdvertise: v.GetBool("mdns.advertise"),
 	}
 	// prefer_leader defaults to true for a node that is not a worker.
 	if v.IsSet("prefer_leader") && (cmd.Flags().Changed("prefer-leader") || os.Getenv("PIO_PREFER_LEADER") != "" || v.InConfig("prefer_leader")) {

@@ -134,3 +134,23 @@ func TestMQTTSettings(t *testing.T) {
 		t.Fatalf("bad address: %v", err)
 	}
 }
+
+// mdns.advertise is declared like every setting: on by default, then file,
+// PIO_MDNS_ADVERTISE and --mdns-advertise.
+func TestMDNSAdvertiseSetting(t *testing.T) {
+	if cfg := loadWith(t, nil); !cfg.MDNSAdvertise {
+		t.Fatal("advertising should be on by default")
+	}
+	file := filepath.Join(t.TempDir(), "pio.yaml")
+	os.WriteFile(file, []byte("mdns:\n  advertise: false\n"), 0o600)
+	if cfg := loadWith(t, []string{"--config", file}); cfg.MDNSAdvertise {
+		t.Fatal("file: still on")
+	}
+	t.Setenv("PIO_MDNS_ADVERTISE", "true")
+	if cfg := loadWith(t, []string{"--config", file}); !cfg.MDNSAdvertise {
+		t.Fatal("env: still off")
+	}
+	if cfg := loadWith(t, []string{"--config", file, "--mdns-advertise=false"}); cfg.MDNSAdvertise {
+		t.Fatal("flag: still on")
+	}
+}

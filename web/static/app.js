@@ -696,6 +696,7 @@ function addWorkerDialog(opener) {
       },
     },
     h("h2", { id: "dialog-title" }, "Add new Pioreactor"),
+    discoveredList(name, addr, submit),
     h("div", { class: "field" }, h("label", { for: "new-unit-name" }, "Name"), name,
       h("span", { class: "hint", id: "new-unit-hint" }, "Its hostname: letters, digits, - and _.")),
     h("div", { class: "field" }, h("label", { for: "new-unit-address" }, "Address ", h("span", { class: "hint" }, "(optional; default NAME or NAME.local, port 8080)")), addr),
@@ -703,6 +704,55 @@ function addWorkerDialog(opener) {
     h("div", { class: "buttons" }, h("button", { type: "button", onclick: close }, "Cancel"), submit));
     return [form];
   });
+}
+
+/**
+ * discoveredList is the "Found on the network" part of the Add dialog: the
+ * standalone pio nodes that GET /api/workers/discover finds (mDNS); picking one
+ * fills the name and address fields. It says when it is looking, when it found
+ * none and when it could not look; "Look again" browses again.
+ */
+function discoveredList(name, addr, submit) {
+  const status = h("p", { id: "discover-status", class: "hint", "aria-live": "polite" });
+  const list = h("ul", { id: "discovered", class: "discovered", "aria-labelledby": "discover-h" });
+  const again = h("button", { type: "button", class: "small", id: "discover-again" }, "Look again");
+  const look = async () => {
+    again.disabled = true;
+    list.replaceChildren();
+    status.replaceChildren(h("progress", { "aria-label": "looking" }), "Looking for Pioreactors on the network…");
+    let found;
+    try {
+      found = await get("/api/workers/discover");
+    } catch (e) {
+      if (list.isConnected) status.replaceChildren(`Could not look on the network: ${e.message}. Enter a name below.`);
+      again.disabled = false;
+      return;
+    }
+    if (!list.isConnected) return; // the dialog was closed meanwhile
+    again.disabled = false;
+    found = Array.isArray(found) ? found : [];
+    status.replaceChildren(found.length
+      ? `${found.length} found: pick one to fill in its name and address.`
+      : "None found on the network (a new Pioreactor shows up here once pio runs on it). Enter its name below.");
+    list.replaceChildren(...found.map(n => {
+      const unit = n.pioreactor_unit;
+      const about = [n.address || n.ipv4_address, [n.model, n.version].filter(Boolean).join(" "),
+        n.fresh === false ? "holds data of its own: it will refuse to join" : ""].filter(Boolean).join(" · ");
+      return h("li", {}, h("button", {
+        type: "button", class: "pick", "aria-pressed": "false", dataset: { unit },
+        onclick: ev => {
+          name.value = unit;
+          addr.value = n.address || n.ipv4_address || "";
+          for (const b of list.querySelectorAll("button.pick")) b.setAttribute("aria-pressed", String(b === ev.currentTarget));
+          submit.focus();
+        },
+      }, h("strong", {}, unit), " ", h("span", { class: "hint" }, about)));
+    }));
+  };
+  again.addEventListener("click", look);
+  look();
+  return h("section", { class: "field", "aria-labelledby": "discover-h" },
+    h("div", { class: "discover-head" }, h("span", { id: "discover-h", class: "label" }, "Found on the network"), again), status, list);
 }
 
 // ----- Experiments -----
