@@ -244,6 +244,7 @@ func (s *Server) sharedConfig(broker string) (map[string]map[string]string, bool
 		"ui.overview.charts":   {"optical_density": "1", "implied_growth_rate": "1", "temperature": "1"},
 		"ui.overview.cards":    {"dosings": "1", "event_logs": "1", "profiles": "0"},
 		"ui.overview.settings": {"time_display_mode": "clock_time"},
+		"logging":              {"ui_log_level": "INFO"}, // the UI's log tables ask for INFO and above
 	}, true
 }
 

@@ -142,7 +142,7 @@ func TestConfigAndSystemAsPioreactor(t *testing.T) {
 		t.Fatalf("shared config: %d %q", resp.StatusCode, text)
 	}
 	// The sections Pioreactor's UI reads to draw its Overview charts and name OD series.
-	for _, want := range []string{"[od_config.photodiode_channel]\n1=REF\n2=90\n", "[ui.overview.charts]\nimplied_growth_rate=1\noptical_density=1\ntemperature=1\n", "[leds]\nA=IR\n"} {
+	for _, want := range []string{"[od_config.photodiode_channel]\n1=REF\n2=90\n", "[ui.overview.charts]\nimplied_growth_rate=1\noptical_density=1\ntemperature=1\n", "[leds]\nA=IR\n", "[logging]\nui_log_level=INFO\n"} {
 		if !strings.Contains(string(text), want) {
 			t.Fatalf("shared config lacks %q:\n%s", want, text)
 		}
