@@ -168,8 +168,12 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 	}
 	// A node removed from the cluster keeps its certificate: Raft refuses it.
 	port.SetRaftFilter(func(id string) bool { return !f.Removed(id) })
+	var modelName, modelVersion string
+	if cfg.Worker { // a node without a bioreactor has no model
+		modelName, modelVersion = jobs.PioreactorModel(cfg.Model)
+	}
 	mcfg := membership.DefaultConfig(membership.Self{NodeID: nodeID, Name: cfg.Name, HTTPAddr: httpAddr, Worker: cfg.Worker,
-		PreferLeader: cfg.PreferLeader, Version: cfg.Version})
+		PreferLeader: cfg.PreferLeader, Version: cfg.Version, ModelName: modelName, ModelVersion: modelVersion})
 	mcfg.Logger, mcfg.DataDir, mcfg.SourceIP = log, cfg.DataDir, sourceIP
 	mcfg.Trust, mcfg.Transport, mcfg.RPC, mcfg.JoinToken, mcfg.Open = store, port, rc, cfg.JoinToken, cfg.Open
 	mcfg.Gossip.BindAddr, mcfg.Gossip.AdvertiseHost = cfg.GossipAddr, host

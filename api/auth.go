@@ -45,19 +45,35 @@ func (s *Server) authorize(c *gin.Context) {
 	case !isWrite(r.Method) && (!s.cfg.ReadAuth || !api || path == "/unit_api/health"):
 		c.Next() // the UI's files and the health answer stay readable for the sign-in
 		return
-	case r.Method == http.MethodPost && path == "/unit_api/invitation":
-		c.Next() // trust on first use: only a fresh node accepts (see membership)
+	case r.Method == http.MethodPost && (path == "/unit_api/invitation" || path == "/unit_api/sign_out"):
+		c.Next() // trust on first use: only a fresh node accepts (see membership); signing out changes nothing
 		return
 	}
 	b := s.cfg.Trust.Current()
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok && (r.Method == http.MethodGet && path == "/api/events" || export && !isWrite(r.Method)) {
+	fromCookie := false
+	if !ok {
+		token, fromCookie = cookieToken(r) // a signed-in browser (see session.go)
+	}
+	if !ok && !fromCookie && (r.Method == http.MethodGet && path == "/api/events" || export && !isWrite(r.Method)) {
 		// A browser's EventSource and a download link cannot send headers (only with api.read_auth on).
 		token = r.URL.Query().Get("access_token")
 	}
 	if b.CheckAPIToken(strings.TrimSpace(token)) {
+		if fromCookie && isWrite(r.Method) && !sameOrigin(r) {
+			s.refused.Refused(c.ClientIP(), "a write from another site's page", "request", r.Method+" "+path, "origin", r.Header.Get("Origin"))
+			abort(c, http.StatusForbidden, "cross-site request refused", "a page of "+quoteCut(r.Header.Get("Origin"))+" asked this node to change something with its sign-in cookie",
+				"change the cluster from the node's own pages, or send Authorization: Bearer API-TOKEN")
+			return
+		}
+		if !fromCookie && path == "/unit_api/auth_check" && r.Method == http.MethodPost {
+			setSession(c, strings.TrimSpace(token)) // the sign-in signs the browser in for pages that send no header
+		}
 		c.Next()
 		return
+	}
+	if fromCookie {
+		setSession(c, "") // a cookie of another cluster, or an old token: forget it
 	}
 	cause := "the request has no Authorization: Bearer API-TOKEN header"
 	if token != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -189,6 +190,10 @@ func New(cfg Config, node Raft, mem Membership) *Server {
 				http.Redirect(c.Writer, c.Request, "/pio/", http.StatusMovedPermanently)
 			case strings.HasPrefix(p, "/pio/"):
 				ui.ServeHTTP(c.Writer, c.Request)
+			case !strings.HasPrefix(p, "/static/") && !s.signedIn(c.Request):
+				// The other UI sends no token: sign in on pio's page first, which sets the cookie.
+				c.Header("Cache-Control", "no-store")
+				http.Redirect(c.Writer, c.Request, "/pio/?then="+url.QueryEscape(c.Request.URL.RequestURI()), http.StatusSeeOther)
 			default:
 				other.ServeHTTP(c.Writer, c.Request)
 			}
@@ -206,6 +211,7 @@ func New(cfg Config, node Raft, mem Membership) *Server {
 	e.POST("/api/cluster/leave", s.leaveCluster)
 	e.GET("/unit_api/health", s.health)
 	e.POST("/unit_api/auth_check", s.authCheck)
+	e.POST("/unit_api/sign_out", s.signOut)
 	e.GET("/metrics", s.metrics)
 	e.GET("/unit_api/hardware", s.hardware)
 	e.POST("/unit_api/hardware/check", s.hardwareCheck)

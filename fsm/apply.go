@@ -207,6 +207,9 @@ func (s *state) registerUnit(p RegisterUnit, now time.Time) error {
 	if p.ModelVersion != "" {
 		u.ModelVersion = p.ModelVersion
 	}
+	if u.ModelName == "" && u.ModelVersion == "" {
+		u.ModelName, u.ModelVersion = p.OwnModelName, p.OwnModelVersion
+	}
 	return nil
 }
 

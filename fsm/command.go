@@ -86,6 +86,11 @@ type RegisterUnit struct {
 	GossipAddr   string `json:"gossip_addr,omitempty"`
 	ModelName    string `json:"model_name,omitempty"`
 	ModelVersion string `json:"model_version,omitempty"`
+	// OwnModelName and OwnModelVersion are the model the node is configured
+	// with (its --model), sent by the node itself: they fill in a unit's
+	// model only while it has none, so a model chosen by a user stays.
+	OwnModelName    string `json:"own_model_name,omitempty"`
+	OwnModelVersion string `json:"own_model_version,omitempty"`
 	// Readd is set when a node is explicitly added (joined): it lifts the
 	// tombstone of a node that was removed before. Registrations from gossip
 	// never set it, so a removed node cannot come back by itself.

@@ -476,3 +476,25 @@ func TestUnassignEverywhere(t *testing.T) {
 		t.Fatalf("second: %v", r.Err)
 	}
 }
+
+// A node's own model fills in its inventory entry only while it has none:
+// a model a user chose survives the node's next registration.
+func TestOwnModelFillsInOnly(t *testing.T) {
+	f := New()
+	reg := RegisterUnit{NodeID: "n1", Name: "w1", Worker: true, RaftAddr: "a", HTTPAddr: "b", OwnModelName: "pioreactor_40ml", OwnModelVersion: "1.5"}
+	mustApply(t, f, cmd(t, CmdRegisterUnit, "r1", t0, reg))
+	if u, _ := f.UnitByID("n1"); u.ModelName != "pioreactor_40ml" || u.ModelVersion != "1.5" {
+		t.Fatalf("own model not filled in: %+v", u)
+	}
+	mustApply(t, f, cmd(t, CmdRegisterUnit, "r2", t0, RegisterUnit{NodeID: "n1", Name: "w1", Worker: true, RaftAddr: "a", HTTPAddr: "b",
+		ModelName: "pioreactor_20ml", ModelVersion: "1.1"})) // a user's choice (PUT /api/workers/{unit}/model)
+	mustApply(t, f, cmd(t, CmdRegisterUnit, "r3", t0, reg)) // the node registers again, after a restart
+	if u, _ := f.UnitByID("n1"); u.ModelName != "pioreactor_20ml" || u.ModelVersion != "1.1" {
+		t.Fatalf("the node's own model overwrote the user's: %+v", u)
+	}
+	bad := reg
+	bad.NodeID, bad.Name, bad.OwnModelName = "n2", "w2", string(make([]byte, MaxModelLen+1))
+	if r := mustApply(t, f, cmd(t, CmdRegisterUnit, "r4", t0, bad)); r.Err == nil {
+		t.Fatal("an own model beyond the limits was taken")
+	}
+}

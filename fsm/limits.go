@@ -240,7 +240,7 @@ func (p RegisterUnit) check() error {
 	if why := ValidUnitName(p.Name); why != "" {
 		return invalidName(why)
 	}
-	for _, why := range []string{ValidNodeID(p.NodeID), ValidAddrs(p.RaftAddr, p.HTTPAddr, p.GossipAddr), ValidModel(p.ModelName, p.ModelVersion)} {
+	for _, why := range []string{ValidNodeID(p.NodeID), ValidAddrs(p.RaftAddr, p.HTTPAddr, p.GossipAddr), ValidModel(p.ModelName, p.ModelVersion), ValidModel(p.OwnModelName, p.OwnModelVersion)} {
 		if why != "" {
 			return badPayload(why)
 		}

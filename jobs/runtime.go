@@ -75,6 +75,16 @@ func LimitsFor(model string) (Limits, error) {
 	return l, nil
 }
 
+// PioreactorModel names a model as Pioreactor's inventory does: its
+// model_name and model_version (pio's models are the current v1.5 boards,
+// but pioreactor_20ml_v1.0).
+func PioreactorModel(model string) (name, version string) {
+	if model == "pioreactor_20ml_v1.0" {
+		return "pioreactor_20ml", "1.0"
+	}
+	return model, "1.5"
+}
+
 // Config configures a Runtime.
 type Config struct {
 	// Hardware is what jobs read and drive (required).

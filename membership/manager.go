@@ -24,6 +24,10 @@ type Self struct {
 	Worker       bool
 	PreferLeader bool
 	Version      string
+	// ModelName and ModelVersion are the Pioreactor model this node is
+	// configured as; they fill in its inventory entry until a user sets one.
+	ModelName    string
+	ModelVersion string
 }
 
 // Config configures a Manager.
@@ -178,12 +182,14 @@ func (m *Manager) Problems() map[string]string { return m.rec.problemsCopy() }
 // Registration returns this node's inventory registration.
 func (m *Manager) Registration() fsm.RegisterUnit {
 	s := m.cfg.Self
-	return fsm.RegisterUnit{NodeID: s.NodeID, Name: s.Name, Worker: s.Worker, RaftAddr: m.node.Addr(), HTTPAddr: s.HTTPAddr, GossipAddr: m.GossipAddr()}
+	return fsm.RegisterUnit{NodeID: s.NodeID, Name: s.Name, Worker: s.Worker, RaftAddr: m.node.Addr(), HTTPAddr: s.HTTPAddr, GossipAddr: m.GossipAddr(),
+		OwnModelName: s.ModelName, OwnModelVersion: s.ModelVersion}
 }
 
 func (m *Manager) memberRequest() rpc.MemberRequest {
 	r := m.Registration()
-	return rpc.MemberRequest{NodeID: r.NodeID, Name: r.Name, RaftAddr: r.RaftAddr, HTTPAddr: r.HTTPAddr, GossipAddr: r.GossipAddr, Worker: r.Worker, Version: m.cfg.Self.Version}
+	return rpc.MemberRequest{NodeID: r.NodeID, Name: r.Name, RaftAddr: r.RaftAddr, HTTPAddr: r.HTTPAddr, GossipAddr: r.GossipAddr, Worker: r.Worker, Version: m.cfg.Self.Version,
+		ModelName: r.OwnModelName, ModelVersion: r.OwnModelVersion}
 }
 
 // Run works until ctx ends: on the leader it reconciles gossip into the
@@ -438,6 +444,7 @@ func (m *Manager) AddMember(ctx context.Context, req rpc.MemberRequest) (rpc.Mem
 	}
 	if err := m.apply(fsm.CmdRegisterUnit, fsm.RegisterUnit{
 		NodeID: req.NodeID, Name: req.Name, Worker: req.Worker, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr, GossipAddr: req.GossipAddr, Readd: true,
+		OwnModelName: req.ModelName, OwnModelVersion: req.ModelVersion,
 	}); err != nil {
 		return rpc.MemberResponse{}, err
 	}

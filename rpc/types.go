@@ -43,6 +43,9 @@ type MemberRequest struct {
 	GossipAddr string `json:"gossip_addr,omitempty"`
 	Worker     bool   `json:"worker"`
 	Version    string `json:"version,omitempty"`
+	// ModelName and ModelVersion are the model the node is configured as.
+	ModelName    string `json:"model_name,omitempty"`
+	ModelVersion string `json:"model_version,omitempty"`
 }
 
 // LeaderInfo names a leader.

@@ -277,6 +277,7 @@ function signIn(why) {
 
 function signOut() {
   keepToken("");
+  fetch("/unit_api/sign_out", { method: "POST" }).catch(() => { /* the cookie stays until the node answers */ });
   auth.refused = false;
   if (auth.readAuth) { location.reload(); return; } // nothing of the cluster may stay on the page
   renderAuth();
@@ -1128,7 +1129,25 @@ window.addEventListener("hashchange", onRoute);
 setInterval(() => { if (route().page === "pioreactors" && !document.hidden && !conn.nodeDown && !(auth.readAuth && (!auth.token || auth.refused))) refresh("jobs"); }, 3000);
 // "seen N s ago" ages; a slow redraw keeps it honest.
 setInterval(() => { if (!document.hidden && route().page !== "pioreactors") render(); }, 10000);
+/**
+ * thenPage is where to go once signed in: a page of the other UI this node
+ * serves at / (api's ui.dir, such as Pioreactor's own), which sends no token
+ * of its own but the cookie that signing in here sets. Only this node's paths.
+ */
+const thenPage = (() => {
+  const t = new URLSearchParams(location.search).get("then") || "";
+  return t.startsWith("/") && !/^\/[\\/]/.test(t) && !t.startsWith("/pio/") ? t : "";
+})();
+
 loadHealth().then(async () => {
+  if (thenPage) {
+    if (auth.mode !== "token") { location.replace(thenPage); return; }
+    if (auth.token) await checkKeptToken(); // sets the cookie again
+    if ((auth.token && !auth.refused) || await signIn(["The Pioreactor UI on this node needs you signed in: sign in here once, and it takes your changes."])) {
+      location.replace(thenPage);
+      return;
+    }
+  }
   // With api.read_auth nothing shows without the token: ask at once.
   if (auth.readAuth && !auth.token) await signIn(["Reading this cluster needs its API token (api.read_auth is on)."]);
   else if (auth.token && auth.mode === "token") checkKeptToken();
