@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sort"
@@ -78,6 +79,10 @@ func (s *Server) patchExperiment(c *gin.Context) {
 	if !decodeBody(c, &b) {
 		return
 	}
+	if b.Description == nil && b.Tags == nil {
+		abort(c, http.StatusBadRequest, "missing description or tags", `the body needs "description" or "tags" (or both)`, `send {"description": "TEXT"} or {"tags": ["TAG"]}`)
+		return
+	}
 	if !checkExperimentText(c, b.Description, b.Tags) {
 		return
 	}
@@ -89,12 +94,20 @@ func (s *Server) patchExperiment(c *gin.Context) {
 }
 
 // deleteExperiment answers DELETE /api/experiments/{exp}; its assignments end.
+// The deletion is applied before the answer, which is Pioreactor's (202 and
+// a task, done already, whose result says what was deleted).
 func (s *Server) deleteExperiment(c *gin.Context) {
 	e := expParam(c)
 	if !s.apply(c, fsm.CmdDeleteExperiment, fsm.ExperimentRef{Experiment: e.Experiment}) {
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"experiment": e.Experiment, "deleted": true})
+	s.doneTask(c, gin.H{"experiment": e.Experiment, "deleted": true})
+}
+
+// doneTask answers 202 with a task whose result is res: Pioreactor answers
+// so for the writes it leaves to a task, and its UI polls the task.
+func (s *Server) doneTask(c *gin.Context, res any) {
+	c.JSON(http.StatusAccepted, s.tasks.run(s.cfg.Name, func(context.Context) (any, error) { return res, nil }))
 }
 
 // experimentWorkers answers GET /api/experiments/{exp}/workers: its assigned workers.
@@ -139,7 +152,7 @@ func (s *Server) assignWorker(c *gin.Context) {
 	if !s.apply(c, fsm.CmdAssign, fsm.Assign{Unit: name, Experiment: e.Experiment}) {
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"pioreactor_unit": name, "experiment": e.Experiment})
+	c.JSON(http.StatusOK, gin.H{"status": "success", "pioreactor_unit": name, "experiment": e.Experiment})
 }
 
 // unassignWorker answers DELETE /api/experiments/{exp}/workers/{unit}; 404 if not assigned there.
@@ -152,19 +165,21 @@ func (s *Server) unassignWorker(c *gin.Context) {
 	if !s.apply(c, fsm.CmdUnassign, fsm.Assign{Unit: name, Experiment: e.Experiment}) {
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"pioreactor_unit": name, "experiment": e.Experiment, "unassigned": true})
+	c.JSON(http.StatusOK, gin.H{"status": "success", "pioreactor_unit": name, "experiment": e.Experiment, "unassigned": true})
 }
 
-// unassignAll answers DELETE /api/experiments/{exp}/workers.
+// unassignAll answers DELETE /api/experiments/{exp}/workers, applied before
+// the answer, Pioreactor's 202 and task.
 func (s *Server) unassignAll(c *gin.Context) {
 	e := expParam(c)
 	if !s.apply(c, fsm.CmdUnassignAll, fsm.ExperimentRef{Experiment: e.Experiment}) {
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"experiment": e.Experiment, "unassigned": true})
+	s.doneTask(c, gin.H{"experiment": e.Experiment, "unassigned": true})
 }
 
-// assignmentCount answers GET /api/experiments/assignment_count.
+// assignmentCount answers GET /api/experiments/assignment_count: the
+// experiments that have workers (as Pioreactor, none with 0).
 func (s *Server) assignmentCount(c *gin.Context) {
 	if !s.readable(c) {
 		return
@@ -179,7 +194,9 @@ func (s *Server) assignmentCount(c *gin.Context) {
 	}
 	out := []row{}
 	for _, e := range s.fsm.Experiments() {
-		out = append(out, row{e.Experiment, count[e.Experiment]})
+		if count[e.Experiment] > 0 {
+			out = append(out, row{e.Experiment, count[e.Experiment]})
+		}
 	}
 	c.JSON(http.StatusOK, out)
 }
@@ -217,7 +234,7 @@ func (s *Server) historicalAssignments(c *gin.Context) {
 
 type unitLabelBody struct {
 	Unit  *string `json:"unit"`
-	Label string  `json:"label"`
+	Label *string `json:"label"`
 }
 
 // getUnitLabels answers GET /api/experiments/{exp}/unit_labels: {unit: label}.
@@ -232,18 +249,19 @@ func (s *Server) getUnitLabels(c *gin.Context) {
 	c.JSON(http.StatusOK, s.fsm.Labels(e.Experiment))
 }
 
-// putUnitLabel answers PUT /api/experiments/{exp}/unit_labels {"unit", "label"}; an empty label clears it.
+// putUnitLabel answers PUT (or PATCH) /api/experiments/{exp}/unit_labels
+// {"unit", "label"}, 201 as Pioreactor; an empty label clears it.
 func (s *Server) putUnitLabel(c *gin.Context) {
 	e := expParam(c)
 	var b unitLabelBody
 	if !decodeBody(c, &b) {
 		return
 	}
-	if b.Unit == nil {
-		abort(c, http.StatusBadRequest, "missing unit", `the body needs "unit": "NAME" and "label"`, `send {"unit": "worker2", "label": "control"}`)
+	if b.Unit == nil || b.Label == nil {
+		abort(c, http.StatusBadRequest, "missing unit or label", `the body needs "unit": "NAME" and "label": "LABEL" ("" clears it)`, `send {"unit": "worker2", "label": "control"}`)
 		return
 	}
-	if why := fsm.ValidLabel(b.Label); why != "" {
+	if why := fsm.ValidLabel(*b.Label); why != "" {
 		badField(c, "label too long", why)
 		return
 	}
@@ -251,8 +269,8 @@ func (s *Server) putUnitLabel(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if !s.apply(c, fsm.CmdSetUnitLabel, fsm.SetUnitLabel{Experiment: e.Experiment, Unit: name, Label: b.Label}) {
+	if !s.apply(c, fsm.CmdSetUnitLabel, fsm.SetUnitLabel{Experiment: e.Experiment, Unit: name, Label: *b.Label}) {
 		return
 	}
-	c.JSON(http.StatusOK, s.fsm.Labels(e.Experiment))
+	c.JSON(http.StatusCreated, gin.H{"status": "success"})
 }
