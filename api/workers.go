@@ -205,10 +205,20 @@ func errCause(err error) string {
 }
 
 // removeWorker answers DELETE /api/workers/{unit}: out of the inventory and
-// the cluster; the unit goes back to standalone. Refused if it would leave no quorum.
+// the cluster; the unit goes back to standalone. Refused if it would leave no
+// quorum; 404 for a unit not in the inventory, as Pioreactor.
 func (s *Server) removeWorker(c *gin.Context) {
-	u, ok := s.lookupUnit(c, c.Param("unit"))
+	if !s.readable(c) {
+		return
+	}
+	name := c.Param("unit")
+	if why := fsm.ValidUnitName(name); why != "" {
+		abort(c, http.StatusBadRequest, "invalid unit name", why, "use the unit's name as listed by GET /api/units")
+		return
+	}
+	u, ok := s.fsm.UnitByName(name)
 	if !ok {
+		abort(c, http.StatusNotFound, "worker not found", fmt.Sprintf("no unit named %q in the inventory", name), "list units with GET /api/units (or `pio workers list`)")
 		return
 	}
 	if u.NodeID == s.cfg.NodeID {
@@ -260,7 +270,10 @@ func (s *Server) setActive(c *gin.Context) {
 		return
 	}
 	u, _ := s.fsm.UnitByName(name)
-	c.JSON(http.StatusOK, s.worker(u, s.mem.States()))
+	c.JSON(http.StatusOK, struct {
+		Status string `json:"status"`
+		workerJSON
+	}{"success", s.worker(u, s.mem.States())})
 }
 
 // assignments answers GET /api/workers/assignments.
