@@ -110,19 +110,17 @@ func (s *Server) doneTask(c *gin.Context, res any) {
 	c.JSON(http.StatusAccepted, s.tasks.run(s.cfg.Name, func(context.Context) (any, error) { return res, nil }))
 }
 
-// experimentWorkers answers GET /api/experiments/{exp}/workers: its assigned workers.
+// experimentWorkers answers GET /api/experiments/{exp}/workers: its assigned
+// workers ([] for an experiment that does not exist, as Pioreactor).
 func (s *Server) experimentWorkers(c *gin.Context) {
 	if !s.readable(c) {
 		return
 	}
-	e, ok := s.lookupExperiment(c)
-	if !ok {
-		return
-	}
+	exp := c.Param("exp")
 	states := s.mem.States()
 	out := []workerJSON{}
 	for _, u := range s.fsm.Units() {
-		if s.fsm.ExperimentOf(u.NodeID) == e.Experiment {
+		if s.fsm.ExperimentOf(u.NodeID) == exp {
 			out = append(out, s.worker(u, states))
 		}
 	}
@@ -201,15 +199,13 @@ func (s *Server) assignmentCount(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
-// historicalAssignments answers GET /api/experiments/{exp}/historical_worker_assignments.
+// historicalAssignments answers GET /api/experiments/{exp}/historical_worker_assignments
+// ([] for an experiment that does not exist, as Pioreactor).
 func (s *Server) historicalAssignments(c *gin.Context) {
 	if !s.readable(c) {
 		return
 	}
-	e, ok := s.lookupExperiment(c)
-	if !ok {
-		return
-	}
+	e := expParam(c)
 	type row struct {
 		Unit       string `json:"pioreactor_unit"`
 		Experiment string `json:"experiment"`
@@ -237,16 +233,13 @@ type unitLabelBody struct {
 	Label *string `json:"label"`
 }
 
-// getUnitLabels answers GET /api/experiments/{exp}/unit_labels: {unit: label}.
+// getUnitLabels answers GET /api/experiments/{exp}/unit_labels: {unit: label}
+// ({} for an experiment that does not exist, as Pioreactor).
 func (s *Server) getUnitLabels(c *gin.Context) {
 	if !s.readable(c) {
 		return
 	}
-	e, ok := s.lookupExperiment(c)
-	if !ok {
-		return
-	}
-	c.JSON(http.StatusOK, s.fsm.Labels(e.Experiment))
+	c.JSON(http.StatusOK, s.fsm.Labels(c.Param("exp")))
 }
 
 // putUnitLabel answers PUT (or PATCH) /api/experiments/{exp}/unit_labels
