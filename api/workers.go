@@ -300,13 +300,15 @@ func (s *Server) assignments(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
-// workerExperiment answers GET /api/workers/{unit}/experiment; 404 if unassigned.
+// workerExperiment answers GET /api/workers/{unit}/experiment; 404 if
+// unassigned or not a worker in the inventory, as Pioreactor.
 func (s *Server) workerExperiment(c *gin.Context) {
 	if !s.readable(c) {
 		return
 	}
-	u, ok := s.lookupUnit(c, c.Param("unit"))
-	if !ok {
+	u, ok := s.fsm.UnitByName(c.Param("unit"))
+	if !ok || !u.Worker {
+		abort(c, http.StatusNotFound, "worker not found", fmt.Sprintf("no worker named %s", quoteCut(c.Param("unit"))), "list workers with GET /api/workers")
 		return
 	}
 	e := s.fsm.ExperimentOf(u.NodeID)
