@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -35,8 +36,34 @@ func (s *Server) getExperiment(c *gin.Context) {
 }
 
 type patchExperimentBody struct {
-	Description *string   `json:"description"`
-	Tags        *[]string `json:"tags"`
+	Description nullableString `json:"description"`
+	Tags        *[]string      `json:"tags"`
+}
+
+// nullableString is a string field that may be sent as null, which
+// Pioreactor takes as "" (a description); Set says whether it was sent.
+type nullableString struct {
+	Set   bool
+	Value string
+}
+
+// UnmarshalJSON takes a JSON string or null.
+func (n *nullableString) UnmarshalJSON(b []byte) error {
+	n.Set = true
+	if string(b) == "null" {
+		n.Value = ""
+		return nil
+	}
+	return json.Unmarshal(b, &n.Value)
+}
+
+// ptr is the value to change, or nil when the field was not sent.
+func (n nullableString) ptr() *string {
+	if !n.Set {
+		return nil
+	}
+	v := n.Value
+	return &v
 }
 
 // expParam is the experiment named in the path of a write. Writes do not look
@@ -79,14 +106,15 @@ func (s *Server) patchExperiment(c *gin.Context) {
 	if !decodeBody(c, &b) {
 		return
 	}
-	if b.Description == nil && b.Tags == nil {
+	description := b.Description.ptr()
+	if description == nil && b.Tags == nil {
 		abort(c, http.StatusBadRequest, "missing description or tags", `the body needs "description" or "tags" (or both)`, `send {"description": "TEXT"} or {"tags": ["TAG"]}`)
 		return
 	}
-	if !checkExperimentText(c, b.Description, b.Tags) {
+	if !checkExperimentText(c, description, b.Tags) {
 		return
 	}
-	if !s.apply(c, fsm.CmdUpdateExperiment, fsm.UpdateExperiment{Experiment: e.Experiment, Description: b.Description, Tags: b.Tags}) {
+	if !s.apply(c, fsm.CmdUpdateExperiment, fsm.UpdateExperiment{Experiment: e.Experiment, Description: description, Tags: b.Tags}) {
 		return
 	}
 	e, _ = s.fsm.Experiment(e.Experiment)
