@@ -228,7 +228,7 @@ func (s *Server) removeWorker(c *gin.Context) {
 				s.log.Error("removing the leader: leave failed", "error", err)
 			}
 		}()
-		c.JSON(http.StatusAccepted, gin.H{"unit": u.Name, "status": "leaving: the leadership moves to another node first"})
+		c.JSON(http.StatusAccepted, gin.H{"status": "success", "unit": u.Name, "detail": "leaving: the leadership moves to another node first"})
 		return
 	}
 	if why := s.mem.RemovalBreaksQuorum(u.NodeID); why != "" {
@@ -245,7 +245,7 @@ func (s *Server) removeWorker(c *gin.Context) {
 		defer cancel()
 		_ = s.rpc.Do(ctx, addr, http.MethodPost, "/unit_api/removed", nil, struct{}{}, nil)
 	}(u.RaftAddr)
-	c.JSON(http.StatusAccepted, gin.H{"unit": u.Name, "status": "removed"})
+	c.JSON(http.StatusAccepted, gin.H{"status": "success", "unit": u.Name, "detail": "removed"})
 }
 
 type isActiveBody struct {
