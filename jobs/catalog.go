@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -384,9 +385,20 @@ func toFloat(v any) (float64, bool) {
 		return float64(x), true
 	case int64:
 		return float64(x), true
+	case string:
+		// A number written as text, as Pioreactor's UI sends a setting
+		// (the text of its field) and Pioreactor's jobs take it.
+		if len(x) > maxNumberText {
+			return 0, false
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+		return f, err == nil
 	}
 	return 0, false
 }
+
+// maxNumberText is the longest text taken as a number.
+const maxNumberText = 64
 
 // IsMeasurement says whether a setting is a measurement a job publishes.
 func IsMeasurement(setting string) bool {
