@@ -19,6 +19,7 @@ func (s *Server) health(c *gin.Context) {
 		Name: s.cfg.Name, NodeID: s.cfg.NodeID, Leader: s.node.IsLeader(), ClusterSize: len(servers),
 		HTTPAddr: s.cfg.HTTPAddr, RaftAddr: s.node.Addr(), Version: s.cfg.Version,
 		Secure: s.cfg.Trust.Current() != nil, Auth: s.authMode(), ReadAuth: s.cfg.ReadAuth,
+		Status: "ok", PioreactorUnit: s.cfg.Name, UTCTime: time.Now().UTC().Format("2006-01-02T15:04:05.000000Z"),
 	})
 }
 

@@ -105,8 +105,8 @@ func (s *Server) discoverWorkers(c *gin.Context) {
 // model and version are the model's name and version.
 type setupWorkerBody struct {
 	Name    *string `json:"name"`
-	Version string  `json:"version"`
-	Model   string  `json:"model"`
+	Version *string `json:"version"`
+	Model   *string `json:"model"`
 	IPv4    string  `json:"ipv4_address"`
 }
 
@@ -117,8 +117,8 @@ func (s *Server) setupWorker(c *gin.Context) {
 	if !decodeBody(c, &b) {
 		return
 	}
-	if b.Name == nil {
-		abort(c, http.StatusBadRequest, "missing name", `the body needs "name": "NAME"`, `send {"name": "worker2", "model": "pioreactor_40ml", "version": "1.5"}`)
+	if b.Name == nil || b.Version == nil || b.Model == nil {
+		abort(c, http.StatusBadRequest, "missing name, model or version", `the body needs "name", "model" and "version", as Pioreactor's`, `send {"name": "worker2", "model": "pioreactor_40ml", "version": "1.5"}`)
 		return
 	}
 	ip := strings.TrimSpace(b.IPv4)
@@ -126,7 +126,7 @@ func (s *Server) setupWorker(c *gin.Context) {
 		abort(c, http.StatusBadRequest, "invalid ipv4_address", fmt.Sprintf("%s is not an IPv4 address", quoteCut(ip)), "send the worker's IPv4 address, e.g. 192.168.1.20 (or 192.168.1.20:8081 if it serves on another port), or leave ipv4_address out")
 		return
 	}
-	if u, ok := s.addWorkerNamed(c, *b.Name, b.Model, b.Version, ip); ok {
+	if u, ok := s.addWorkerNamed(c, *b.Name, *b.Model, *b.Version, ip); ok {
 		c.JSON(http.StatusOK, gin.H{"msg": fmt.Sprintf("Worker %s added successfully.", u.Name)})
 	}
 }
@@ -189,8 +189,10 @@ func (s *Server) putWorkerModel(c *gin.Context) {
 	if !s.readable(c) {
 		return
 	}
-	u, ok := s.inventoryWorker(c)
-	if !ok {
+	u, ok := s.fsm.UnitByName(c.Param("unit"))
+	if !ok || !u.Worker {
+		// 400 as Pioreactor's registered_worker_or_abort (GET answers 404).
+		abort(c, http.StatusBadRequest, "unknown worker", fmt.Sprintf("no worker named %s", quoteCut(c.Param("unit"))), "list workers with GET /api/workers")
 		return
 	}
 	if !s.apply(c, fsm.CmdRegisterUnit, fsm.RegisterUnit{NodeID: u.NodeID, Name: u.Name, Worker: u.Worker, RaftAddr: u.RaftAddr,

@@ -143,3 +143,30 @@ func ginFunc(h gin.HandlerFunc) http.Handler {
 	e.POST("/", h)
 	return e
 }
+
+// A PATCH of an experiment takes a null description as "" and refuses one
+// that is no string, naming the field; a sent description is told from none.
+func TestPatchExperimentDescription(t *testing.T) {
+	gin.SetMode(gin.ReleaseMode)
+	var got patchExperimentBody
+	e := gin.New()
+	e.PATCH("/x", func(c *gin.Context) {
+		got = patchExperimentBody{}
+		if decodeBody(c, &got) {
+			c.Status(http.StatusNoContent)
+		}
+	})
+	var ae map[string]any
+	if w := do(t, e, http.MethodPatch, "/x", `{"description": null}`, nil); w.Code != http.StatusNoContent || got.Description.ptr() == nil || *got.Description.ptr() != "" {
+		t.Fatalf("null: %d %+v", w.Code, got)
+	}
+	if w := do(t, e, http.MethodPatch, "/x", `{"tags": ["a"]}`, nil); w.Code != http.StatusNoContent || got.Description.ptr() != nil {
+		t.Fatalf("absent: %d %+v", w.Code, got)
+	}
+	if w := do(t, e, http.MethodPatch, "/x", `{"description": "d"}`, nil); w.Code != http.StatusNoContent || *got.Description.ptr() != "d" {
+		t.Fatalf("text: %d %+v", w.Code, got)
+	}
+	if w := do(t, e, http.MethodPatch, "/x", `{"description": 5}`, &ae); w.Code != http.StatusBadRequest || !strings.Contains(ae["cause"].(string), "description") {
+		t.Fatalf("a number: %d %v", w.Code, ae)
+	}
+}

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -34,8 +36,34 @@ func (s *Server) getExperiment(c *gin.Context) {
 }
 
 type patchExperimentBody struct {
-	Description *string   `json:"description"`
-	Tags        *[]string `json:"tags"`
+	Description nullableString `json:"description"`
+	Tags        *[]string      `json:"tags"`
+}
+
+// nullableString is a string field that may be sent as null, which
+// Pioreactor takes as "" (a description); Set says whether it was sent.
+type nullableString struct {
+	Set   bool
+	Value string
+}
+
+// UnmarshalJSON takes a JSON string or null.
+func (n *nullableString) UnmarshalJSON(b []byte) error {
+	n.Set = true
+	if string(b) == "null" {
+		n.Value = ""
+		return nil
+	}
+	return json.Unmarshal(b, &n.Value)
+}
+
+// ptr is the value to change, or nil when the field was not sent.
+func (n nullableString) ptr() *string {
+	if !n.Set {
+		return nil
+	}
+	v := n.Value
+	return &v
 }
 
 // expParam is the experiment named in the path of a write. Writes do not look
@@ -78,10 +106,15 @@ func (s *Server) patchExperiment(c *gin.Context) {
 	if !decodeBody(c, &b) {
 		return
 	}
-	if !checkExperimentText(c, b.Description, b.Tags) {
+	description := b.Description.ptr()
+	if description == nil && b.Tags == nil {
+		abort(c, http.StatusBadRequest, "missing description or tags", `the body needs "description" or "tags" (or both)`, `send {"description": "TEXT"} or {"tags": ["TAG"]}`)
 		return
 	}
-	if !s.apply(c, fsm.CmdUpdateExperiment, fsm.UpdateExperiment{Experiment: e.Experiment, Description: b.Description, Tags: b.Tags}) {
+	if !checkExperimentText(c, description, b.Tags) {
+		return
+	}
+	if !s.apply(c, fsm.CmdUpdateExperiment, fsm.UpdateExperiment{Experiment: e.Experiment, Description: description, Tags: b.Tags}) {
 		return
 	}
 	e, _ = s.fsm.Experiment(e.Experiment)
@@ -89,27 +122,33 @@ func (s *Server) patchExperiment(c *gin.Context) {
 }
 
 // deleteExperiment answers DELETE /api/experiments/{exp}; its assignments end.
+// The deletion is applied before the answer, which is Pioreactor's (202 and
+// a task, done already, whose result says what was deleted).
 func (s *Server) deleteExperiment(c *gin.Context) {
 	e := expParam(c)
 	if !s.apply(c, fsm.CmdDeleteExperiment, fsm.ExperimentRef{Experiment: e.Experiment}) {
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"experiment": e.Experiment, "deleted": true})
+	s.doneTask(c, gin.H{"experiment": e.Experiment, "deleted": true})
 }
 
-// experimentWorkers answers GET /api/experiments/{exp}/workers: its assigned workers.
+// doneTask answers 202 with a task whose result is res: Pioreactor answers
+// so for the writes it leaves to a task, and its UI polls the task.
+func (s *Server) doneTask(c *gin.Context, res any) {
+	c.JSON(http.StatusAccepted, s.tasks.run(s.cfg.Name, func(context.Context) (any, error) { return res, nil }))
+}
+
+// experimentWorkers answers GET /api/experiments/{exp}/workers: its assigned
+// workers ([] for an experiment that does not exist, as Pioreactor).
 func (s *Server) experimentWorkers(c *gin.Context) {
 	if !s.readable(c) {
 		return
 	}
-	e, ok := s.lookupExperiment(c)
-	if !ok {
-		return
-	}
+	exp := c.Param("exp")
 	states := s.mem.States()
 	out := []workerJSON{}
 	for _, u := range s.fsm.Units() {
-		if s.fsm.ExperimentOf(u.NodeID) == e.Experiment {
+		if s.fsm.ExperimentOf(u.NodeID) == exp {
 			out = append(out, s.worker(u, states))
 		}
 	}
@@ -139,7 +178,7 @@ func (s *Server) assignWorker(c *gin.Context) {
 	if !s.apply(c, fsm.CmdAssign, fsm.Assign{Unit: name, Experiment: e.Experiment}) {
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"pioreactor_unit": name, "experiment": e.Experiment})
+	c.JSON(http.StatusOK, gin.H{"status": "success", "pioreactor_unit": name, "experiment": e.Experiment})
 }
 
 // unassignWorker answers DELETE /api/experiments/{exp}/workers/{unit}; 404 if not assigned there.
@@ -152,19 +191,21 @@ func (s *Server) unassignWorker(c *gin.Context) {
 	if !s.apply(c, fsm.CmdUnassign, fsm.Assign{Unit: name, Experiment: e.Experiment}) {
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"pioreactor_unit": name, "experiment": e.Experiment, "unassigned": true})
+	c.JSON(http.StatusOK, gin.H{"status": "success", "pioreactor_unit": name, "experiment": e.Experiment, "unassigned": true})
 }
 
-// unassignAll answers DELETE /api/experiments/{exp}/workers.
+// unassignAll answers DELETE /api/experiments/{exp}/workers, applied before
+// the answer, Pioreactor's 202 and task.
 func (s *Server) unassignAll(c *gin.Context) {
 	e := expParam(c)
 	if !s.apply(c, fsm.CmdUnassignAll, fsm.ExperimentRef{Experiment: e.Experiment}) {
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"experiment": e.Experiment, "unassigned": true})
+	s.doneTask(c, gin.H{"experiment": e.Experiment, "unassigned": true})
 }
 
-// assignmentCount answers GET /api/experiments/assignment_count.
+// assignmentCount answers GET /api/experiments/assignment_count: the
+// experiments that have workers (as Pioreactor, none with 0).
 func (s *Server) assignmentCount(c *gin.Context) {
 	if !s.readable(c) {
 		return
@@ -179,20 +220,20 @@ func (s *Server) assignmentCount(c *gin.Context) {
 	}
 	out := []row{}
 	for _, e := range s.fsm.Experiments() {
-		out = append(out, row{e.Experiment, count[e.Experiment]})
+		if count[e.Experiment] > 0 {
+			out = append(out, row{e.Experiment, count[e.Experiment]})
+		}
 	}
 	c.JSON(http.StatusOK, out)
 }
 
-// historicalAssignments answers GET /api/experiments/{exp}/historical_worker_assignments.
+// historicalAssignments answers GET /api/experiments/{exp}/historical_worker_assignments
+// ([] for an experiment that does not exist, as Pioreactor).
 func (s *Server) historicalAssignments(c *gin.Context) {
 	if !s.readable(c) {
 		return
 	}
-	e, ok := s.lookupExperiment(c)
-	if !ok {
-		return
-	}
+	e := expParam(c)
 	type row struct {
 		Unit       string `json:"pioreactor_unit"`
 		Experiment string `json:"experiment"`
@@ -217,33 +258,31 @@ func (s *Server) historicalAssignments(c *gin.Context) {
 
 type unitLabelBody struct {
 	Unit  *string `json:"unit"`
-	Label string  `json:"label"`
+	Label *string `json:"label"`
 }
 
-// getUnitLabels answers GET /api/experiments/{exp}/unit_labels: {unit: label}.
+// getUnitLabels answers GET /api/experiments/{exp}/unit_labels: {unit: label}
+// ({} for an experiment that does not exist, as Pioreactor).
 func (s *Server) getUnitLabels(c *gin.Context) {
 	if !s.readable(c) {
 		return
 	}
-	e, ok := s.lookupExperiment(c)
-	if !ok {
-		return
-	}
-	c.JSON(http.StatusOK, s.fsm.Labels(e.Experiment))
+	c.JSON(http.StatusOK, s.fsm.Labels(c.Param("exp")))
 }
 
-// putUnitLabel answers PUT /api/experiments/{exp}/unit_labels {"unit", "label"}; an empty label clears it.
+// putUnitLabel answers PUT (or PATCH) /api/experiments/{exp}/unit_labels
+// {"unit", "label"}, 201 as Pioreactor; an empty label clears it.
 func (s *Server) putUnitLabel(c *gin.Context) {
 	e := expParam(c)
 	var b unitLabelBody
 	if !decodeBody(c, &b) {
 		return
 	}
-	if b.Unit == nil {
-		abort(c, http.StatusBadRequest, "missing unit", `the body needs "unit": "NAME" and "label"`, `send {"unit": "worker2", "label": "control"}`)
+	if b.Unit == nil || b.Label == nil {
+		abort(c, http.StatusBadRequest, "missing unit or label", `the body needs "unit": "NAME" and "label": "LABEL" ("" clears it)`, `send {"unit": "worker2", "label": "control"}`)
 		return
 	}
-	if why := fsm.ValidLabel(b.Label); why != "" {
+	if why := fsm.ValidLabel(*b.Label); why != "" {
 		badField(c, "label too long", why)
 		return
 	}
@@ -251,8 +290,8 @@ func (s *Server) putUnitLabel(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if !s.apply(c, fsm.CmdSetUnitLabel, fsm.SetUnitLabel{Experiment: e.Experiment, Unit: name, Label: b.Label}) {
+	if !s.apply(c, fsm.CmdSetUnitLabel, fsm.SetUnitLabel{Experiment: e.Experiment, Unit: name, Label: *b.Label}) {
 		return
 	}
-	c.JSON(http.StatusOK, s.fsm.Labels(e.Experiment))
+	c.JSON(http.StatusCreated, gin.H{"status": "success"})
 }

@@ -38,12 +38,17 @@ func jobProblem(c *gin.Context, err error) {
 
 // --- this node's worker side ---
 
+// unitRunBody is the body of a run: Pioreactor's fields (options, env,
+// args, config_overrides, with its types; other fields are ignored, as
+// Pioreactor does) and the experiment, which the leader sets from the path.
+// A unit asked directly takes the experiment from env EXPERIMENT, as
+// Pioreactor's unit API does.
 type unitRunBody struct {
-	Experiment      string         `json:"experiment"`
-	Options         map[string]any `json:"options"`
-	Env             map[string]any `json:"env"`
-	Args            []any          `json:"args"`
-	ConfigOverrides []any          `json:"config_overrides"`
+	Experiment      string            `json:"experiment"`
+	Options         map[string]any    `json:"options"`
+	Env             map[string]string `json:"env"`
+	Args            []string          `json:"args"`
+	ConfigOverrides [][]string        `json:"config_overrides"`
 }
 
 func (s *Server) noJobs(c *gin.Context) bool {
@@ -90,8 +95,11 @@ func (s *Server) unitRun(c *gin.Context) {
 	}
 	s.catchUp(c)
 	var b unitRunBody
-	if !decodeBody(c, &b) {
+	if !decodeBodyIgnoringUnknown(c, &b) {
 		return
+	}
+	if b.Experiment == "" {
+		b.Experiment = b.Env["EXPERIMENT"]
 	}
 	info, err := s.cfg.Jobs.Start(c.Param("job"), b.Experiment, b.Options)
 	if err != nil {
@@ -198,7 +206,7 @@ func (s *Server) fanOut(c *gin.Context, units []fsm.Unit, method, path string, b
 
 func (s *Server) runJob(c *gin.Context) {
 	var b unitRunBody
-	if !decodeBody(c, &b) {
+	if !decodeBodyIgnoringUnknown(c, &b) {
 		return
 	}
 	// Bad settings are refused here, before anything is dispatched (the
@@ -235,6 +243,10 @@ func (s *Server) stopExperimentJobs(c *gin.Context) {
 func (s *Server) updateJob(c *gin.Context) {
 	var b settingsBody
 	if !decodeBody(c, &b) {
+		return
+	}
+	if b.Settings == nil {
+		abort(c, http.StatusBadRequest, "missing settings", `the body needs "settings": {SETTING: VALUE}`, `send {"settings": {"target_rpm": 500}}`)
 		return
 	}
 	if err := jobs.Check(c.Param("job"), b.Settings, jobs.DefaultLimits()); err != nil {

@@ -79,10 +79,8 @@ func (s *Server) answerSeries(c *gin.Context, kind, unit string) {
 	if !s.readable(c) {
 		return
 	}
-	e, ok := s.lookupExperiment(c)
-	if !ok {
-		return
-	}
+	// An experiment that does not exist has no readings: empty, as Pioreactor's query answers.
+	e := expParam(c)
 	since := time.Time{}
 	if lb := c.Query("lookback"); lb != "" {
 		h, err := strconv.ParseFloat(lb, 64)
@@ -167,20 +165,12 @@ func (s *Server) answerLogs(c *gin.Context, exp string) {
 	if strings.HasSuffix(c.FullPath(), "/recent_logs") {
 		q.Limit, q.Skip, q.Since = 50, 0, time.Now().Add(-24*time.Hour)
 	}
-	if q.Experiment != "" && q.Experiment != fsm.UniversalExperiment { // $experiment: the lines of no experiment
-		if _, ok := s.lookupExperiment(c); !ok { // it waits until this leader's state is current
-			return
-		}
-	} else if !s.readable(c) {
+	// An experiment or unit that does not exist has no lines: [], as
+	// Pioreactor's query answers ($experiment: the lines of no experiment).
+	if !s.readable(c) {
 		return
 	}
-	if unit := c.Param("unit"); unit != "" {
-		if _, ok := s.fsm.UnitByName(unit); !ok {
-			abort(c, http.StatusNotFound, "unit not found", unit+" is not in the inventory", "list units with GET /api/units")
-			return
-		}
-		q.Unit = unit
-	}
+	q.Unit = c.Param("unit")
 	lines, err := s.fsm.Logs(q)
 	if err != nil {
 		fail(c, err)

@@ -215,9 +215,11 @@ func New(cfg Config, node Raft, mem Membership) *Server {
 	e.GET("/metrics", s.metrics)
 	e.GET("/unit_api/hardware", s.hardware)
 	e.POST("/unit_api/hardware/check", s.hardwareCheck)
+	e.PATCH("/unit_api/hardware/check", s.hardwareCheck)
 	e.GET("/unit_api/state_hash", s.stateHash)
 	e.POST("/unit_api/blink", s.unitBlink)
 	e.POST("/unit_api/system/reboot", s.unitReboot)
+	e.PATCH("/unit_api/system/reboot", s.unitReboot)
 	e.POST("/unit_api/removed", s.unitRemoved)
 	e.POST("/unit_api/invitation", s.invitation)
 	e.GET("/unit_api/task_results/:id", s.taskResult)
@@ -239,7 +241,7 @@ func New(cfg Config, node Raft, mem Membership) *Server {
 	e.GET("/unit_api/settings/descriptors", s.settingsDescriptors)
 	e.GET("/unit_api/automations/descriptors/:type", s.unitAutomationDescriptors)
 	e.POST("/unit_api/jobs/run/job_name/:job", s.unitRun)
-	e.PATCH("/unit_api/jobs/run/job_name/:job", s.unitRun) // Pioreactor takes both methods
+	e.PATCH("/unit_api/jobs/run/job_name/:job", s.unitRun)
 	e.PATCH("/unit_api/jobs/update/job_name/:job", s.unitUpdate)
 	e.POST("/unit_api/jobs/stop/job_name/:job", s.unitStop)
 	e.POST("/unit_api/jobs/stop/all", s.unitStopAll)
@@ -311,8 +313,9 @@ func New(cfg Config, node Raft, mem Membership) *Server {
 	g.GET("/workers/:unit/jobs/settings/job_name/:job/experiments/:exp", s.getJobSettings)
 	g.GET("/workers/:unit/jobs/settings/job_name/:job/setting/:setting/experiments/:exp", s.getJobSetting)
 	g.DELETE("/workers/assignments", s.unassignEverywhere)
+	// Pioreactor takes POST and PATCH for run and stop; its UI runs jobs with PATCH.
 	g.POST("/workers/:unit/jobs/run/job_name/:job/experiments/:exp", s.runJob)
-	g.PATCH("/workers/:unit/jobs/run/job_name/:job/experiments/:exp", s.runJob) // Pioreactor's UI sends PATCH
+	g.PATCH("/workers/:unit/jobs/run/job_name/:job/experiments/:exp", s.runJob)
 	g.POST("/workers/:unit/jobs/stop/job_name/:job/experiments/:exp", s.stopJob)
 	g.PATCH("/workers/:unit/jobs/stop/job_name/:job/experiments/:exp", s.stopJob)
 	g.POST("/workers/:unit/jobs/stop/experiments/:exp", s.stopExperimentJobs)

@@ -22,13 +22,15 @@ const taskTimeout = 2 * time.Minute
 
 // task is work answered with 202 and polled at /unit_api/task_results/{id}.
 type task struct {
-	ID          string `json:"task_id"`
-	Unit        string `json:"unit"`
-	Status      string `json:"status"` // pending, running, succeeded, failed
-	Result      any    `json:"result,omitempty"`
-	Error       string `json:"error,omitempty"`
-	Cause       string `json:"cause,omitempty"`
-	Remediation string `json:"remediation,omitempty"`
+	ID   string `json:"task_id"`
+	Unit string `json:"unit"`
+	// ResultURLPath is where the task is polled, in every answer about it, as Pioreactor's.
+	ResultURLPath string `json:"result_url_path"`
+	Status        string `json:"status"` // pending, running, succeeded, failed
+	Result        any    `json:"result,omitempty"`
+	Error         string `json:"error,omitempty"`
+	Cause         string `json:"cause,omitempty"`
+	Remediation   string `json:"remediation,omitempty"`
 }
 
 // taskRunner runs tasks in goroutines it owns; wait stops accepting and waits for them.
@@ -55,7 +57,8 @@ func (r *taskRunner) run(unit string, fn func(ctx context.Context) (any, error))
 // runFor starts fn as a task for unit whose context ends after timeout (or
 // when the runner closes), and returns its 202 answer.
 func (r *taskRunner) runFor(unit string, timeout time.Duration, fn func(ctx context.Context) (any, error)) gin.H {
-	t := &task{ID: r.prefix + "." + uuid.NewString(), Unit: unit, Status: "pending"}
+	id := r.prefix + "." + uuid.NewString()
+	t := &task{ID: id, Unit: unit, Status: "pending", ResultURLPath: "/unit_api/task_results/" + id}
 	r.mu.Lock()
 	r.tasks[t.ID] = t
 	r.order = append(r.order, t.ID)
@@ -87,7 +90,7 @@ func (r *taskRunner) runFor(unit string, timeout time.Duration, fn func(ctx cont
 			}
 		})
 	}()
-	return gin.H{"unit": unit, "task_id": t.ID, "result_url_path": "/unit_api/task_results/" + t.ID, "status": "accepted"}
+	return gin.H{"unit": unit, "task_id": t.ID, "result_url_path": t.ResultURLPath, "status": "accepted"}
 }
 
 func (r *taskRunner) set(id string, f func(*task)) {
@@ -120,7 +123,7 @@ func (s *Server) taskResult(c *gin.Context) {
 	id := c.Param("id")
 	if t, ok := s.tasks.get(id); ok {
 		if t.Status == "pending" || t.Status == "running" {
-			c.JSON(http.StatusAccepted, gin.H{"status": t.Status, "task_id": t.ID, "unit": t.Unit})
+			c.JSON(http.StatusAccepted, gin.H{"status": t.Status, "task_id": t.ID, "unit": t.Unit, "result_url_path": t.ResultURLPath})
 			return
 		}
 		c.JSON(http.StatusOK, t)

@@ -54,8 +54,22 @@ func readBody(c *gin.Context) ([]byte, bool) {
 	return nil, false
 }
 
+// decodeBodyIgnoringUnknown is decodeBody for a body whose unknown fields
+// Pioreactor ignores (its request structs without forbid_unknown_fields):
+// they are ignored; the known fields' types are checked as strictly.
+func decodeBodyIgnoringUnknown(c *gin.Context, v any) bool {
+	body, ok := readBody(c)
+	return ok && decodeJSONWith(c, body, v, false)
+}
+
 // decodeJSON decodes body strictly into v (see decodeBody); on failure it has answered 400.
 func decodeJSON(c *gin.Context, body []byte, v any) bool {
+	return decodeJSONWith(c, body, v, true)
+}
+
+// decodeJSONWith decodes body into v, refusing unknown fields when strict;
+// on failure it has answered 400.
+func decodeJSONWith(c *gin.Context, body []byte, v any, strict bool) bool {
 	var err error
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	switch {
@@ -65,7 +79,9 @@ func decodeJSON(c *gin.Context, body []byte, v any) bool {
 		err = errNotObject
 	default:
 		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.DisallowUnknownFields()
+		if strict {
+			dec.DisallowUnknownFields()
+		}
 		err = dec.Decode(v)
 		if err == nil && dec.More() {
 			err = errors.New("more than one JSON value")

@@ -205,10 +205,20 @@ func errCause(err error) string {
 }
 
 // removeWorker answers DELETE /api/workers/{unit}: out of the inventory and
-// the cluster; the unit goes back to standalone. Refused if it would leave no quorum.
+// the cluster; the unit goes back to standalone. Refused if it would leave no
+// quorum; 404 for a unit not in the inventory, as Pioreactor.
 func (s *Server) removeWorker(c *gin.Context) {
-	u, ok := s.lookupUnit(c, c.Param("unit"))
+	if !s.readable(c) {
+		return
+	}
+	name := c.Param("unit")
+	if why := fsm.ValidUnitName(name); why != "" {
+		abort(c, http.StatusBadRequest, "invalid unit name", why, "use the unit's name as listed by GET /api/units")
+		return
+	}
+	u, ok := s.fsm.UnitByName(name)
 	if !ok {
+		abort(c, http.StatusNotFound, "worker not found", fmt.Sprintf("no unit named %q in the inventory", name), "list units with GET /api/units (or `pio workers list`)")
 		return
 	}
 	if u.NodeID == s.cfg.NodeID {
@@ -218,7 +228,7 @@ func (s *Server) removeWorker(c *gin.Context) {
 				s.log.Error("removing the leader: leave failed", "error", err)
 			}
 		}()
-		c.JSON(http.StatusAccepted, gin.H{"unit": u.Name, "status": "leaving: the leadership moves to another node first"})
+		c.JSON(http.StatusAccepted, gin.H{"status": "success", "unit": u.Name, "detail": "leaving: the leadership moves to another node first"})
 		return
 	}
 	if why := s.mem.RemovalBreaksQuorum(u.NodeID); why != "" {
@@ -235,7 +245,7 @@ func (s *Server) removeWorker(c *gin.Context) {
 		defer cancel()
 		_ = s.rpc.Do(ctx, addr, http.MethodPost, "/unit_api/removed", nil, struct{}{}, nil)
 	}(u.RaftAddr)
-	c.JSON(http.StatusAccepted, gin.H{"unit": u.Name, "status": "removed"})
+	c.JSON(http.StatusAccepted, gin.H{"status": "success", "unit": u.Name, "detail": "removed"})
 }
 
 type isActiveBody struct {
@@ -260,7 +270,10 @@ func (s *Server) setActive(c *gin.Context) {
 		return
 	}
 	u, _ := s.fsm.UnitByName(name)
-	c.JSON(http.StatusOK, s.worker(u, s.mem.States()))
+	c.JSON(http.StatusOK, struct {
+		Status string `json:"status"`
+		workerJSON
+	}{"success", s.worker(u, s.mem.States())})
 }
 
 // assignments answers GET /api/workers/assignments.
@@ -287,13 +300,15 @@ func (s *Server) assignments(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
-// workerExperiment answers GET /api/workers/{unit}/experiment; 404 if unassigned.
+// workerExperiment answers GET /api/workers/{unit}/experiment; 404 if
+// unassigned or not a worker in the inventory, as Pioreactor.
 func (s *Server) workerExperiment(c *gin.Context) {
 	if !s.readable(c) {
 		return
 	}
-	u, ok := s.lookupUnit(c, c.Param("unit"))
-	if !ok {
+	u, ok := s.fsm.UnitByName(c.Param("unit"))
+	if !ok || !u.Worker {
+		abort(c, http.StatusNotFound, "worker not found", fmt.Sprintf("no worker named %s", quoteCut(c.Param("unit"))), "list workers with GET /api/workers")
 		return
 	}
 	e := s.fsm.ExperimentOf(u.NodeID)

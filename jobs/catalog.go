@@ -386,15 +386,19 @@ func toFloat(v any) (float64, bool) {
 	case int64:
 		return float64(x), true
 	case string:
-		// Pioreactor's UI sends a number typed in a field as text ("650"),
-		// as it would publish it over MQTT; a job takes it as the number.
-		if t := strings.TrimSpace(x); t != "" && len(t) <= 32 {
-			f, err := strconv.ParseFloat(t, 64)
-			return f, err == nil
+		// A number written as text, as Pioreactor's UI sends a setting
+		// (the text of its field) and Pioreactor's jobs take it.
+		if len(x) > maxNumberText {
+			return 0, false
 		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+		return f, err == nil
 	}
 	return 0, false
 }
+
+// maxNumberText is the longest text taken as a number.
+const maxNumberText = 64
 
 // IsMeasurement says whether a setting is a measurement a job publishes.
 func IsMeasurement(setting string) bool {

@@ -74,6 +74,11 @@ func TestSettingRanges(t *testing.T) {
 		{"od_reading", map[string]any{"ir_led_intensity": 101.0}},
 		{"od_reading", map[string]any{"od": 1.0}},
 		{"led_automation", map[string]any{"light_intensity": 150.0}},
+		{"stirring", map[string]any{"target_rpm": "fast"}},
+		{"stirring", map[string]any{"target_rpm": "1e9"}},
+		{"stirring", map[string]any{"target_rpm": "NaN"}},
+		{"stirring", map[string]any{"target_rpm": ""}},
+		{"stirring", map[string]any{"target_rpm": true}},
 	}
 	for _, c := range bad {
 		if _, err := r.Start(c.job, "exp", c.opts); !errors.Is(err, ErrBadSetting) {
@@ -91,6 +96,13 @@ func TestSettingRanges(t *testing.T) {
 	}
 	if got := r.Running()[0].Settings["target_temperature"]; got != 78.0 {
 		t.Fatalf("target after a refused update: %v", got)
+	}
+	// A number as text, as Pioreactor's UI sends the text of a field: taken as the number.
+	if _, err := r.Update("temperature_automation", map[string]any{"target_temperature": " 37.5"}); err != nil {
+		t.Fatalf("a number as text: %v", err)
+	}
+	if got := r.Running()[0].Settings["target_temperature"]; got != 37.5 {
+		t.Fatalf("target after a number as text: %v (%T)", got, got)
 	}
 }
 

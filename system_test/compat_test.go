@@ -82,7 +82,7 @@ func TestWorkerModelAndSetupAsPioreactor(t *testing.T) {
 	if code, ae := call(t, f, http.MethodPut, "/api/workers/gamma/model", map[string]any{"model_name": "pioreactor_40ml", "model_version": "7"}, nil); code != http.StatusBadRequest {
 		t.Fatalf("unknown model: %d %+v", code, ae)
 	}
-	if code, ae := call(t, f, http.MethodPut, "/api/workers/ghost/model", map[string]any{"model_name": "pioreactor_40ml", "model_version": "1.5"}, nil); code != http.StatusNotFound {
+	if code, ae := call(t, f, http.MethodPut, "/api/workers/ghost/model", map[string]any{"model_name": "pioreactor_40ml", "model_version": "1.5"}, nil); code != http.StatusBadRequest {
 		t.Fatalf("unknown worker: %d %+v", code, ae)
 	}
 	mustCall(t, f, http.MethodPut, "/api/workers/gamma/model", map[string]any{"model_name": "pioreactor_40ml", "model_version": "1.5"}, nil)

@@ -183,9 +183,12 @@ func TestExperimentsAssignmentsThroughFollower(t *testing.T) {
 		}
 	}
 	// Labels.
+	if code, _ := call(t, f, http.MethodPut, "/api/experiments/exp-a/unit_labels", map[string]any{"unit": "alpha", "label": "control"}, nil); code != http.StatusCreated {
+		t.Fatalf("label: %d", code)
+	}
 	var labels map[string]string
-	if code, _ := call(t, f, http.MethodPut, "/api/experiments/exp-a/unit_labels", map[string]any{"unit": "alpha", "label": "control"}, &labels); code != 200 || labels["alpha"] != "control" {
-		t.Fatalf("label: %d %v", code, labels)
+	if mustCall(t, f, http.MethodGet, "/api/experiments/exp-a/unit_labels", nil, &labels); labels["alpha"] != "control" {
+		t.Fatalf("labels: %v", labels)
 	}
 	// Unassign: 404 if not there; 200 when it is.
 	if code, _ := call(t, f, http.MethodDelete, "/api/experiments/exp-a/workers/beta", nil, nil); code != http.StatusNotFound {
@@ -194,13 +197,18 @@ func TestExperimentsAssignmentsThroughFollower(t *testing.T) {
 	if code, _ := call(t, f, http.MethodDelete, "/api/experiments/exp-b/workers/beta", nil, nil); code != 200 {
 		t.Fatalf("unassign: %d", code)
 	}
-	// Unassign all, then delete: the experiment and its assignments go.
+	// Unassign all, then delete: the experiment and its assignments go, before
+	// the answer (202 and a task, done already, as Pioreactor answers).
 	mustCall(t, f, http.MethodPut, "/api/experiments/exp-b/workers", map[string]any{"pioreactor_unit": "gamma"}, nil)
-	if code, _ := call(t, f, http.MethodDelete, "/api/experiments/exp-a/workers", nil, nil); code != 200 {
+	if code, _ := call(t, f, http.MethodDelete, "/api/experiments/exp-a/workers", nil, nil); code != http.StatusAccepted {
 		t.Fatalf("unassign all: %d", code)
 	}
-	if code, _ := call(t, f, http.MethodDelete, "/api/experiments/exp-b", nil, nil); code != 200 {
+	var accepted map[string]any
+	if code, _ := call(t, f, http.MethodDelete, "/api/experiments/exp-b", nil, &accepted); code != http.StatusAccepted {
 		t.Fatalf("delete: %d", code)
+	}
+	if res := waitTask(t, f, accepted); res["status"] != "succeeded" {
+		t.Fatalf("delete's task: %v", res)
 	}
 	mustCall(t, f, http.MethodGet, "/api/workers/assignments", nil, &asg)
 	for _, a := range asg {
@@ -330,11 +338,11 @@ func TestRetriedDeleteAnsweredFromFirstApplication(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if code := del("del-1"); code != http.StatusOK {
+	if code := del("del-1"); code != http.StatusAccepted {
 		t.Fatalf("delete: %d", code)
 	}
-	if code := del("del-1"); code != http.StatusOK {
-		t.Fatalf("retried delete: %d, want the first answer (200)", code)
+	if code := del("del-1"); code != http.StatusAccepted {
+		t.Fatalf("retried delete: %d, want the first answer (202)", code)
 	}
 	if code := del("del-2"); code != http.StatusNotFound {
 		t.Fatalf("a new delete of a deleted experiment: %d, want 404", code)

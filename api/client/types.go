@@ -50,6 +50,11 @@ type Health struct {
 	Auth string `json:"auth"`
 	// ReadAuth says whether reads need the API token too (api.read_auth).
 	ReadAuth bool `json:"read_auth"`
+	// Status ("ok"), PioreactorUnit (the node's name) and UTCTime (the node's
+	// clock, UTC) are the fields of Pioreactor's health answer.
+	Status         string `json:"status"`
+	PioreactorUnit string `json:"pioreactor_unit"`
+	UTCTime        string `json:"utc_time"`
 }
 
 // LeaderInfo names the leader in GET /api/cluster.
