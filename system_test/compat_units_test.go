@@ -191,7 +191,8 @@ func TestUnassignEverywhereAndPatchLabelsAsPioreactor(t *testing.T) {
 	mustCall(t, f, http.MethodPut, "/api/experiments/e2/workers", map[string]any{"pioreactor_unit": "gamma"}, nil)
 
 	var labels map[string]string
-	mustCall(t, f, http.MethodPatch, "/api/experiments/e1/unit_labels", map[string]any{"unit": "beta", "label": "control"}, &labels)
+	mustCall(t, f, http.MethodPatch, "/api/experiments/e1/unit_labels", map[string]any{"unit": "beta", "label": "control"}, nil)
+	mustCall(t, f, http.MethodGet, "/api/experiments/e1/unit_labels", nil, &labels)
 	if labels["beta"] != "control" {
 		t.Fatalf("patch label: %v", labels)
 	}

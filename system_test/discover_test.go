@@ -153,7 +153,7 @@ func TestDiscoverOffersStandaloneNodesOfTheLAN(t *testing.T) {
 	}
 	var found []discovered
 	mustCall(t, alpha, http.MethodGet, "/api/workers/discover", nil, &found)
-	want := discovered{Unit: "gamma", IPv4Address: "10.77.0.3", Address: gamma.addr(), Model: "pioreactor_40ml", Standalone: true, Fresh: true}
+	want := discovered{Unit: "gamma", IPv4Address: "10.77.0.3", Address: gamma.addr(), Version: gamma.cfg.Version, Model: "pioreactor_40ml", Standalone: true, Fresh: true}
 	if len(found) != 1 || found[0] != want {
 		t.Fatalf("discover: %+v, want [%+v]", found, want)
 	}
