@@ -3,6 +3,8 @@ package system
 import (
 	"archive/zip"
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"github.com/pioreactor/pio/agent"
 	"io"
@@ -24,8 +26,23 @@ import (
 // node to node, through its cluster port, to the leader.
 func shipBatch(t *testing.T, n *testNode, b fsm.RecordReadings) {
 	t.Helper()
-	if _, err := n.a.Peers().StoreReadings(ctx, n.a.Port().Addr().String(), uuid.NewString(), b); err != nil {
-		t.Fatalf("store %s's readings: %v", n.cfg.Name, err)
+	// As the worker's shipper does: to the leader n knows, and again, with the
+	// same batch ID (applied once), to the next leader if an election intervenes.
+	id, deadline := uuid.NewString(), time.Now().Add(20*time.Second)
+	for {
+		leaderID, addr := n.a.Node().Leader()
+		err := errors.New("no leader known")
+		if addr != "" {
+			if _, err = n.a.Peers().StoreReadings(ctx, addr, id, b); err == nil {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("store %s's readings: %v", n.cfg.Name, err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond) // or an election still under way
+		_ = n.a.Node().WaitLeader(wctx, func(l string) bool { return l != "" && l != leaderID })
+		cancel()
 	}
 }
 
