@@ -13,6 +13,9 @@ type Profile struct {
 	Common   Block            `yaml:"common" json:"common"`
 	Units    map[string]Block `yaml:"pioreactors" json:"pioreactors"`
 	Inputs   map[string]any   `yaml:"inputs" json:"inputs"`
+
+	// pos is where Parse found each part, by its path, for Validate's errors.
+	pos map[string]position
 }
 
 // Metadata says who wrote a profile and what it does.
