@@ -245,7 +245,7 @@ func compile(expr string) (node, error) {
 		expr = inner
 	}
 	if i := strings.IndexAny(expr, `"'`); i >= 0 {
-		return nil, fmt.Errorf("quoted texts are not supported in profile expressions (found %c at %d): write the bare word, as in state == ready", expr[i], i+1)
+		return nil, fmt.Errorf("quoted texts are not supported in profile expressions (found %c at character %d): write the bare word, as in state == ready", expr[i], i+1)
 	}
 	toks, err := lex(expr)
 	if err != nil {
@@ -343,7 +343,7 @@ func lex(s string) ([]token, error) {
 			w := s[i : i+n]
 			if strings.HasPrefix(s[i+n:], "()") {
 				if !functions[w+"()"] {
-					return nil, fmt.Errorf("%s() at %d is not a function of profile expressions: they have random(), unit(), hours_elapsed(), experiment() and job_name()", w, i+1)
+					return nil, fmt.Errorf("%s() at character %d is not a function of profile expressions: they have random(), unit(), hours_elapsed(), experiment() and job_name()", w, i+1)
 				}
 				toks = append(toks, token{kind: tFunc, text: w + "()", pos: i + 1})
 				i += n + 2
@@ -367,7 +367,7 @@ func lex(s string) ([]token, error) {
 			}
 			if j < len(s) && s[j] == '.' {
 				if j+1 >= len(s) || !isDigit(s[j+1]) {
-					return nil, fmt.Errorf("illegal character '.' at %d: a number is written 2, 2.5 or .5", j+1)
+					return nil, fmt.Errorf("illegal character '.' at character %d: a number is written 2, 2.5 or .5", j+1)
 				}
 				j++
 				for j < len(s) && isDigit(s[j]) {
@@ -376,7 +376,7 @@ func lex(s string) ([]token, error) {
 			}
 			f, err := strconv.ParseFloat(s[i:j], 64)
 			if err != nil || math.IsInf(f, 0) {
-				return nil, fmt.Errorf("%q at %d is not a number", s[i:j], i+1)
+				return nil, fmt.Errorf("%q at character %d is not a number", s[i:j], i+1)
 			}
 			toks = append(toks, token{kind: tNum, text: s[i:j], pos: i + 1, num: f})
 			i = j
@@ -399,7 +399,7 @@ func lex(s string) ([]token, error) {
 				if strings.HasPrefix(s[i:], "!=") {
 					hint = " (profile expressions have no !=: write not a == b)"
 				}
-				return nil, fmt.Errorf("illegal character %q at %d%s", rune(c), i+1, hint)
+				return nil, fmt.Errorf("illegal character %q at character %d%s", rune(c), i+1, hint)
 			}
 			toks = append(toks, token{kind: tOp, text: op, pos: i + 1})
 			i += len(op)
@@ -440,7 +440,7 @@ func scanRef(s string, i int) (*ref, int, error) {
 	n := ident(s, j)
 	if n == 0 {
 		if s[i] == ':' {
-			return nil, 0, fmt.Errorf("%q at %d: after :: comes job:setting", excerpt(s[i:]), i+1)
+			return nil, 0, fmt.Errorf("%q at character %d: after :: comes job:setting", excerpt(s[i:]), i+1)
 		}
 		return nil, 0, nil
 	}
@@ -448,13 +448,13 @@ func scanRef(s string, i int) (*ref, int, error) {
 	j += n
 	if strings.HasPrefix(s[j:], "()") {
 		if job != "job_name" || s[i] == ':' {
-			return nil, 0, fmt.Errorf("%q at %d is not a reference unit:job:setting", excerpt(s[i:]), i+1)
+			return nil, 0, fmt.Errorf("%q at character %d is not a reference unit:job:setting", excerpt(s[i:]), i+1)
 		}
 		job, j = "", j+2
 	}
 	if j >= len(s) || s[j] != ':' {
 		if s[i] == ':' {
-			return nil, 0, fmt.Errorf("%q at %d: after :: comes job:setting", excerpt(s[i:]), i+1)
+			return nil, 0, fmt.Errorf("%q at character %d: after :: comes job:setting", excerpt(s[i:]), i+1)
 		}
 		return nil, 0, nil
 	}
@@ -464,7 +464,7 @@ func scanRef(s string, i int) (*ref, int, error) {
 	for first := true; ; first = false {
 		n := ident(s, j)
 		if n == 0 {
-			return nil, 0, fmt.Errorf("%q at %d is not a reference unit:job:setting (with .key for a nested value)", excerpt(s[i:]), i+1)
+			return nil, 0, fmt.Errorf("%q at character %d is not a reference unit:job:setting (with .key for a nested value)", excerpt(s[i:]), i+1)
 		}
 		if first {
 			r.setting = s[j : j+n]
@@ -479,7 +479,7 @@ func scanRef(s string, i int) (*ref, int, error) {
 		break
 	}
 	if j < len(s) && (s[j] == ':' || s[j] == '(') {
-		return nil, 0, fmt.Errorf("%q at %d is not a reference unit:job:setting", excerpt(s[i:]), i+1)
+		return nil, 0, fmt.Errorf("%q at character %d is not a reference unit:job:setting", excerpt(s[i:]), i+1)
 	}
 	r.text = s[i:j]
 	return r, j - i, nil
@@ -515,7 +515,7 @@ func (p *exprParser) unexpected(t token) error {
 	if t.kind == tEOF {
 		return errors.New("the expression ends too soon")
 	}
-	return fmt.Errorf("unexpected %q at %d", t.text, t.pos)
+	return fmt.Errorf("unexpected %q at character %d", t.text, t.pos)
 }
 
 func (p *exprParser) enter() error {
@@ -597,7 +597,7 @@ func (p *exprParser) cmp() (node, error) {
 			return nil, err
 		}
 		if t2 := p.peek(); isCmp(t2) {
-			return nil, fmt.Errorf("comparisons do not chain (%q at %d): join them with and", t2.text, t2.pos)
+			return nil, fmt.Errorf("comparisons do not chain (%q at character %d): join them with and", t2.text, t2.pos)
 		}
 		return &binary{op: t.text, l: l, r: r}, nil
 	}
@@ -705,7 +705,7 @@ func (p *exprParser) atom() (node, error) {
 		}
 		if c := p.next(); c.kind != tRParen {
 			if c.kind == tEOF {
-				return nil, fmt.Errorf("the ( at %d is not closed", t.pos)
+				return nil, fmt.Errorf("the ( at character %d is not closed", t.pos)
 			}
 			return nil, p.unexpected(c)
 		}

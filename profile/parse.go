@@ -475,6 +475,9 @@ func (d *decoder) value(n *yaml.Node, path string, depth int) any {
 	case yaml.MappingNode:
 		m := map[string]any{}
 		for _, p := range d.fields(n, path, nil, "") {
+			if depth == 1 {
+				d.mark(join(path, p.name), d.deref(p.val))
+			}
 			m[p.name] = d.value(p.val, join(path, p.name), depth+1)
 		}
 		return m
