@@ -136,36 +136,41 @@ var logLevels = []string{"DEBUG", "debug", "WARNING", "warning", "INFO", "info",
 // expressions, unit and job names), so a parsed profile must be validated
 // before it runs. Plain words YAML 1.1 reads as booleans (yes, no, on, off)
 // are booleans, as in Pioreactor (PyYAML); a key given twice is an error.
-func Parse(data []byte) (p *Profile, err error) {
+func Parse(data []byte) (*Profile, error) {
 	if len(data) > MaxSize {
 		return nil, Errors{{Msg: fmt.Sprintf("the profile is %d bytes long; at most %d are allowed", len(data), MaxSize)}}
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			p, err = nil, Errors{{Msg: fmt.Sprintf("the profile cannot be read: %v", r)}}
-		}
-	}()
-	var doc yaml.Node
+	var doc, extra yaml.Node
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
-	if err := dec.Decode(&doc); err != nil {
+	if err := decodeYAML(dec, &doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, Errors{{Line: 1, Column: 1, Msg: "the profile is empty"}}
 		}
 		return nil, Errors{yamlError(err)}
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
+	if err := decodeYAML(dec, &extra); err == nil {
 		return nil, Errors{{Line: extra.Line, Column: extra.Column, Msg: "a profile is one YAML document; this is a second"}}
 	} else if !errors.Is(err, io.EOF) {
 		return nil, Errors{yamlError(err)}
 	}
 	d := &decoder{pos: map[string]position{}}
-	p = d.profile(&doc)
+	p := d.profile(&doc)
 	if len(d.errs) > 0 {
 		return nil, d.errs.sorted()
 	}
 	p.pos = d.pos
 	return p, nil
+}
+
+// decodeYAML reads the next document, turning a panic of the YAML parser
+// (none is known) into an error.
+func decodeYAML(dec *yaml.Decoder, n *yaml.Node) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("yaml: the YAML parser failed: %v", r)
+		}
+	}()
+	return dec.Decode(n)
 }
 
 // yamlError makes the YAML parser's error ("yaml: line 3: did not find
