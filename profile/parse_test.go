@@ -294,3 +294,57 @@ func TestParseYAMLForms(t *testing.T) {
 		}
 	}
 }
+
+// TestWarnings checks what Pioreactor warns of, and that the corpus has
+// nothing to warn of but what it means to.
+func TestWarnings(t *testing.T) {
+	p, err := Parse([]byte(`version: "1.0"
+experiment_profile_name: warnings
+common:
+  jobs:
+    stirring:
+      actions:
+        - {type: update, t: 0, options: {target_rpm: 1}}
+        - {type: start, t: 1}
+        - {type: stop, t: 2}
+        - {type: pause, t: 3}
+        - type: repeat
+          t: 4
+          every: 1h
+          repeat_every_hours: 2
+          actions:
+            - {type: start, t: 90m}
+            - {type: stop, hours_elapsed: 3}
+        - {type: when, t: 5, wait_until: "true", condition: "false", actions: []}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := p.Warnings()
+	want := []string{"7:11 before any start", "10:11 before any start", "11:11 both repeat_every_hours and every",
+		"17:43 never runs", "18:11 both wait_until and condition"}
+	if len(ws) != len(want) {
+		t.Fatalf("warnings:\n%v", ws)
+	}
+	for i, w := range want {
+		pos, text, _ := strings.Cut(w, " ")
+		if got := fmt.Sprintf("%d:%d", ws[i].Line, ws[i].Column); got != pos || !strings.Contains(ws[i].Msg, text) {
+			t.Errorf("warning %d = %v; want %s", i, ws[i], w)
+		}
+	}
+	for name, data := range corpus(t, "valid") {
+		p, err := Parse(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The stop of common comes before the starts of the units' blocks, as
+		// in Pioreactor's example of the same structure.
+		want := 0
+		if name == "02_warm_and_cool_labels.yaml" {
+			want = 1
+		}
+		if ws := p.Warnings(); len(ws) != want {
+			t.Errorf("%s: %v", name, ws)
+		}
+	}
+}

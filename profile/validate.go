@@ -272,3 +272,75 @@ func validUnitName(name string) string {
 	}
 	return ""
 }
+
+// Warnings are what Pioreactor's validate.py warns of, which does not stop
+// a profile from running, with line and column as Validate's errors: a when
+// with both wait_until and condition (wait_until is used), a repeat with
+// both repeat_every_hours and every (repeat_every_hours is used), an action
+// of a repeat later than the repeat's period (it never runs), and a stop,
+// pause, resume or update of a job before any start of it. nil for none.
+func (p *Profile) Warnings() Errors {
+	v := &validator{p: p}
+	each := func(path string, jobs map[string]Job) {
+		for _, name := range sortedKeys(jobs) {
+			jp := path + "." + name
+			started := false
+			for i, a := range jobs[name].Actions {
+				ap := fmt.Sprintf("%s.actions[%d]", jp, i)
+				switch a.Type {
+				case TypeStart:
+					started = true
+				case TypeStop, TypePause, TypeResume, TypeUpdate:
+					if !started {
+						v.errf(ap, "this %s comes before any start of %s", a.Type, name)
+					}
+					if a.Type == TypeStop {
+						started = false
+					}
+				}
+				v.warnAction(ap, a)
+			}
+		}
+	}
+	each("common.jobs", p.Common.Jobs)
+	for _, unit := range sortedKeys(p.Units) {
+		each("pioreactors."+unit+".jobs", p.Units[unit].Jobs)
+	}
+	if len(v.errs) == 0 {
+		return nil
+	}
+	return v.errs.sorted()
+}
+
+func (v *validator) warnAction(path string, a Action) {
+	switch a.Type {
+	case TypeWhen:
+		if a.WaitUntil != "" && a.Condition != "" {
+			v.errf(path, "a when has both wait_until and condition: wait_until is used")
+		}
+	case TypeRepeat:
+		if a.RepeatEveryHours != nil && a.Every != nil {
+			v.errf(path, "a repeat has both repeat_every_hours and every: repeat_every_hours is used")
+		}
+		every, err := ParseTime(a.Every)
+		if a.RepeatEveryHours != nil {
+			every, err = ParseTime(*a.RepeatEveryHours)
+		}
+		if err != nil || every <= 0 {
+			break
+		}
+		for i, c := range a.Actions {
+			cp := fmt.Sprintf("%s.actions[%d]", path, i)
+			t, field := c.T, "t"
+			if t == nil && c.HoursElapsed != nil {
+				t, field = *c.HoursElapsed, "hours_elapsed"
+			}
+			if d, err := ParseTime(t); err == nil && d > every {
+				v.errf(cp+"."+field, "this action comes after the end of the repeat's period, so it never runs")
+			}
+		}
+	}
+	for i, c := range a.Actions {
+		v.warnAction(fmt.Sprintf("%s.actions[%d]", path, i), c)
+	}
+}
