@@ -37,6 +37,9 @@ func FuzzParse(f *testing.F) {
 		if err := p.Validate(func(string) bool { return false }); err != nil {
 			checkErrors(t, err, lines)
 		}
+		if ws := p.Warnings(); ws != nil {
+			checkErrors(t, ws, lines)
+		}
 		n := 0
 		var walk func([]Action, int)
 		walk = func(as []Action, depth int) {

@@ -576,10 +576,11 @@ func (d *decoder) profile(doc *yaml.Node) *Profile {
 			p.Inputs = d.object(f.val, "inputs", "inputs")
 		}
 	}
-	for _, req := range []string{"version", "experiment_profile_name"} {
-		if !has[req] && !d.over {
-			d.errf(root, req, "required, and missing")
-		}
+	if !has["version"] && !d.over {
+		d.errf(root, "version", `required, and missing: a profile from before Pioreactor 26.7 takes version: "1.0" as its first line`)
+	}
+	if !has["experiment_profile_name"] && !d.over {
+		d.errf(root, "experiment_profile_name", "required, and missing")
 	}
 	return p
 }
