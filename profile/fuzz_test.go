@@ -23,7 +23,14 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse(data)
-		lines := strings.Count(string(data), "\n") + 2
+		// YAML breaks lines at \n, \r, \r\n, NEL, LS and PS.
+		lines := 2
+		for _, r := range strings.ReplaceAll(string(data), "\r\n", "\n") {
+			switch r {
+			case '\n', '\r', '\u0085', '\u2028', '\u2029':
+				lines++
+			}
+		}
 		if err != nil {
 			if p != nil {
 				t.Fatal("a profile and an error")
