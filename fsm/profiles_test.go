@@ -62,7 +62,9 @@ func TestProfilesStoredByFilename(t *testing.T) {
 func TestProfileRunSteps(t *testing.T) {
 	f := populated(t)
 	mustApply(t, f, cmd(t, CmdPutProfile, "p1", t0, PutProfile{Filename: "demo.yaml", Body: "first"}))
-	start := func(id string, p StartRun) error { return mustApply(t, f, cmd(t, CmdStartRun, id, t0.Add(time.Minute), p)).Err }
+	start := func(id string, p StartRun) error {
+		return mustApply(t, f, cmd(t, CmdStartRun, id, t0.Add(time.Minute), p)).Err
+	}
 	if err := start("run-s0", StartRun{RunID: "r1", Experiment: "nope", Filename: "demo.yaml"}); !errors.Is(err, ErrExperimentNotFound) {
 		t.Errorf("unknown experiment: %v", err)
 	}
