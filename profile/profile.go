@@ -107,6 +107,10 @@ type Schedule struct {
 	// Waiting is true when a when's condition is waited on: the runner
 	// looks again after a while, as nothing else tells it the condition changed.
 	Waiting bool
+	// Known is every step the schedule knows of now, done or not, in order
+	// (later iterations of a repeat, and a when's actions before its
+	// condition came true, are not known yet).
+	Known []Step
 	// Complete is true when every step of the run is done.
 	Complete bool
 }

@@ -56,6 +56,7 @@ func (p *Profile) Schedule(elapsed time.Duration, done Record, env Env) (Schedul
 	if pl.later > 0 && (s.Next == 0 || pl.later < s.Next) {
 		s.Next = pl.later
 	}
+	s.Known = pl.steps
 	s.Waiting = pl.waiting
 	s.Complete = len(s.Due) == 0 && s.Next == 0 && !pl.open && !pl.waiting
 	return s, nil

@@ -357,3 +357,21 @@ func TestScheduleErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestPlan(t *testing.T) {
+	p := mustParse(t, everyAction)
+	steps, more, err := p.Plan(Record{"common/stirring/0": 0, "common/stirring/1": Claimed}, 20*time.Second, nil, 100)
+	if err != nil || more {
+		t.Fatalf("Plan: %v, more %v", err, more)
+	}
+	want := []string{"pio01/od_reading/0", "common/stirring/1", "common/stirring/2", "common/stirring/3", "common/stirring/4", "common/stirring/5"}
+	if got := keys(steps); !reflect.DeepEqual(got, want) {
+		t.Fatalf("plan %v, want %v", got, want)
+	}
+	if steps[0].At != 20*time.Second || steps[2].At != 30*time.Second {
+		t.Errorf("times: a late step at %v, the next at %v", steps[0].At, steps[2].At)
+	}
+	if steps, more, _ := p.Plan(Record{}, 0, nil, 3); len(steps) != 3 || !more {
+		t.Errorf("a plan cut at 3: %d steps, more %v", len(steps), more)
+	}
+}
