@@ -318,7 +318,7 @@ func (a *Agent) Close() error {
 			_ = a.mqtt.Close() // its clients' commands go through the API: it stops first
 		}
 		_ = a.srv.Shutdown(ctx)
-		a.browser.Close() // after the handlers that may wait on it
+		a.browser.Close()  // after the handlers that may wait on it
 		a.profiles.Close() // before the worker and Raft it acts through
 		if a.worker != nil {
 			a.worker.Close() // pumps first, then heater, then the rest
