@@ -19,7 +19,6 @@ import (
 	"github.com/pioreactor/pio/jobs"
 	"github.com/pioreactor/pio/profile"
 	"github.com/pioreactor/pio/profilerun"
-	"github.com/pioreactor/pio/rpc"
 )
 
 // Experiment profiles: Pioreactor's /api/experiment_profiles routes, its way
@@ -480,7 +479,8 @@ func (s *Server) stopRun(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "success", "run_id": run.RunID, "stopped": stopped, "failed": failed})
 }
 
-// stopRunJobs stops the jobs a run started that still run in its experiment.
+// stopRunJobs stops the jobs a run started, where they still run in its
+// experiment (a unit's stop with the job's name and the experiment as filter).
 func (s *Server) stopRunJobs(ctx context.Context, run fsm.ProfileRun) (stopped, failed []string) {
 	stopped, failed = []string{}, []string{}
 	for _, j := range run.Jobs {
@@ -488,18 +488,10 @@ func (s *Server) stopRunJobs(ctx context.Context, run fsm.ProfileRun) (stopped, 
 		if !ok {
 			continue
 		}
-		runs := false
-		for _, rec := range s.fsm.JobRecords(u.NodeID) {
-			runs = runs || rec.Name == j.Job && rec.Experiment == run.Experiment
-		}
-		if !runs {
-			continue
-		}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := s.callUnit(cctx, u.RaftAddr, http.MethodPost, "/unit_api/jobs/stop/job_name/"+url.PathEscape(j.Job), struct{}{}, nil, s.fsm.AppliedIndex())
+		err := s.callUnit(cctx, u.RaftAddr, http.MethodPost, "/unit_api/jobs/stop", gin.H{"job_name": j.Job, "experiment": run.Experiment}, nil, s.fsm.AppliedIndex())
 		cancel()
-		var re *rpc.Error
-		if err != nil && !(errors.As(err, &re) && re.Status == http.StatusNotFound) {
+		if err != nil {
 			failed = append(failed, j.Unit+"/"+j.Job+": "+errCause(err))
 			continue
 		}
