@@ -363,14 +363,9 @@ func TestProfileSurvivesLeaderFailover(t *testing.T) {
 			}
 		}
 	}
-	for _, u := range units {
-		un, _ := f.UnitByName(u)
-		found := false
-		for _, j := range f.JobRecords(un.NodeID) {
-			found = found || j.Name == "stirring" && j.Experiment == "fail1"
-		}
-		if !found {
-			t.Errorf("stirring does not run on %s", u)
+	for _, n := range rest {
+		if !runningJobs(t, n)["stirring"] {
+			t.Errorf("stirring does not run on %s", n.cfg.Name)
 		}
 	}
 	var recent []map[string]any
