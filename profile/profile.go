@@ -77,7 +77,7 @@ type Step struct {
 	// worker assigned to the experiment when the step runs.
 	Unit string `json:"unit,omitempty"`
 	Job  string `json:"job,omitempty"`
-	// Kind is start, update, stop, pause, resume, log, or mark.
+	// Kind is start, update, stop, pause, resume, log, or mark (KindMark).
 	Kind string `json:"kind"`
 	// At is when it is due, from the start of the run.
 	At      time.Duration  `json:"at"`
@@ -107,6 +107,13 @@ type Schedule struct {
 	// Next is when, from the start of the run, the next step falls due;
 	// 0 when none is planned yet (a condition is waited on: look again later).
 	Next time.Duration
+	// Waiting is true when a when's condition is waited on: the runner
+	// looks again after a while, as nothing else tells it the condition changed.
+	Waiting bool
+	// Known is every step the schedule knows of now, done or not, in order
+	// (later iterations of a repeat, and a when's actions before its
+	// condition came true, are not known yet).
+	Known []Step
 	// Complete is true when every step of the run is done.
 	Complete bool
 }
