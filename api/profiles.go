@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"path"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -89,29 +88,24 @@ type profileError struct {
 	Message string `json:"message"`
 }
 
-var lineColumn = regexp.MustCompile(`line (\d+)(?:, column (\d+))?`)
-
-// profileErrors splits err (one error, or several joined) into errors with their line and column.
+// profileErrors lists the errors of a profile (profile.Errors, or one
+// error) with their line and column.
 func profileErrors(err error) []profileError {
-	var errs []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = j.Unwrap()
-	} else {
-		errs = []error{err}
+	var errs profile.Errors
+	if !errors.As(err, &errs) {
+		var one *profile.Error
+		if !errors.As(err, &one) {
+			return []profileError{{Message: err.Error()}}
+		}
+		errs = profile.Errors{one}
 	}
 	out := make([]profileError, 0, len(errs))
 	for _, e := range errs {
-		pe := profileError{Message: e.Error()}
-		if lc, ok := e.(interface {
-			Line() int
-			Column() int
-		}); ok {
-			pe.Line, pe.Column = lc.Line(), lc.Column()
-		} else if m := lineColumn.FindStringSubmatch(pe.Message); m != nil {
-			pe.Line, _ = strconv.Atoi(m[1])
-			pe.Column, _ = strconv.Atoi(m[2])
+		msg := e.Msg
+		if e.Path != "" {
+			msg = e.Path + ": " + msg
 		}
-		out = append(out, pe)
+		out = append(out, profileError{Line: e.Line, Column: e.Column, Message: msg})
 	}
 	return out
 }

@@ -148,11 +148,7 @@ func (pl *planner) truth(expr string) (bool, string) {
 	if err != nil {
 		return false, err.Error()
 	}
-	b, ok := v.(bool)
-	if !ok {
-		return false, fmt.Sprintf("%s is %v, not true or false", expr, v)
-	}
-	return b, ""
+	return truthy(v), "" // as Pioreactor, by Python's truth of the value
 }
 
 func (pl *planner) mark(key, unit, job, msg string, at time.Duration) {

@@ -370,11 +370,11 @@ func (r *Runner) targets(run fsm.ProfileRun, st profile.Step) (ok []target, skip
 // happened, and the jobs it started.
 func (r *Runner) act(ctx context.Context, run fsm.ProfileRun, st profile.Step) (string, string, []fsm.RunJob) {
 	if st.If != "" {
-		v, err := profile.Eval(st.If, Env{FSM: r.fsm})
+		b, err := profile.EvalBool(st.If, Env{FSM: r.fsm})
 		if err != nil {
 			return fsm.StepSkipped, "if cannot be evaluated: " + err.Error(), nil
 		}
-		if b, _ := v.(bool); !b {
+		if !b {
 			return fsm.StepSkipped, "if is false: " + st.If, nil
 		}
 	}
@@ -395,7 +395,11 @@ func (r *Runner) act(ctx context.Context, run fsm.ProfileRun, st profile.Step) (
 		if _, ok := fsm.LogLevels[level]; !ok {
 			level = "INFO"
 		}
-		if err := r.logLines(run, st.Key, names, level, st.Message); err != nil {
+		msg, err := profile.ExpandMessage(st.Message, Env{FSM: r.fsm}) // ${{ ... }} in the message, as Pioreactor
+		if err != nil {
+			msg = st.Message + " (" + err.Error() + ")"
+		}
+		if err := r.logLines(run, st.Key, names, level, msg); err != nil {
 			return fsm.StepSkipped, "the log line was not written: " + err.Error(), nil
 		}
 		return fsm.StepDone, "logged on " + strings.Join(names, ", "), nil
