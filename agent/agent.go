@@ -25,6 +25,7 @@ import (
 	"github.com/pioreactor/pio/jobs"
 	"github.com/pioreactor/pio/membership"
 	"github.com/pioreactor/pio/mqtt"
+	"github.com/pioreactor/pio/profilerun"
 	"github.com/pioreactor/pio/rpc"
 	"github.com/pioreactor/pio/trust"
 	"github.com/pioreactor/pio/web"
@@ -57,6 +58,8 @@ type Agent struct {
 	// browses the LAN for GET /api/workers/discover.
 	mdns    *discovery.Advertiser
 	browser *discovery.Browser
+	// profiles runs the experiment profiles while this node leads.
+	profiles *profilerun.Runner
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -220,6 +223,12 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 	undo = append(undo, browser.Close)
 	acfg.Discover = browser.Browse
 	srv := api.New(acfg, node, mem)
+	profiles := profilerun.Start(profilerun.Config{Name: cfg.Name, Node: node, Caller: rc, Logger: log.With("component", "profiles"),
+		Alive: func(id string) bool {
+			h := mem.States()[id].Health
+			return h != membership.HealthDead && h != membership.HealthLeft
+		}})
+	undo = append(undo, profiles.Close)
 	rpcSrv := rpc.NewServer(rpc.ServerConfig{Transport: port, Client: rc, Raft: node, FSM: f, Members: mem, Public: srv.Handler(), Logger: log,
 		GatherWindow: cfg.GatherWindow,
 		Explain:      func(err error) rpc.Error { e := api.Explain(err); return rpc.Error(e) }})
@@ -243,7 +252,7 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 		undo = append(undo, func() { adv.Close() })
 	}
 	a := &Agent{cfg: cfg, log: log, nodeID: nodeID, lock: lock, httpAddr: httpAddr, trust: store, port: port, rpc: rpcSrv, peers: rc, node: node, mem: mem,
-		api: srv, hw: hw, worker: wk, srv: cfg.HTTPLimits.server(srv.Handler()), mqtt: broker, mdns: adv, browser: browser}
+		api: srv, hw: hw, worker: wk, profiles: profiles, srv: cfg.HTTPLimits.server(srv.Handler()), mqtt: broker, mdns: adv, browser: browser}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
@@ -309,7 +318,8 @@ func (a *Agent) Close() error {
 			_ = a.mqtt.Close() // its clients' commands go through the API: it stops first
 		}
 		_ = a.srv.Shutdown(ctx)
-		a.browser.Close() // after the handlers that may wait on it
+		a.browser.Close()  // after the handlers that may wait on it
+		a.profiles.Close() // before the worker and Raft it acts through
 		if a.worker != nil {
 			a.worker.Close() // pumps first, then heater, then the rest
 		}

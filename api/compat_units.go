@@ -256,11 +256,8 @@ const maxFilterLen = 256
 // job_source?, job_id?}: stops this unit's jobs that match every field given
 // (at least one), pumps first; a 202 task, its result {"stopped": [job...]}.
 func (s *Server) unitStopJobs(c *gin.Context) {
-	if s.noJobs(c) {
-		return
-	}
 	var b stopJobsBody
-	if !decodeBody(c, &b) {
+	if !decodeBody(c, &b) || s.stopProfileRuns(c, b) || s.noJobs(c) {
 		return
 	}
 	given := func(p *string) bool { return p != nil && *p != "" }

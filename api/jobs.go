@@ -90,6 +90,10 @@ func (s *Server) catchUp(c *gin.Context) {
 }
 
 func (s *Server) unitRun(c *gin.Context) {
+	if c.Param("job") == profileJob {
+		s.executeProfile(c) // a profile runs on the leader, whichever node is asked
+		return
+	}
 	if s.noJobs(c) {
 		return
 	}

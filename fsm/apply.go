@@ -97,6 +97,7 @@ func (s *state) apply(cmd Command) error {
 		}
 		s.unassignAll(p.Experiment, cmd.Time)
 		if cmd.Type == CmdDeleteExperiment {
+			s.stopRunsOf(p.Experiment, cmd.Time)
 			delete(s.experiments, p.Experiment)
 			delete(s.labels, p.Experiment)
 		}
@@ -171,6 +172,9 @@ func (s *state) apply(cmd Command) error {
 		s.event(Event{Time: cmd.Time, Kind: p.Kind, NodeID: p.NodeID, Unit: p.Unit, Message: p.Message})
 		return nil
 	default:
+		if ok, err := s.applyProfile(cmd); ok {
+			return err
+		}
 		return fmt.Errorf("%w: %q", ErrUnknownCommand, cmd.Type)
 	}
 }

@@ -43,6 +43,7 @@ var ErrInvalidName = errors.New("invalid name")
 var sentinels = []error{
 	ErrUnknownCommand, ErrBadPayload, ErrExperimentExists, ErrExperimentNotFound,
 	ErrUnitNotFound, ErrNameTaken, ErrNotAssigned, ErrRemoved, ErrNotWorker, ErrInvalidName,
+	ErrProfileNotFound, ErrProfileExists, ErrRunNotFound, ErrRunEnded, ErrTooMany,
 }
 
 // errorFromString turns a stored outcome back into its sentinel error; an

@@ -92,6 +92,8 @@ type state struct {
 	tombstones  []Tombstone                  // oldest first, at most maxTombstones
 	jobs        map[string][]JobRecord       // node ID -> its jobs as last reported, by name
 	gossip      *GossipKeys                  // the gossip keyring; nil until set (and in open clusters)
+	profiles    map[string]*ProfileFile      // by filename
+	runs        map[string]*ProfileRun       // by run ID
 	// securityPhase is how far an open cluster is on its way to secrets.
 	securityPhase int
 	// requests remembers the outcomes of the last maxRequests request IDs:
@@ -109,6 +111,8 @@ func newState() *state {
 		labels:      map[string]map[string]string{},
 		jobs:        map[string][]JobRecord{},
 		requests:    map[string]string{},
+		profiles:    map[string]*ProfileFile{},
+		runs:        map[string]*ProfileRun{},
 	}
 }
 
@@ -138,6 +142,9 @@ type snapshotData struct {
 	// SecurityPhase is kept for open clusters being secured.
 	SecurityPhase int              `json:"security_phase,omitempty"`
 	Requests      []appliedRequest `json:"requests"`
+	// Profiles and ProfileRuns are the experiment profiles and their runs.
+	Profiles    []ProfileFile `json:"profiles,omitempty"`
+	ProfileRuns []ProfileRun  `json:"profile_runs,omitempty"`
 }
 
 func (s *state) export() snapshotData {
@@ -191,6 +198,14 @@ func (s *state) export() snapshotData {
 		}
 		return d.Jobs[i].Name < d.Jobs[j].Name
 	})
+	for _, p := range s.profiles {
+		d.Profiles = append(d.Profiles, *p)
+	}
+	sort.Slice(d.Profiles, func(i, j int) bool { return d.Profiles[i].Filename < d.Profiles[j].Filename })
+	for _, r := range s.runs {
+		d.ProfileRuns = append(d.ProfileRuns, r.clone())
+	}
+	sort.Slice(d.ProfileRuns, func(i, j int) bool { return d.ProfileRuns[i].RunID < d.ProfileRuns[j].RunID })
 	sort.Slice(d.Labels, func(i, j int) bool {
 		if d.Labels[i].Experiment != d.Labels[j].Experiment {
 			return d.Labels[i].Experiment < d.Labels[j].Experiment
@@ -232,6 +247,20 @@ func importState(d snapshotData) *state {
 	}
 	for _, r := range d.Requests {
 		s.remember(r.RequestID, r.Err)
+	}
+	for i := range d.Profiles {
+		p := d.Profiles[i]
+		s.profiles[p.Filename] = &p
+	}
+	for i := range d.ProfileRuns {
+		r := d.ProfileRuns[i]
+		if r.Steps == nil {
+			r.Steps = map[string]StepRecord{}
+		}
+		if r.Jobs == nil {
+			r.Jobs = []RunJob{}
+		}
+		s.runs[r.RunID] = &r
 	}
 	return s
 }
