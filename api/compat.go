@@ -244,7 +244,7 @@ func (s *Server) sharedConfig(broker string) (map[string]map[string]string, bool
 		"PWM": {strconv.Itoa(gpio.PWMStirring): "stirring", strconv.Itoa(gpio.PWMMedia): "media", strconv.Itoa(gpio.PWMAltMedia): "alt_media",
 			strconv.Itoa(gpio.PWMWaste): "waste", strconv.Itoa(gpio.PWMHeater): "heating"},
 		"ui.overview.charts":   {"optical_density": "1", "implied_growth_rate": "1", "temperature": "1"},
-		"ui.overview.cards":    {"dosings": "1", "event_logs": "1", "profiles": "0"},
+		"ui.overview.cards":    {"dosings": "1", "event_logs": "1", "profiles": "1"},
 		"ui.overview.settings": {"time_display_mode": "clock_time"},
 		"logging":              {"ui_log_level": "INFO"}, // the UI's log tables ask for INFO and above
 	}, true

@@ -227,7 +227,7 @@ func (r *Runner) advance(ctx context.Context, run fsm.ProfileRun) (time.Duration
 	if !ok {
 		var err error
 		if p, err = profile.Parse([]byte(run.Text)); err != nil {
-			r.logLines(run, "parse", []string{""}, "ERROR", "the profile "+run.Filename+" cannot be read; the run stops: "+err.Error())
+			r.logLines(run, "parse", []string{""}, "ERROR", []string{"the profile " + run.Filename + " cannot be read; the run stops: " + err.Error()})
 			r.apply(fsm.CmdStopRun, reqID(run.RunID, "stop-unreadable"), fsm.RunRef{RunID: run.RunID})
 			return 0, false, err
 		}
@@ -237,7 +237,7 @@ func (r *Runner) advance(ctx context.Context, run fsm.ProfileRun) (time.Duration
 	elapsed := r.cfg.Now().Sub(run.StartedAt)
 	s, err := p.Schedule(elapsed, Record(run), env)
 	if err != nil {
-		r.logLines(run, "schedule", []string{""}, "ERROR", "the profile's schedule fails; the run stops: "+err.Error())
+		r.logLines(run, "schedule", []string{""}, "ERROR", []string{"the profile's schedule fails; the run stops: " + err.Error()})
 		r.apply(fsm.CmdStopRun, reqID(run.RunID, "stop-schedule"), fsm.RunRef{RunID: run.RunID})
 		return 0, false, err
 	}
@@ -253,7 +253,7 @@ func (r *Runner) advance(ctx context.Context, run fsm.ProfileRun) (time.Duration
 		return time.Millisecond, false, nil // look again: the steps done may have made more known
 	}
 	if s.Complete {
-		r.logLines(run, "complete", []string{""}, "NOTICE", "Finished profile "+profileName(run)+".")
+		r.logLines(run, "complete", []string{""}, "NOTICE", []string{"Finished profile " + profileName(run) + "."})
 		if err := r.apply(fsm.CmdCompleteRun, reqID(run.RunID, "complete"), fsm.RunRef{RunID: run.RunID}); err != nil {
 			return 0, false, err
 		}
@@ -369,37 +369,63 @@ func (r *Runner) targets(run fsm.ProfileRun, st profile.Step) (ok []target, skip
 // act does a claimed step: it returns its state (done or skipped), what
 // happened, and the jobs it started.
 func (r *Runner) act(ctx context.Context, run fsm.ProfileRun, st profile.Step) (string, string, []fsm.RunJob) {
-	if st.If != "" {
-		b, err := profile.EvalBool(st.If, Env{FSM: r.fsm})
-		if err != nil {
-			return fsm.StepSkipped, "if cannot be evaluated: " + err.Error(), nil
-		}
-		if !b {
-			return fsm.StepSkipped, "if is false: " + st.If, nil
-		}
-	}
-	units, skipped := r.targets(run, st)
+	targets, skipped := r.targets(run, st)
 	if len(skipped) > 0 {
 		r.logLines(run, st.Key+"\x00skipped", []string{""}, "WARNING",
-			fmt.Sprintf("%s %s of %s skipped on %s", st.Kind, st.Job, profileName(run), strings.Join(skipped, ", ")))
+			[]string{fmt.Sprintf("%s %s of %s skipped on %s", st.Kind, st.Job, profileName(run), strings.Join(skipped, ", "))})
 	}
-	if len(units) == 0 {
+	if len(targets) == 0 {
 		return fsm.StepSkipped, "no unit to act on: " + strings.Join(skipped, ", "), nil
 	}
+	// As Pioreactor runs a common action on each unit, its if, options and
+	// message are read on each unit: unit() and ::job:setting mean that unit.
+	var units []target
+	var steps []profile.Step
+	var why []string
+	for _, u := range targets {
+		env := r.env(run, st, u.name)
+		if st.If != "" {
+			b, err := profile.EvalBool(st.If, env)
+			if err != nil {
+				why = append(why, u.name+": if cannot be evaluated: "+err.Error())
+				continue
+			}
+			if !b {
+				why = append(why, u.name+": if is false: "+st.If)
+				continue
+			}
+		}
+		us := st
+		if len(st.Options) > 0 {
+			opts, err := profile.EvalOptions(st.Options, env)
+			if err != nil {
+				why = append(why, u.name+": options: "+err.Error())
+				continue
+			}
+			us.Options = opts
+		}
+		if st.Kind == "log" {
+			msg, err := profile.ExpandMessage(st.Message, env) // ${{ ... }} in the message, as Pioreactor
+			if err != nil {
+				msg = st.Message + " (" + err.Error() + ")"
+			}
+			us.Message = msg
+		}
+		units, steps = append(units, u), append(steps, us)
+	}
+	if len(units) == 0 {
+		return fsm.StepSkipped, strings.Join(why, "; "), nil
+	}
 	if st.Kind == "log" {
-		names := make([]string, len(units))
+		names, msgs := make([]string, len(units)), make([]string, len(units))
 		for i, u := range units {
-			names[i] = u.name
+			names[i], msgs[i] = u.name, steps[i].Message
 		}
 		level := strings.ToUpper(st.Level)
 		if _, ok := fsm.LogLevels[level]; !ok {
 			level = "INFO"
 		}
-		msg, err := profile.ExpandMessage(st.Message, Env{FSM: r.fsm}) // ${{ ... }} in the message, as Pioreactor
-		if err != nil {
-			msg = st.Message + " (" + err.Error() + ")"
-		}
-		if err := r.logLines(run, st.Key, names, level, msg); err != nil {
+		if err := r.logLines(run, st.Key, names, level, msgs); err != nil {
 			return fsm.StepSkipped, "the log line was not written: " + err.Error(), nil
 		}
 		return fsm.StepDone, "logged on " + strings.Join(names, ", "), nil
@@ -411,9 +437,9 @@ func (r *Runner) act(ctx context.Context, run fsm.ProfileRun, st profile.Step) (
 		failed  []string
 		started []fsm.RunJob
 	)
-	for _, u := range units {
+	for i, u := range units {
 		wg.Add(1)
-		go func(u target) {
+		go func(u target, st profile.Step) {
 			defer wg.Done()
 			err := r.dispatch(ctx, run, st, u)
 			mu.Lock()
@@ -426,7 +452,7 @@ func (r *Runner) act(ctx context.Context, run fsm.ProfileRun, st profile.Step) (
 			if st.Kind == "start" {
 				started = append(started, fsm.RunJob{Unit: u.name, Job: st.Job})
 			}
-		}(u)
+		}(u, steps[i])
 	}
 	wg.Wait()
 	sort.Strings(done)
@@ -435,13 +461,20 @@ func (r *Runner) act(ctx context.Context, run fsm.ProfileRun, st profile.Step) (
 	msg := fmt.Sprintf("%s %s on %s", st.Kind, st.Job, strings.Join(done, ", "))
 	if len(failed) > 0 {
 		r.logLines(run, st.Key+"\x00failed", []string{""}, "ERROR",
-			fmt.Sprintf("%s %s of %s failed on %s", st.Kind, st.Job, profileName(run), strings.Join(failed, "; ")))
+			[]string{fmt.Sprintf("%s %s of %s failed on %s", st.Kind, st.Job, profileName(run), strings.Join(failed, "; "))})
 		msg += "; failed on " + strings.Join(failed, "; ")
 	}
 	if len(done) == 0 {
 		return fsm.StepSkipped, msg, nil
 	}
 	return fsm.StepDone, msg, started
+}
+
+// env is what a step's expressions read on unit: the cluster's job
+// settings, and unit(), experiment(), job_name() and hours_elapsed().
+func (r *Runner) env(run fsm.ProfileRun, st profile.Step, unit string) profile.Env {
+	return profile.WithVars(Env{FSM: r.fsm}, map[string]any{"unit": unit, "experiment": run.Experiment, "job_name": st.Job,
+		"hours_elapsed": r.cfg.Now().Sub(run.StartedAt).Hours()})
 }
 
 // dispatch sends one step to one unit's /unit_api. A start of a job that
@@ -491,12 +524,16 @@ func status(err error) int {
 // logLines writes a line of the run to the experiment's logs, one per unit
 // ("" is this node), with a request ID made of the run and key: written once
 // whichever leader writes it.
-func (r *Runner) logLines(run fsm.ProfileRun, key string, units []string, level, msg string) error {
+func (r *Runner) logLines(run fsm.ProfileRun, key string, units []string, level string, msgs []string) error {
 	now := r.cfg.Now().UTC()
 	var b fsm.RecordReadings
-	for _, u := range units {
+	for i, u := range units {
 		if u == "" {
 			u = r.cfg.Name
+		}
+		msg := msgs[0]
+		if i < len(msgs) {
+			msg = msgs[i]
 		}
 		b.Logs = append(b.Logs, fsm.LogEntry{Time: now, Level: level, Unit: u, Message: cut(msg), Task: Task, Experiment: run.Experiment})
 	}

@@ -375,3 +375,63 @@ func TestProfileSurvivesLeaderFailover(t *testing.T) {
 	b, _ := json.Marshal(recent)
 	t.Logf("recent: %s", b)
 }
+
+// A common action's expressions are read on each unit, as Pioreactor runs
+// it on each: ::job:setting and unit() are that unit's, an if that is false
+// there skips it there.
+func TestProfileExpressionsPerUnit(t *testing.T) {
+	n := startNode(t, "solo")
+	waitCluster(t, []*testNode{n}, 1, 1)
+	assignAll(t, n, "expr1", "solo")
+	const text = `version: "1.0"
+experiment_profile_name: expressions
+common:
+  jobs:
+    stirring:
+      actions:
+        - type: start
+          t: 0
+          options: {target_rpm: 410}
+        - type: log
+          t: 5s
+          options: {message: "rpm ${{ ::stirring:target_rpm }} on ${{ unit() }}"}
+        - type: log
+          t: 5s
+          if: ${{ ::stirring:target_rpm > 1000 }}
+          options: {message: never}
+        - type: stop
+          t: 6s
+`
+	if code := pcall(t, n, http.MethodPost, "/api/experiment_profiles", map[string]any{"filename": "expr.yaml", "body": text}, nil); code != http.StatusOK {
+		t.Fatalf("upload: %d", code)
+	}
+	var run map[string]any
+	if code := pcall(t, n, http.MethodPost, "/api/experiments/expr1/experiment_profiles/runs", map[string]any{"filename": "expr.yaml"}, &run); code != http.StatusCreated {
+		t.Fatalf("start a run: %d %v", code, run)
+	}
+	id := fmt.Sprint(run["run_id"])
+	f := n.a.Node().FSM()
+	eventually(t, 30*time.Second, "the run completes", func() error {
+		if r, _ := f.Run(id); r.State != fsm.RunCompleted {
+			return fmt.Errorf("run %s: %v", r.State, r.Steps)
+		}
+		return nil
+	})
+	logs, err := f.Logs(fsm.LogQuery{Experiment: "expr1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range logs {
+		if l.Task == "experiment_profile" {
+			lines = append(lines, l.Message)
+		}
+	}
+	joined := strings.Join(lines, " | ")
+	if !strings.Contains(joined, "rpm 410.0 on solo") || strings.Contains(joined, "never") {
+		t.Fatalf("the profile's lines: %s", joined)
+	}
+	if r, _ := f.Run(id); r.Steps["common/stirring/2"].State != fsm.StepSkipped {
+		t.Fatalf("the step whose if is false: %+v", r.Steps["common/stirring/2"])
+	}
+}
