@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/pioreactor/pio/api"
 )
 
 // uiBadProfile has an unknown action type on line 9.
@@ -144,4 +145,30 @@ func TestUIProfiles(t *testing.T) {
 	b.waitJS("the profile gone", short, `!document.querySelector('#profiles tr[data-file="ui_demo.yaml"]') && !document.querySelector("dialog[open]")`)
 	b.screenshot("profile-stopped")
 	b.noConsoleErrors()
+}
+
+// TestEventsSayProfilesChanged: an upload, and a run's steps, send the
+// "profiles" event the Profiles page refetches on.
+func TestEventsSayProfilesChanged(t *testing.T) {
+	n := startNode(t, "solo")
+	waitCluster(t, []*testNode{n}, 1, 1)
+	assignAll(t, n, "exp1", "solo")
+	s := openEvents(t, n)
+	defer s.close()
+	s.waitEvent(t, 5*time.Second, "hello", func(ev api.StreamEvent) bool { return ev.Type == "hello" })
+	if code := pcall(t, n, http.MethodPost, "/api/experiment_profiles", map[string]any{"filename": "ev.yaml", "body": uiGoodProfile}, nil); code != http.StatusOK {
+		t.Fatalf("upload: %d", code)
+	}
+	s.waitEvent(t, 3*time.Second, "profiles changed", func(ev api.StreamEvent) bool { return ev.Type == "profiles" })
+	if code := pcall(t, n, http.MethodPost, "/api/experiments/exp1/experiment_profiles/runs", map[string]any{"filename": "ev.yaml"}, nil); code != http.StatusCreated {
+		t.Fatalf("run: %d", code)
+	}
+	// The start, then the steps at 1 s and 3 s: three events at least, coalesced (one every 200 ms at most).
+	seen := 0
+	s.waitEvent(t, 10*time.Second, "the run's steps", func(ev api.StreamEvent) bool {
+		if ev.Type == "profiles" {
+			seen++
+		}
+		return seen >= 3
+	})
 }
