@@ -224,6 +224,17 @@ func TestProfilesCLI(t *testing.T) {
 	if _, _, err := n.pio("profiles", "stop", "--experiment", "cliexp"); err == nil || !strings.Contains(err.Error(), "nothing to stop") {
 		t.Fatalf("stop with nothing running: %v", err)
 	}
+	// The experiment may be left out when one has workers; an unknown run is a 404.
+	if out, _, err := n.pio("profiles", "runs"); err != nil || !strings.Contains(out, "STOPPED") {
+		t.Fatalf("runs without --experiment: %v\n%s", err, out)
+	}
+	var nf *client.Error
+	if _, _, err := n.pio("profiles", "stop", "--experiment", "cliexp", "123"); !errors.As(err, &nf) || nf.Status != http.StatusNotFound {
+		t.Fatalf("stop an unknown run: %v", err)
+	}
+	if _, _, err := n.pio("profiles", "dry-run", "none.yaml"); !errors.As(err, &nf) || nf.Status != http.StatusNotFound {
+		t.Fatalf("dry-run an unknown profile: %v", err)
+	}
 	// delete; then show is a 404 with its cause and remedy.
 	if out, _, err := n.pio("profiles", "delete", "demo.yaml"); err != nil || !strings.Contains(out, "Deleted") {
 		t.Fatalf("delete: %v %q", err, out)
