@@ -45,7 +45,8 @@ var (
 // StreamEvent is one server-sent event of GET /api/events (the JSON of its data line).
 type StreamEvent struct {
 	// Type is "hello" (first event of a stream), "leader", "members", "inventory",
-	// "experiments", "event" (the cluster's event log grew) or "readings".
+	// "experiments", "event" (the cluster's event log grew), "readings" or
+	// "profiles" (profiles, profile runs and their steps changed).
 	Type string `json:"type"`
 	// Node and NodeID name the node that answers the stream.
 	Node   string `json:"node,omitempty"`
@@ -108,6 +109,8 @@ func topicOf(t fsm.CommandType) string {
 		return "event"
 	case fsm.CmdCreateExperiment, fsm.CmdUpdateExperiment, fsm.CmdDeleteExperiment, fsm.CmdSetUnitLabel:
 		return "experiments"
+	case fsm.CmdPutProfile, fsm.CmdDeleteProfile, fsm.CmdStartRun, fsm.CmdClaimStep, fsm.CmdFinishStep, fsm.CmdStopRun, fsm.CmdCompleteRun:
+		return "profiles" // profiles, runs and their steps
 	default:
 		return "inventory" // units, activeness, assignments, and anything newer
 	}
@@ -123,7 +126,7 @@ func (b *broadcaster) applied(c fsm.Change) {
 		b.mu.Lock()
 		open := len(b.subs) > 0
 		if open {
-			for _, t := range []string{"inventory", "experiments", "event", "readings"} {
+			for _, t := range []string{"inventory", "experiments", "event", "readings", "profiles"} {
 				b.pending[t] = true
 			}
 		}

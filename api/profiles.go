@@ -102,7 +102,7 @@ func profileErrors(err error) []profileError {
 	out := make([]profileError, 0, len(errs))
 	for _, e := range errs {
 		msg := e.Msg
-		if e.Path != "" {
+		if e.Path != "" && !strings.HasPrefix(msg, e.Path) { // Msg starts with its path, as a rule
 			msg = e.Path + ": " + msg
 		}
 		out = append(out, profileError{Line: e.Line, Column: e.Column, Message: msg})

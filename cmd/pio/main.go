@@ -39,6 +39,6 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newJoinCmd(), newLeaveCmd(), newStatusCmd(), newWorkersCmd(), newExperimentsCmd(), newRunCmd(), newKillCmd(), newJobsCmd(), newTokenCmd(), newKeysCmd(), newSecurityCmd(), newHardwareCmd())
+	root.AddCommand(newServeCmd(), newJoinCmd(), newLeaveCmd(), newStatusCmd(), newWorkersCmd(), newExperimentsCmd(), newRunCmd(), newKillCmd(), newJobsCmd(), newTokenCmd(), newKeysCmd(), newSecurityCmd(), newHardwareCmd(), newProfilesCmd())
 	return root
 }

@@ -1,5 +1,5 @@
 // pio web UI: a single page with hash routes (#/inventory, #/experiments[/EXP],
-// #/pioreactors[/EXP], #/cluster). Plain ES module, no build step, no framework.
+// #/pioreactors[/EXP], #/profiles[/EXP], #/cluster). Plain ES module, no build step, no framework.
 // Live updates come from GET /api/events on the node this page was loaded from;
 // every /api call goes to that node, which forwards it to the leader. Writes carry
 // the cluster's API token (see "sign-in" below).
@@ -61,6 +61,7 @@ class ApiError extends Error {
     this.status = body.status || status;
     this.cause = body.cause || "";
     this.remediation = body.remediation || "";
+    this.errors = Array.isArray(body.errors) ? body.errors : []; // a profile's errors, with line and column
   }
 }
 
@@ -75,7 +76,7 @@ const unreachable = e => new ApiError({ error: "this node does not answer", caus
  * `patience` ms have passed. A 401 (no token, or not this cluster's) asks to sign
  * in, then sends the same request again.
  */
-async function api(method, path, body, { patience = 20000 } = {}) {
+async function api(method, path, body, { patience = 20000, text: asText = false } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET") headers["X-Request-Id"] = uuid();
@@ -99,6 +100,7 @@ async function api(method, path, body, { patience = 20000 } = {}) {
       continue;
     }
     const text = await r.text();
+    if (asText && r.ok) return { status: r.status, data: text };
     let data = null;
     try { data = text ? JSON.parse(text) : null; } catch { data = { error: text }; }
     if (r.status === 401) {
@@ -323,6 +325,7 @@ async function checkKeptToken() {
 const S = {
   hello: null, cluster: null, workers: [], assignments: [], counts: [], experiments: [],
   events: [], jobs: {}, labels: {}, series: {}, logs: null, logsMissing: false,
+  profiles: [], runs: {},
 };
 
 const fetchers = {
@@ -346,6 +349,11 @@ const fetchers = {
     const exp = currentExp();
     if (exp) S.labels[exp] = await get(`/api/experiments/${encodeURIComponent(exp)}/unit_labels`);
   },
+  async profiles() { S.profiles = await get("/api/experiment_profiles"); },
+  async runs() {
+    const exp = currentExp();
+    if (exp && route().page === "profiles") S.runs[exp] = await get(`/api/experiments/${encodeURIComponent(exp)}/experiment_profiles/recent`);
+  },
   async readings() {
     const exp = currentExp();
     if (!exp || route().page !== "pioreactors") return;
@@ -365,6 +373,7 @@ const pageTopics = {
   inventory: ["cluster", "inventory", "experiments"],
   experiments: ["cluster", "inventory", "experiments", "labels"],
   pioreactors: ["cluster", "inventory", "experiments", "labels", "jobs", "readings"],
+  profiles: ["cluster", "inventory", "experiments", "profiles", "runs"],
   cluster: ["cluster", "events", "inventory"],
 };
 
@@ -438,6 +447,7 @@ function connectEvents() {
       case "experiments": refresh("experiments", "inventory", "labels"); break;
       case "event": refresh("events"); break;
       case "readings": if (route().page === "pioreactors") scheduleReadings(); break;
+      case "profiles": refresh("profiles", "runs"); break; // profiles, runs, their steps
     }
   };
   es.onerror = () => {
@@ -517,7 +527,7 @@ function onRoute() {
   for (const a of document.querySelectorAll("nav a")) {
     if (a.dataset.page === page) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
-  const title = { inventory: "Inventory", experiments: "Experiments", pioreactors: "Pioreactors", cluster: "Cluster" }[page];
+  const title = { inventory: "Inventory", experiments: "Experiments", pioreactors: "Pioreactors", profiles: "Profiles", cluster: "Cluster" }[page];
   document.title = `${title} · pio`;
   if (page !== lastPage) {
     lastPage = page;
@@ -550,7 +560,7 @@ function render() {
   const focusKey = active && main.contains(active) ? active.dataset.key : null;
   const scrollY = window.scrollY;
   const { page } = route();
-  const view = { inventory: inventoryPage, experiments: experimentsPage, pioreactors: pioreactorsPage, cluster: clusterPage }[page]();
+  const view = { inventory: inventoryPage, experiments: experimentsPage, pioreactors: pioreactorsPage, profiles: profilesPage, cluster: clusterPage }[page]();
   // Most events change nothing on this page: keep the DOM (and focus, and clicks in flight) then.
   const html = view.outerHTML;
   if (html === lastHTML && main.firstElementChild) return;
@@ -1087,6 +1097,250 @@ function chart(title, ts, unitLabel) {
   lines.forEach((l, i) => svg.append(s("polyline", { fill: "none", stroke: PALETTE[i % PALETTE.length], "stroke-width": 1.6, points: l.pts.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" ") })));
   box.append(svg, h("ul", { class: "legend" }, lines.map((l, i) => h("li", {}, h("span", { style: `background:${PALETTE[i % PALETTE.length]}` }), l.name))));
   return box;
+}
+
+// ----- Profiles -----
+
+// The editor's state lives here, not in the DOM, so that a redraw keeps what is typed.
+const editor = { open: false, isNew: true, filename: "", text: "", errors: [], checked: "", plan: null };
+
+const PROFILE_TEMPLATE = `version: "1.0"
+experiment_profile_name: my profile
+metadata:
+  author: ""
+  description: ""
+common:
+  jobs:
+    stirring:
+      actions:
+        - type: start
+          t: 0
+          options:
+            target_rpm: 400
+        - type: stop
+          t: 2h
+`;
+
+/** fmtOffset prints seconds from a run's start: 0s, 1m 30s, 2h, 1d 6h. */
+function fmtOffset(sec) {
+  let rest = Math.round(sec || 0);
+  if (rest < 60) return `${rest}s`;
+  const out = [];
+  for (const [n, u] of [[86400, "d"], [3600, "h"], [60, "m"], [1, "s"]]) {
+    if (rest >= n) { out.push(`${Math.floor(rest / n)}${u}`); rest %= n; }
+  }
+  return out.slice(0, 2).join(" ");
+}
+function inFuture(ms) {
+  const s = (ms - Date.now()) / 1000;
+  if (s <= 0) return "due now";
+  if (s < 90) return `in ${Math.round(s)} s`;
+  if (s < 5400) return `in ${Math.round(s / 60)} min`;
+  return s < 172800 ? `in ${Math.round(s / 3600)} h` : `in ${Math.round(s / 86400)} days`;
+}
+
+/** editorText reads what is typed into the editor's state. */
+function editorText() {
+  const ta = $("#profile-text"), fn = $("#profile-filename");
+  if (ta) editor.text = ta.value;
+  if (fn) editor.filename = fn.value.trim();
+  return editor.text;
+}
+
+/** profileAct is act for the editor: a profile's errors (with line and column) go to the editor. */
+async function profileAct(btn, label, fn) {
+  if (btn) btn.disabled = true;
+  try {
+    const res = await fn();
+    if (label) toast(label);
+    return res;
+  } catch (e) {
+    if (e.errors?.length) {
+      Object.assign(editor, { errors: e.errors, checked: "", plan: null });
+      $("#page-error")?.replaceChildren();
+      render();
+      toast(`${e.errors.length} error${e.errors.length === 1 ? "" : "s"} in the profile: see the lines named`, true);
+    } else showError(e);
+  } finally {
+    if (btn) btn.disabled = false;
+  }
+}
+
+/** goToLine selects a line of the editor and scrolls it into view. */
+function goToLine(line) {
+  const ta = $("#profile-text");
+  if (!ta) return;
+  const ls = ta.value.split("\n");
+  let start = 0;
+  for (let i = 0; i < line - 1 && i < ls.length; i++) start += ls[i].length + 1;
+  ta.focus();
+  ta.setSelectionRange(start, start + (ls[line - 1] || "").length);
+  ta.scrollTop = Math.max(0, (line - 4) * (parseFloat(getComputedStyle(ta).lineHeight) || 18));
+}
+
+/** gutter numbers the editor's lines, the ones with an error marked. */
+function gutterLines(n, bad) {
+  return Array.from({ length: n }, (_, i) => h("span", { class: bad.has(i + 1) ? "bad" : null, title: bad.has(i + 1) ? "an error on this line" : null }, i + 1));
+}
+
+function profileEditor() {
+  const lines = editor.text.split("\n");
+  const bad = new Set(editor.errors.map(e => e.line).filter(Boolean));
+  const gutter = h("pre", { class: "gutter", "aria-hidden": "true" }, gutterLines(lines.length, bad));
+  const ta = h("textarea", {
+    id: "profile-text", "data-key": "profile-text", class: "code", rows: Math.min(28, Math.max(12, lines.length + 1)), wrap: "off",
+    spellcheck: "false", autocapitalize: "off", autocomplete: "off", "aria-label": "Profile (YAML)", "aria-describedby": "profile-errors", "aria-invalid": editor.errors.length ? "true" : null,
+    oninput: ev => {
+      editor.text = ev.currentTarget.value; editor.checked = "";
+      gutter.replaceChildren(...gutterLines(editor.text.split("\n").length, bad));
+    },
+    onscroll: ev => { gutter.scrollTop = ev.currentTarget.scrollTop; },
+  }, editor.text);
+  const problems = editor.errors.length
+    ? h("div", { class: "error-box", role: "alert", id: "profile-errors" },
+      h("strong", {}, `${editor.errors.length} error${editor.errors.length === 1 ? "" : "s"}: the profile is not valid`),
+      h("ul", { class: "profile-errors" }, editor.errors.map(e => h("li", { dataset: { line: e.line || "" } },
+        e.line ? h("button", { type: "button", class: "small", onclick: () => goToLine(e.line) }, `Line ${e.line}${e.column ? `, column ${e.column}` : ""}`) : null,
+        " ", e.message,
+        e.line && lines[e.line - 1] !== undefined ? h("pre", { class: "err-line" }, `${e.line} | ${lines[e.line - 1]}\n${" ".repeat(String(e.line).length + 2 + Math.max(1, e.column || 1))}^`) : null))),
+      h("div", {}, "What to do: fix the lines named above (their numbers are red beside the text), then Validate again."))
+    : h("div", { id: "profile-errors", role: "status" }, editor.checked ? h("p", { class: "ok-box" }, editor.checked) : null);
+  const plan = editor.plan ? h("section", { "aria-labelledby": "plan-h" },
+    h("h3", { id: "plan-h" }, `Dry run: ${editor.plan.steps.length} step${editor.plan.steps.length === 1 ? "" : "s"}`, editor.plan.more ? " (and more repeats)" : ""),
+    h("p", { class: "hint" }, "Times from the start of a run; conditions as they are now."),
+    h("ol", { class: "timeline", id: "profile-plan" }, editor.plan.steps.map(s => stepItem({ ...s, state: "planned", message: s.kind === "log" ? s.message : "" }, 0, false)))) : null;
+  return h("section", { class: "card", id: "profile-editor", "aria-labelledby": "editor-h" },
+    h("h2", { id: "editor-h", style: "margin-top:0" }, editor.isNew ? "New profile" : `Edit ${editor.filename}`),
+    h("div", { class: "field" }, h("label", { for: "profile-filename" }, "Filename"),
+      h("input", { id: "profile-filename", "data-key": "profile-filename", value: editor.filename, readonly: !editor.isNew, placeholder: "my_profile.yaml", maxlength: 128, autocomplete: "off", "aria-describedby": "filename-hint",
+        oninput: ev => { editor.filename = ev.currentTarget.value.trim(); } }),
+      h("span", { class: "hint", id: "filename-hint" }, editor.isNew ? "ends in .yaml or .yml" : "saving replaces the stored profile")),
+    h("div", { class: "editor" }, gutter, ta),
+    problems,
+    h("div", { class: "row" },
+      h("button", { type: "button", id: "profile-validate", onclick: ev => profileAct(ev.currentTarget, null, async () => {
+        await api("POST", "/api/experiment_profiles/validate", { body: editorText() });
+        Object.assign(editor, { errors: [], checked: "Valid: no errors.", plan: null });
+        render();
+      }) }, "Validate"),
+      h("button", { type: "button", id: "profile-dry-run", onclick: ev => profileAct(ev.currentTarget, null, async () => {
+        const r = await api("POST", "/api/experiment_profiles/dry_run", { body: editorText() });
+        Object.assign(editor, { errors: [], checked: "", plan: r.data });
+        render();
+      }) }, "Dry run"),
+      h("button", { type: "button", class: "primary", id: "profile-save", onclick: ev => profileAct(ev.currentTarget, null, async () => {
+        const body = editorText(), f = editor.filename;
+        if (editor.isNew) await api("POST", "/api/experiment_profiles", { filename: f, body });
+        else await api("PATCH", `/api/experiment_profiles/${encodeURIComponent(f)}`, { body });
+        Object.assign(editor, { isNew: false, errors: [], checked: `Saved as ${f}.` });
+        toast(`${f} saved`);
+        await refresh("profiles");
+      }) }, "Save"),
+      h("button", { type: "button", id: "profile-close", onclick: () => { editor.open = false; render(); } }, "Close")),
+    plan);
+}
+
+function stepLabel(s) {
+  return [s.kind, s.job_name, s.pioreactor_unit ? `on ${s.pioreactor_unit}` : "on every active unit"].filter(Boolean).join(" ");
+}
+const STEP_STATES = { done: "done", skipped: "skipped", claimed: "doing", due: "due", planned: "planned", "not-run": "not run" };
+
+/** stepItem is one step of a timeline: its time, its state (and why it was skipped), what it does. */
+function stepItem(s, start, isNext) {
+  const st = s.state || "planned";
+  const opts = Object.entries(s.options || {}).filter(([k]) => !(s.kind === "log" && k === "message"))
+    .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ");
+  const detail = [opts, s.if ? `if ${s.if}` : ""].filter(Boolean).join(" · ");
+  return h("li", { class: `step ${st}${isNext ? " next" : ""}`, dataset: { step: s.key, state: st } },
+    h("span", { class: "at mono" }, `+${fmtOffset(s.at_seconds)}`, start ? h("span", { class: "hint" }, ` ${new Date(start + s.at_seconds * 1000).toLocaleTimeString()}`) : null),
+    h("span", { class: `badge step-${st}` }, isNext ? `next · ${STEP_STATES[st] || st}` : STEP_STATES[st] || st),
+    h("span", { class: "what" }, h("strong", {}, stepLabel(s)), detail ? h("span", { class: "hint" }, ` ${detail}`) : null,
+      s.message ? h("div", { class: st === "skipped" ? "why" : "hint" }, st === "skipped" ? `Skipped: ${s.message}` : s.message) : null,
+      s.done_at_seconds != null ? h("div", { class: "hint" }, `${st === "skipped" ? "skipped" : "done"} at +${fmtOffset(s.done_at_seconds)}`) : null));
+}
+
+/** runTimeline shows the runs of exp, newest first: each step with its time and state, and what is next. */
+function runTimeline(exp, runs) {
+  const en = encodeURIComponent(exp);
+  if (!runs.length) return h("p", { class: "empty", id: "timeline" }, `No profile has run on ${exp} yet: run one from the list above.`);
+  return h("div", { id: "timeline" }, runs.slice(0, 5).map(r => {
+    const start = Date.parse(r.started_at);
+    const running = r.state === "running";
+    const steps = r.actions || [];
+    const nextIdx = running ? steps.findIndex(s => s.state === "planned" || s.state === "due" || s.state === "claimed") : -1;
+    const next = steps[nextIdx];
+    const finished = steps.filter(s => s.state === "done" || s.state === "skipped").length;
+    return h("section", { class: "card run", dataset: { run: r.run_id, state: r.state }, "aria-labelledby": `run-${r.run_id}` },
+      h("div", { class: "page-head" },
+        h("h3", { id: `run-${r.run_id}`, style: "margin:0" }, r.experiment_profile_name, " ", h("span", { class: "hint mono" }, r.profile_filename), " ",
+          h("span", { class: `badge run-${r.state}`, "data-run-state": r.state }, r.state)),
+        running ? h("button", { class: "small danger", id: `stop-${r.run_id}`, "data-key": `stop-${r.run_id}`, onclick: ev => confirmDialog(ev.currentTarget, {
+          title: `Stop ${r.profile_filename} on ${exp}?`, body: "The steps not done yet will not run, and the jobs this run started stop.", yes: "Stop", danger: true,
+          run: async () => {
+            await api("POST", `/api/experiments/${en}/experiment_profiles/runs/${encodeURIComponent(r.run_id)}/stop`, {}, { patience: 60000 });
+            toast(`${r.profile_filename} stopped on ${exp}`);
+            await refresh("runs");
+          },
+        }) }, "Stop") : null),
+      h("p", { class: "hint" }, `Started ${when(r.started_at)}`, r.ended_at ? ` · ended ${when(r.ended_at)}` : "", ` · ${finished} of ${steps.length} steps done or skipped`),
+      running ? h("p", { class: "next-line", "data-next": next?.key || "" }, next
+        ? ["Next: ", h("strong", {}, stepLabel(next)), ` at +${fmtOffset(next.at_seconds)} (${new Date(start + next.at_seconds * 1000).toLocaleTimeString()}, ${inFuture(start + next.at_seconds * 1000)})`]
+        : "Next: nothing planned yet (a repeat or a condition may add steps).") : null,
+      // Once a run has ended, the steps it did not reach will not run.
+      h("ol", { class: "timeline" }, steps.map((s, i) => stepItem(running || s.state === "done" || s.state === "skipped" ? s : { ...s, state: "not-run" }, start, i === nextIdx))));
+  }));
+}
+
+function profilesPage() {
+  const exp = currentExp();
+  const en = encodeURIComponent(exp || "");
+  const runs = (exp && S.runs[exp]) || [];
+  const busy = runs.some(r => r.state === "running");
+  const pick = h("div", { class: "field" }, h("label", { for: "exp-pick" }, "Experiment"),
+    h("select", { id: "exp-pick", onchange: ev => { location.hash = `#/profiles/${encodeURIComponent(ev.currentTarget.value)}`; ev.currentTarget.blur(); } },
+      S.experiments.map(e => h("option", { value: e.experiment, selected: e.experiment === exp }, e.experiment))));
+  const head = h("div", { class: "page-head" }, h("h1", {}, "Profiles", exp ? [" · ", expChip(exp)] : ""),
+    h("div", { class: "row" }, exp ? pick : null,
+      h("button", { class: "primary", id: "profile-new", onclick: () => {
+        Object.assign(editor, { open: true, isNew: true, filename: "", text: PROFILE_TEMPLATE, errors: [], checked: "", plan: null });
+        render();
+        $("#profile-filename")?.focus();
+      } }, "New profile")));
+  const rows = S.profiles.map(p => {
+    const f = p.file, ep = p.experimentProfile || {};
+    return h("tr", { dataset: { file: f } },
+      h("td", { "data-label": "File", class: "mono" }, f),
+      h("td", { "data-label": "Name" }, h("strong", {}, ep.experiment_profile_name || "—")),
+      h("td", { "data-label": "Description" }, ep.metadata?.description || h("span", { class: "muted" }, "—")),
+      h("td", { "data-label": "Actions", class: "actions" },
+        h("button", { class: "small", "data-key": `edit-${f}`, onclick: ev => act(ev.currentTarget, null, async () => {
+          const text = (await api("GET", `/api/experiment_profiles/${encodeURIComponent(f)}`, undefined, { text: true })).data;
+          Object.assign(editor, { open: true, isNew: false, filename: f, text, errors: [], checked: "", plan: null });
+          render();
+          $("#profile-text")?.focus();
+        }) }, "Edit"), " ",
+        h("button", { class: "small primary", "data-key": `run-${f}`, disabled: !exp || busy, title: busy ? `a profile already runs on ${exp}: stop it first` : null,
+          onclick: ev => act(ev.currentTarget, `${f} started on ${exp}`, async () => {
+            await api("POST", `/api/experiments/${en}/experiment_profiles/runs`, { filename: f });
+            await refresh("runs");
+          }) }, exp ? `Run on ${exp}` : "Run"), " ",
+        h("button", { class: "small danger", "data-key": `delete-${f}`, onclick: ev => confirmDialog(ev.currentTarget, {
+          title: `Delete ${f}?`, body: "The profile is deleted from every Pioreactor. Runs already started keep their copy.", yes: "Delete", danger: true,
+          run: async () => {
+            await api("DELETE", `/api/experiment_profiles/${encodeURIComponent(f)}`);
+            if (editor.filename === f && !editor.isNew) editor.open = false;
+            toast(`${f} deleted`);
+            await refresh("profiles");
+          },
+        }) }, "Delete")));
+  });
+  const table = h("div", { class: "scroll" }, h("table", { class: "stack", id: "profiles" },
+    h("thead", {}, h("tr", {}, ["File", "Name", "Description", "Actions"].map(t => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 4, class: "empty" }, "No profiles yet: write one with New profile.")))));
+  return h("div", {}, head, h("div", { id: "page-error" }), table,
+    editor.open ? profileEditor() : null,
+    h("h2", {}, "Runs", exp ? [" on ", expChip(exp)] : ""),
+    exp ? runTimeline(exp, runs) : h("p", { class: "empty" }, "No experiment yet: create one on the Experiments page to run a profile."));
 }
 
 // ----- Cluster -----
