@@ -423,3 +423,98 @@ func TestCLIJobs(t *testing.T) {
 		t.Fatalf("pio hardware off: %v %s", err, out)
 	}
 }
+
+// TestProfileSurvivesKillOfTheLeaderProcess: the failover profile (actions at
+// 0, 2, 4 and 6 s) runs on three `pio serve` processes, and the leader's is
+// killed -9 between the steps at 2 and 4 s, in the middle of whatever it was
+// doing. The new leader carries the run on: each unit logs every step once, in
+// order, and the run completes.
+func TestProfileSurvivesKillOfTheLeaderProcess(t *testing.T) {
+	procs := startThreeProcs(t)
+	var leader *proc
+	var rest []*proc
+	for _, p := range procs {
+		if leader == nil && p.isLeader() {
+			leader = p
+		} else {
+			rest = append(rest, p)
+		}
+	}
+	if leader == nil {
+		t.Fatal("no leader")
+	}
+	c := rest[0].c
+	must := func(method, path string, in, out any, want int) {
+		t.Helper()
+		if code, err := c.DoStatus(ctx, method, path, in, out); err != nil || code != want {
+			t.Fatalf("%s %s: %d %v, want %d", method, path, code, err, want)
+		}
+	}
+	must(http.MethodPost, "/api/experiments", map[string]any{"experiment": "kill1"}, nil, http.StatusCreated)
+	for _, p := range rest {
+		must(http.MethodPut, "/api/experiments/kill1/workers", map[string]any{"pioreactor_unit": p.name}, nil, http.StatusOK)
+	}
+	must(http.MethodPost, "/api/experiment_profiles", map[string]any{"filename": "failover.yaml", "body": failoverProfile}, nil, http.StatusOK)
+	must(http.MethodPost, "/api/experiments/kill1/experiment_profiles/runs", map[string]any{"filename": "failover.yaml"}, nil, http.StatusCreated)
+	type run struct {
+		State   string `json:"state"`
+		Actions []struct {
+			Key    string   `json:"key"`
+			State  string   `json:"state"`
+			At     float64  `json:"at_seconds"`
+			DoneAt *float64 `json:"done_at_seconds"`
+		} `json:"actions"`
+	}
+	eventually(t, 15*time.Second, "the step at 2 s done", func() error {
+		var running []run
+		if _, err := rest[1].c.DoStatus(ctx, http.MethodGet, "/api/experiments/kill1/experiment_profiles/running", nil, &running); err != nil {
+			return err
+		}
+		for _, r := range running {
+			for _, a := range r.Actions {
+				if a.Key == "common/stirring/2" && a.State == "done" {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("running: %+v", running)
+	})
+	leader.kill()
+	killed := time.Now()
+	eventually(t, 45*time.Second, "the run completes under the new leader", func() error {
+		var recent []run
+		if _, err := rest[1].c.DoStatus(ctx, http.MethodGet, "/api/experiments/kill1/experiment_profiles/recent", nil, &recent); err != nil {
+			return err
+		}
+		if len(recent) != 1 || recent[0].State != "completed" {
+			return fmt.Errorf("recent: %+v", recent)
+		}
+		for _, a := range recent[0].Actions {
+			if a.DoneAt != nil {
+				t.Logf("step %s due at %gs, done at %.2fs", a.Key, a.At, *a.DoneAt)
+			}
+		}
+		return nil
+	})
+	t.Logf("the run completed %s after the leader's kill", time.Since(killed).Round(time.Millisecond))
+	for _, via := range rest {
+		var logs []struct {
+			Unit    string `json:"pioreactor_unit"`
+			Message string `json:"message"`
+		}
+		if code, err := via.c.DoStatus(ctx, http.MethodGet, "/api/experiments/kill1/logs", nil, &logs); err != nil || code != http.StatusOK {
+			t.Fatalf("logs via %s: %d %v", via.name, code, err)
+		}
+		for _, p := range rest {
+			var seen []string
+			for i := len(logs) - 1; i >= 0; i-- { // newest first: read them oldest first
+				if logs[i].Unit == p.name && strings.HasPrefix(logs[i].Message, "step-") {
+					seen = append(seen, logs[i].Message)
+				}
+			}
+			if got := strings.Join(seen, ","); got != "step-0,step-2,step-4,step-6" {
+				t.Errorf("via %s, %s's lines: %s, want each step once, in order", via.name, p.name, got)
+			}
+		}
+	}
+}
