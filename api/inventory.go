@@ -16,6 +16,11 @@ import (
 // fails. A request ID that breaks the rule is refused here too (400), before
 // anything is proposed: leaderOrForward checks it first, this is the second line.
 func (s *Server) apply(c *gin.Context, t fsm.CommandType, payload any) bool {
+	return s.applyWith(c, t, payload, fail)
+}
+
+// applyWith is apply with problem answering the command's error.
+func (s *Server) applyWith(c *gin.Context, t fsm.CommandType, payload any, problem func(*gin.Context, error)) bool {
 	if !checkRequestID(c) {
 		return false
 	}
@@ -33,7 +38,7 @@ func (s *Server) apply(c *gin.Context, t fsm.CommandType, payload any) bool {
 		err = res.Err
 	}
 	if err != nil {
-		fail(c, err)
+		problem(c, err)
 		return false
 	}
 	return true

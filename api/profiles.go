@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/google/uuid"
-	"github.com/pioreactor/pio/api/client"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/jobs"
 	"github.com/pioreactor/pio/profile"
@@ -53,27 +51,7 @@ func profileProblem(c *gin.Context, err error) {
 
 // applyProfile proposes a command of profiles and runs; on failure it has answered.
 func (s *Server) applyProfile(c *gin.Context, t fsm.CommandType, payload any) bool {
-	if !checkRequestID(c) {
-		return false
-	}
-	rid := c.GetHeader(client.RequestIDHeader)
-	if rid == "" {
-		rid = uuid.NewString()
-	}
-	cmd, err := fsm.NewCommand(t, rid, time.Now(), payload)
-	if err != nil {
-		fail(c, err)
-		return false
-	}
-	res, err := s.node.Apply(cmd)
-	if err == nil {
-		err = res.Err
-	}
-	if err != nil {
-		profileProblem(c, err)
-		return false
-	}
-	return true
+	return s.applyWith(c, t, payload, profileProblem)
 }
 
 // knownJob says whether pio runs a job of that name.
