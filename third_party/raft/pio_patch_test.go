@@ -234,3 +234,113 @@ func TestPIOVerifyLeaderIgnoresEarlierAnswers(t *testing.T) {
 		t.Fatal("the check never ended")
 	}
 }
+
+// countTransport counts the AppendEntries a node sends that are not
+// heartbeats (they carry entries or the leader's commit index). No pipelining.
+type countTransport struct {
+	*InmemTransport
+	mu    sync.Mutex
+	sends int
+}
+
+func (c *countTransport) AppendEntries(id ServerID, target ServerAddress, args *AppendEntriesRequest, resp *AppendEntriesResponse) error {
+	if len(args.Entries) > 0 || args.LeaderCommitIndex > 0 {
+		c.mu.Lock()
+		c.sends++
+		c.mu.Unlock()
+	}
+	return c.InmemTransport.AppendEntries(id, target, args, resp)
+}
+
+func (c *countTransport) AppendEntriesPipeline(ServerID, ServerAddress) (AppendPipeline, error) {
+	return nil, ErrPipelineReplicationNotSupported
+}
+
+func (c *countTransport) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sends
+}
+
+// TestPIOIdleLeaderSkipsCommitTimeoutSends checks pio patch 4: an idle leader
+// whose followers have every entry and its commit index sends them an
+// AppendEntries about once a HeartbeatTimeout (200 ms here), not every
+// CommitTimeout (5-10 ms here: upstream sends about 130 a second to each
+// follower, patched about 5); and a new entry still reaches every follower's
+// commit index at once.
+func TestPIOIdleLeaderSkipsCommitTimeoutSends(t *testing.T) {
+	ids := []ServerID{"a", "b", "c"}
+	trans := map[ServerID]*countTransport{}
+	for _, id := range ids {
+		_, tr := NewInmemTransport(ServerAddress(id))
+		trans[id] = &countTransport{InmemTransport: tr}
+	}
+	for _, x := range ids {
+		for _, y := range ids {
+			if x != y {
+				trans[x].Connect(ServerAddress(y), trans[y].InmemTransport)
+			}
+		}
+	}
+	var cfg Configuration
+	for _, id := range ids {
+		cfg.Servers = append(cfg.Servers, Server{ID: id, Address: ServerAddress(id)})
+	}
+	nodes := map[ServerID]*Raft{}
+	for _, id := range ids {
+		conf := inmemConfig(t)
+		conf.LocalID = id
+		conf.HeartbeatTimeout, conf.ElectionTimeout, conf.LeaderLeaseTimeout = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
+		store, snaps := NewInmemStore(), NewInmemSnapshotStore()
+		if err := BootstrapCluster(conf, store, store, snaps, trans[id], cfg); err != nil {
+			t.Fatal(err)
+		}
+		r, err := NewRaft(conf, nopFSM{}, store, store, snaps, trans[id])
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[id] = r
+		defer func() { _ = r.Shutdown().Error() }()
+	}
+	var leader ServerID
+	deadline := time.Now().Add(10 * time.Second)
+	for leader == "" {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader")
+		}
+		for _, id := range ids {
+			if nodes[id].State() == Leader {
+				leader = id
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// applied waits until every node's commit index reaches the leader's.
+	applied := func() {
+		t.Helper()
+		if err := nodes[leader].Apply([]byte("x"), time.Second).Error(); err != nil {
+			t.Fatal(err)
+		}
+		want := nodes[leader].getCommitIndex()
+		deadline := time.Now().Add(time.Second)
+		for _, id := range ids {
+			for nodes[id].getCommitIndex() < want {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: commit index %d, leader's %d, a second after the apply", id, nodes[id].getCommitIndex(), want)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+	applied()
+	before := trans[leader].count()
+	window := time.Second
+	time.Sleep(window)
+	sends := trans[leader].count() - before
+	// Two followers, one send each per HeartbeatTimeout at most, and a margin.
+	if limit := 2 * (int(window/(200*time.Millisecond)) + 2); sends > limit {
+		t.Errorf("idle leader sent %d AppendEntries in %s to 2 followers, want at most %d", sends, window, limit)
+	}
+	t.Logf("idle leader: %d AppendEntries (not heartbeats) in %s to 2 followers", sends, window)
+	applied()
+}
