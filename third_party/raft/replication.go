@@ -433,7 +433,7 @@ func (r *Raft) heartbeat(s *followerReplication, stopCh chan struct{}) {
 		// Wait for the next heartbeat interval or forced notify
 		select {
 		case <-s.notifyCh:
-		case <-randomTimeout(r.config().HeartbeatTimeout / 10):
+		case <-randomTimeout(r.heartbeatInterval(s)):
 		case <-stopCh:
 			return
 		}
@@ -547,6 +547,24 @@ SEND:
 	case <-r.shutdownCh:
 	}
 	return nil
+}
+
+// heartbeatInterval is how long the heartbeat goroutine of s waits between
+// heartbeats, before randomization (pio patch 5): Config.HeartbeatInterval
+// to a voter, Config.NonVoterHeartbeatInterval to a non-voter, upstream's
+// HeartbeatTimeout/10 when they are 0.
+func (r *Raft) heartbeatInterval(s *followerReplication) time.Duration {
+	conf := r.config()
+	s.peerLock.RLock()
+	suffrage := s.peer.Suffrage
+	s.peerLock.RUnlock()
+	if suffrage != Voter && conf.NonVoterHeartbeatInterval > 0 {
+		return conf.NonVoterHeartbeatInterval
+	}
+	if conf.HeartbeatInterval > 0 {
+		return conf.HeartbeatInterval
+	}
+	return conf.HeartbeatTimeout / 10
 }
 
 // idleSkip reports whether the commit-timeout send to s has nothing to tell
