@@ -61,6 +61,10 @@ type followerReplication struct {
 	// AppendEntries on its commit timeout; private to that goroutine.
 	lastIdleSend time.Time
 
+	// idleSkips counts the commit timeouts in a row that had nothing to send
+	// (pio patch 4); private to the replication goroutine.
+	idleSkips int
+
 	// peer contains the network address and ID of the remote follower.
 	peer Server
 	// peerLock protects 'peer'
@@ -180,6 +184,7 @@ RPC:
 			}
 			return
 		case deferErr := <-s.triggerDeferErrorCh:
+			s.idleSkips = 0
 			lastLogIdx, _ := r.getLastLog()
 			shouldStop = r.replicateTo(s, lastLogIdx)
 			if !shouldStop {
@@ -188,6 +193,7 @@ RPC:
 				deferErr.respond(fmt.Errorf("replication failed"))
 			}
 		case <-s.triggerCh:
+			s.idleSkips = 0
 			lastLogIdx, _ := r.getLastLog()
 			shouldStop = r.replicateTo(s, lastLogIdx)
 		// This is _not_ our heartbeat mechanism but is to ensure
@@ -195,7 +201,7 @@ RPC:
 		// raft commits stop flowing naturally. The actual heartbeats
 		// can't do this to keep them unblocked by disk IO on the
 		// follower. See https://github.com/hashicorp/raft/issues/282.
-		case <-randomTimeout(r.config().CommitTimeout):
+		case <-randomTimeout(r.commitWait(s)):
 			lastLogIdx, _ := r.getLastLog()
 			if r.idleSkip(s, atomic.LoadUint64(&s.nextIndex), lastLogIdx) {
 				continue
@@ -521,6 +527,7 @@ SEND:
 			}
 			break SEND
 		case deferErr := <-s.triggerDeferErrorCh:
+			s.idleSkips = 0
 			lastLogIdx, _ := r.getLastLog()
 			shouldStop = r.pipelineSend(s, pipeline, &nextIndex, lastLogIdx)
 			if !shouldStop {
@@ -529,9 +536,10 @@ SEND:
 				deferErr.respond(fmt.Errorf("replication failed"))
 			}
 		case <-s.triggerCh:
+			s.idleSkips = 0
 			lastLogIdx, _ := r.getLastLog()
 			shouldStop = r.pipelineSend(s, pipeline, &nextIndex, lastLogIdx)
-		case <-randomTimeout(r.config().CommitTimeout):
+		case <-randomTimeout(r.commitWait(s)):
 			lastLogIdx, _ := r.getLastLog()
 			if r.idleSkip(s, atomic.LoadUint64(&s.nextIndex), lastLogIdx) {
 				continue
@@ -576,12 +584,35 @@ func (r *Raft) heartbeatInterval(s *followerReplication) time.Duration {
 // follower, on top of the heartbeats). It is called from the replication
 // goroutine only; when it returns false it counts the send as done.
 func (r *Raft) idleSkip(s *followerReplication, next, lastLogIdx uint64) bool {
-	if next > lastLogIdx && atomic.LoadUint64(&s.ackedCommit) >= r.getCommitIndex() &&
-		time.Since(s.lastIdleSend) < r.config().HeartbeatTimeout {
+	if next <= lastLogIdx || atomic.LoadUint64(&s.ackedCommit) < r.getCommitIndex() {
+		s.idleSkips = 0
+		s.lastIdleSend = time.Now()
+		return false
+	}
+	s.idleSkips++
+	if time.Since(s.lastIdleSend) < r.config().HeartbeatTimeout {
 		return true
 	}
 	s.lastIdleSend = time.Now()
 	return false
+}
+
+// idleWaitAfter is how many commit timeouts in a row with nothing to send
+// make the replication goroutine wait longer (pio patch 4).
+const idleWaitAfter = 3
+
+// commitWait is how long the replication goroutine of s waits for new
+// entries before it looks at the commit index again, before randomization
+// (pio patch 4): CommitTimeout, or HeartbeatTimeout/2 once idleWaitAfter
+// timeouts in a row had nothing to send. Waking every CommitTimeout to find
+// nothing to do costs an idle leader timers and wake-ups for every
+// follower; new entries end the longer wait at once (triggerCh).
+func (r *Raft) commitWait(s *followerReplication) time.Duration {
+	conf := r.config()
+	if s.idleSkips >= idleWaitAfter && conf.HeartbeatTimeout/2 > conf.CommitTimeout {
+		return conf.HeartbeatTimeout / 2
+	}
+	return conf.CommitTimeout
 }
 
 // pipelineSend is used to send data over a pipeline. It is a helper to
