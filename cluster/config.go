@@ -55,6 +55,15 @@ type Streams interface {
 	RaftLayer() raft.StreamLayer
 }
 
+// voterHeartbeatsPerTimeout is how many heartbeat intervals fit in a
+// HeartbeatTimeout for voters: raft randomizes each wait up to twice the
+// interval, so a voter hears at least two heartbeats per timeout.
+const voterHeartbeatsPerTimeout = 4
+
+// nonVoterHeartbeatsPerTimeout is the same for non-voters, which start no
+// elections: one heartbeat every one to two HeartbeatTimeouts.
+const nonVoterHeartbeatsPerTimeout = 1
+
 // ErrInvalidConfig is returned by Validate for a configuration that cannot work.
 var ErrInvalidConfig = errors.New("invalid cluster configuration")
 

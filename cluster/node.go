@@ -127,6 +127,11 @@ func (n *Node) open() error {
 	rc.ElectionTimeout = n.cfg.ElectionTimeout
 	rc.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
 	rc.CommitTimeout = n.cfg.CommitTimeout
+	// Fewer heartbeats than raft's HeartbeatTimeout/10: an idle node's CPU
+	// goes mostly to them (issue 18); non-voters, which start no elections,
+	// get fewer still.
+	rc.HeartbeatInterval = n.cfg.HeartbeatTimeout / voterHeartbeatsPerTimeout
+	rc.NonVoterHeartbeatInterval = n.cfg.HeartbeatTimeout / nonVoterHeartbeatsPerTimeout
 	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
 	if n.cfg.SnapshotInterval > 0 {
 		rc.SnapshotInterval = n.cfg.SnapshotInterval

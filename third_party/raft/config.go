@@ -150,6 +150,19 @@ type Config struct {
 	// from a leader before we attempt an election.
 	HeartbeatTimeout time.Duration
 
+	// HeartbeatInterval is how often the leader sends a heartbeat to each
+	// voter, randomized up to twice this; 0 means HeartbeatTimeout/10 (pio
+	// patch 5). At most HeartbeatTimeout/3, so that a voter hears at least one
+	// heartbeat in every HeartbeatTimeout.
+	HeartbeatInterval time.Duration
+
+	// NonVoterHeartbeatInterval is how often the leader sends a heartbeat to
+	// each non-voter, randomized up to twice this; 0 means as to voters (pio
+	// patch 5). Non-voters do not start elections and do not count for the
+	// leader's lease, so they need fewer heartbeats; a peer promoted to voter
+	// gets one at once and then the voters' interval.
+	NonVoterHeartbeatInterval time.Duration
+
 	// ElectionTimeout specifies the time in candidate state without contact
 	// from a leader before we attempt an election.
 	ElectionTimeout time.Duration
@@ -384,6 +397,12 @@ func ValidateConfig(config *Config) error {
 	}
 	if config.ElectionTimeout < config.HeartbeatTimeout {
 		return fmt.Errorf("ElectionTimeout (%s) must be equal or greater than Heartbeat Timeout (%s)", config.ElectionTimeout, config.HeartbeatTimeout)
+	}
+	if config.HeartbeatInterval < 0 || config.HeartbeatInterval > config.HeartbeatTimeout/3 {
+		return fmt.Errorf("HeartbeatInterval (%s) must be between 0 and a third of HeartbeatTimeout (%s)", config.HeartbeatInterval, config.HeartbeatTimeout)
+	}
+	if config.NonVoterHeartbeatInterval < 0 {
+		return fmt.Errorf("NonVoterHeartbeatInterval (%s) cannot be negative", config.NonVoterHeartbeatInterval)
 	}
 	return nil
 }

@@ -234,3 +234,225 @@ func TestPIOVerifyLeaderIgnoresEarlierAnswers(t *testing.T) {
 		t.Fatal("the check never ended")
 	}
 }
+
+// countTransport counts the AppendEntries a node sends that are not
+// heartbeats (they carry entries or the leader's commit index). No pipelining.
+type countTransport struct {
+	*InmemTransport
+	mu         sync.Mutex
+	sends      int
+	heartbeats map[ServerID]int
+}
+
+func (c *countTransport) AppendEntries(id ServerID, target ServerAddress, args *AppendEntriesRequest, resp *AppendEntriesResponse) error {
+	c.mu.Lock()
+	if len(args.Entries) > 0 || args.LeaderCommitIndex > 0 {
+		c.sends++
+	} else {
+		if c.heartbeats == nil {
+			c.heartbeats = map[ServerID]int{}
+		}
+		c.heartbeats[id]++
+	}
+	c.mu.Unlock()
+	return c.InmemTransport.AppendEntries(id, target, args, resp)
+}
+
+func (c *countTransport) heartbeatsTo(id ServerID) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.heartbeats[id]
+}
+
+func (c *countTransport) AppendEntriesPipeline(ServerID, ServerAddress) (AppendPipeline, error) {
+	return nil, ErrPipelineReplicationNotSupported
+}
+
+func (c *countTransport) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sends
+}
+
+// TestPIOIdleLeaderSkipsCommitTimeoutSends checks pio patch 4: an idle leader
+// whose followers have every entry and its commit index sends them an
+// AppendEntries about once a HeartbeatTimeout (1 s here), not every
+// CommitTimeout (5-10 ms here: upstream sends about 130 a second to each
+// follower); and a new entry still reaches every follower's commit index
+// within a few commit timeouts, not after the idle wait (0.5-1 s here).
+func TestPIOIdleLeaderSkipsCommitTimeoutSends(t *testing.T) {
+	ids := []ServerID{"a", "b", "c"}
+	trans := map[ServerID]*countTransport{}
+	for _, id := range ids {
+		_, tr := NewInmemTransport(ServerAddress(id))
+		trans[id] = &countTransport{InmemTransport: tr}
+	}
+	for _, x := range ids {
+		for _, y := range ids {
+			if x != y {
+				trans[x].Connect(ServerAddress(y), trans[y].InmemTransport)
+			}
+		}
+	}
+	var cfg Configuration
+	for _, id := range ids {
+		cfg.Servers = append(cfg.Servers, Server{ID: id, Address: ServerAddress(id)})
+	}
+	nodes := map[ServerID]*Raft{}
+	for _, id := range ids {
+		conf := inmemConfig(t)
+		conf.LocalID = id
+		conf.HeartbeatTimeout, conf.ElectionTimeout, conf.LeaderLeaseTimeout = time.Second, time.Second, time.Second
+		store, snaps := NewInmemStore(), NewInmemSnapshotStore()
+		if err := BootstrapCluster(conf, store, store, snaps, trans[id], cfg); err != nil {
+			t.Fatal(err)
+		}
+		r, err := NewRaft(conf, nopFSM{}, store, store, snaps, trans[id])
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[id] = r
+		defer func() { _ = r.Shutdown().Error() }()
+	}
+	var leader ServerID
+	deadline := time.Now().Add(10 * time.Second)
+	for leader == "" {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader")
+		}
+		for _, id := range ids {
+			if nodes[id].State() == Leader {
+				leader = id
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// applied waits until every node's commit index reaches the leader's.
+	applied := func() {
+		t.Helper()
+		if err := nodes[leader].Apply([]byte("x"), time.Second).Error(); err != nil {
+			t.Fatal(err)
+		}
+		want := nodes[leader].getCommitIndex()
+		deadline := time.Now().Add(250 * time.Millisecond)
+		for _, id := range ids {
+			for nodes[id].getCommitIndex() < want {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: commit index %d, leader's %d, 250 ms after the apply", id, nodes[id].getCommitIndex(), want)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+	applied()
+	before := trans[leader].count()
+	window := 2 * time.Second
+	time.Sleep(window)
+	sends := trans[leader].count() - before
+	// Two followers, one send each per HeartbeatTimeout at most, and a margin.
+	if limit := 2 * (int(window/time.Second) + 2); sends > limit {
+		t.Errorf("idle leader sent %d AppendEntries in %s to 2 followers, want at most %d", sends, window, limit)
+	}
+	t.Logf("idle leader: %d AppendEntries (not heartbeats) in %s to 2 followers", sends, window)
+	applied()
+}
+
+// TestPIOHeartbeatIntervals checks pio patch 5: the leader heartbeats voters
+// every HeartbeatInterval (randomized to 1-2x) and non-voters every
+// NonVoterHeartbeatInterval, not both every HeartbeatTimeout/10; a non-voter
+// promoted to voter gets the voters' interval at once, without an election.
+func TestPIOHeartbeatIntervals(t *testing.T) {
+	ids := []ServerID{"a", "b", "c"}
+	trans := map[ServerID]*countTransport{}
+	for _, id := range ids {
+		_, tr := NewInmemTransport(ServerAddress(id))
+		trans[id] = &countTransport{InmemTransport: tr}
+	}
+	for _, x := range ids {
+		for _, y := range ids {
+			if x != y {
+				trans[x].Connect(ServerAddress(y), trans[y].InmemTransport)
+			}
+		}
+	}
+	// a leads alone at first, b votes, c joins as a non-voter.
+	cfg := Configuration{Servers: []Server{{ID: "a", Address: "a"}}}
+	nodes := map[ServerID]*Raft{}
+	for _, id := range ids {
+		conf := inmemConfig(t)
+		conf.LocalID = id
+		conf.HeartbeatTimeout, conf.ElectionTimeout, conf.LeaderLeaseTimeout = 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond
+		conf.HeartbeatInterval = 50 * time.Millisecond
+		conf.NonVoterHeartbeatInterval = 250 * time.Millisecond
+		store, snaps := NewInmemStore(), NewInmemSnapshotStore()
+		if id == "a" {
+			if err := BootstrapCluster(conf, store, store, snaps, trans[id], cfg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r, err := NewRaft(conf, nopFSM{}, store, store, snaps, trans[id])
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[id] = r
+		defer func() { _ = r.Shutdown().Error() }()
+	}
+	a := nodes["a"]
+	deadline := time.Now().Add(10 * time.Second)
+	for a.State() != Leader {
+		if time.Now().After(deadline) {
+			t.Fatal("a never led")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := a.AddVoter("b", "b", 0, time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.AddNonvoter("c", "c", 0, time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	term := a.getCurrentTerm()
+	window := 2 * time.Second
+	b0, c0 := trans["a"].heartbeatsTo("b"), trans["a"].heartbeatsTo("c")
+	time.Sleep(window)
+	b1, c1 := trans["a"].heartbeatsTo("b")-b0, trans["a"].heartbeatsTo("c")-c0
+	t.Logf("in %s: %d heartbeats to the voter, %d to the non-voter", window, b1, c1)
+	// Voter: every 50-100 ms, 20-40 in 2 s (upstream: every 30-60 ms, 33-67).
+	if b1 < 15 || b1 > 45 {
+		t.Errorf("%d heartbeats to the voter in %s, want 20-40", b1, window)
+	}
+	// Non-voter: every 250-500 ms, 4-8 in 2 s (upstream: as to voters).
+	if c1 < 3 || c1 > 10 {
+		t.Errorf("%d heartbeats to the non-voter in %s, want 4-8", c1, window)
+	}
+	if err := a.AddVoter("c", "c", 0, time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	c0 = trans["a"].heartbeatsTo("c")
+	time.Sleep(window)
+	c1 = trans["a"].heartbeatsTo("c") - c0
+	t.Logf("in %s after its promotion: %d heartbeats to c", window, c1)
+	if c1 < 15 || c1 > 45 {
+		t.Errorf("%d heartbeats to c in %s after its promotion, want 20-40", c1, window)
+	}
+	if got := a.getCurrentTerm(); got != term || a.State() != Leader {
+		t.Errorf("a is %s in term %d, was leader in term %d: an election happened", a.State(), got, term)
+	}
+}
+
+// TestPIOHeartbeatIntervalValidated checks that a HeartbeatInterval above a
+// third of HeartbeatTimeout, or a negative interval, is refused.
+func TestPIOHeartbeatIntervalValidated(t *testing.T) {
+	for _, c := range []struct {
+		voter, nonVoter time.Duration
+		ok              bool
+	}{{0, 0, true}, {100 * time.Millisecond, time.Second, true}, {101 * time.Millisecond, 0, false}, {-1, 0, false}, {0, -1, false}} {
+		conf := DefaultConfig()
+		conf.LocalID = "a"
+		conf.HeartbeatTimeout, conf.LeaderLeaseTimeout = 300*time.Millisecond, 300*time.Millisecond
+		conf.HeartbeatInterval, conf.NonVoterHeartbeatInterval = c.voter, c.nonVoter
+		if err := ValidateConfig(conf); (err == nil) != c.ok {
+			t.Errorf("HeartbeatInterval %s, NonVoterHeartbeatInterval %s: error %v, want ok=%v", c.voter, c.nonVoter, err, c.ok)
+		}
+	}
+}

@@ -620,11 +620,14 @@ func (r *Raft) startStopReplication() {
 			peer := s.peer
 			s.peerLock.RUnlock()
 
-			if peer.Address != server.Address {
+			if peer.Address != server.Address || peer.Suffrage != server.Suffrage {
 				r.logger.Info("updating peer", "peer", server.ID)
 				s.peerLock.Lock()
 				s.peer = server
 				s.peerLock.Unlock()
+				// pio patch 5: a peer promoted to voter gets a heartbeat now,
+				// then at the voters' interval.
+				asyncNotifyCh(s.notifyCh)
 			}
 		}
 	}
