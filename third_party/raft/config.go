@@ -160,7 +160,10 @@ type Config struct {
 	// each non-voter, randomized up to twice this; 0 means as to voters (pio
 	// patch 5). Non-voters do not start elections and do not count for the
 	// leader's lease, so they need fewer heartbeats; a peer promoted to voter
-	// gets one at once and then the voters' interval.
+	// gets one at once and then the voters' interval. A non-voter keeps its
+	// leader for HeartbeatTimeout plus twice this without contact (pio patch
+	// 6), and an idle leader tells it the commit index again at most every
+	// twice this.
 	NonVoterHeartbeatInterval time.Duration
 
 	// ElectionTimeout specifies the time in candidate state without contact

@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"sync"
@@ -241,6 +242,7 @@ type countTransport struct {
 	*InmemTransport
 	mu         sync.Mutex
 	sends      int
+	sendsByID  map[ServerID]int
 	heartbeats map[ServerID]int
 }
 
@@ -248,6 +250,10 @@ func (c *countTransport) AppendEntries(id ServerID, target ServerAddress, args *
 	c.mu.Lock()
 	if len(args.Entries) > 0 || args.LeaderCommitIndex > 0 {
 		c.sends++
+		if c.sendsByID == nil {
+			c.sendsByID = map[ServerID]int{}
+		}
+		c.sendsByID[id]++
 	} else {
 		if c.heartbeats == nil {
 			c.heartbeats = map[ServerID]int{}
@@ -262,6 +268,12 @@ func (c *countTransport) heartbeatsTo(id ServerID) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.heartbeats[id]
+}
+
+func (c *countTransport) sendsTo(id ServerID) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sendsByID[id]
 }
 
 func (c *countTransport) AppendEntriesPipeline(ServerID, ServerAddress) (AppendPipeline, error) {
@@ -362,55 +374,8 @@ func TestPIOIdleLeaderSkipsCommitTimeoutSends(t *testing.T) {
 // NonVoterHeartbeatInterval, not both every HeartbeatTimeout/10; a non-voter
 // promoted to voter gets the voters' interval at once, without an election.
 func TestPIOHeartbeatIntervals(t *testing.T) {
-	ids := []ServerID{"a", "b", "c"}
-	trans := map[ServerID]*countTransport{}
-	for _, id := range ids {
-		_, tr := NewInmemTransport(ServerAddress(id))
-		trans[id] = &countTransport{InmemTransport: tr}
-	}
-	for _, x := range ids {
-		for _, y := range ids {
-			if x != y {
-				trans[x].Connect(ServerAddress(y), trans[y].InmemTransport)
-			}
-		}
-	}
-	// a leads alone at first, b votes, c joins as a non-voter.
-	cfg := Configuration{Servers: []Server{{ID: "a", Address: "a"}}}
-	nodes := map[ServerID]*Raft{}
-	for _, id := range ids {
-		conf := inmemConfig(t)
-		conf.LocalID = id
-		conf.HeartbeatTimeout, conf.ElectionTimeout, conf.LeaderLeaseTimeout = 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond
-		conf.HeartbeatInterval = 50 * time.Millisecond
-		conf.NonVoterHeartbeatInterval = 250 * time.Millisecond
-		store, snaps := NewInmemStore(), NewInmemSnapshotStore()
-		if id == "a" {
-			if err := BootstrapCluster(conf, store, store, snaps, trans[id], cfg); err != nil {
-				t.Fatal(err)
-			}
-		}
-		r, err := NewRaft(conf, nopFSM{}, store, store, snaps, trans[id])
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes[id] = r
-		defer func() { _ = r.Shutdown().Error() }()
-	}
+	nodes, trans := startVoterAndNonVoter(t, 50*time.Millisecond, 250*time.Millisecond)
 	a := nodes["a"]
-	deadline := time.Now().Add(10 * time.Second)
-	for a.State() != Leader {
-		if time.Now().After(deadline) {
-			t.Fatal("a never led")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if err := a.AddVoter("b", "b", 0, time.Second).Error(); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.AddNonvoter("c", "c", 0, time.Second).Error(); err != nil {
-		t.Fatal(err)
-	}
 	term := a.getCurrentTerm()
 	window := 2 * time.Second
 	b0, c0 := trans["a"].heartbeatsTo("b"), trans["a"].heartbeatsTo("c")
@@ -440,6 +405,113 @@ func TestPIOHeartbeatIntervals(t *testing.T) {
 	}
 }
 
+// startVoterAndNonVoter starts leader a, voter b and non-voter c on counting
+// in-memory transports, with a HeartbeatTimeout of 300 ms and the given
+// heartbeat intervals; they shut down when the test ends.
+func startVoterAndNonVoter(t *testing.T, voter, nonVoter time.Duration) (map[ServerID]*Raft, map[ServerID]*countTransport) {
+	t.Helper()
+	ids := []ServerID{"a", "b", "c"}
+	trans := map[ServerID]*countTransport{}
+	for _, id := range ids {
+		_, tr := NewInmemTransport(ServerAddress(id))
+		trans[id] = &countTransport{InmemTransport: tr}
+	}
+	for _, x := range ids {
+		for _, y := range ids {
+			if x != y {
+				trans[x].Connect(ServerAddress(y), trans[y].InmemTransport)
+			}
+		}
+	}
+	// a leads alone at first, b votes, c joins as a non-voter.
+	cfg := Configuration{Servers: []Server{{ID: "a", Address: "a"}}}
+	nodes := map[ServerID]*Raft{}
+	for _, id := range ids {
+		conf := inmemConfig(t)
+		conf.LocalID = id
+		conf.HeartbeatTimeout, conf.ElectionTimeout, conf.LeaderLeaseTimeout = 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond
+		conf.HeartbeatInterval, conf.NonVoterHeartbeatInterval = voter, nonVoter
+		store, snaps := NewInmemStore(), NewInmemSnapshotStore()
+		if id == "a" {
+			if err := BootstrapCluster(conf, store, store, snaps, trans[id], cfg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r, err := NewRaft(conf, nopFSM{}, store, store, snaps, trans[id])
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[id] = r
+		t.Cleanup(func() { _ = r.Shutdown().Error() })
+	}
+	a := nodes["a"]
+	deadline := time.Now().Add(10 * time.Second)
+	for a.State() != Leader {
+		if time.Now().After(deadline) {
+			t.Fatal("a never led")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := a.AddVoter("b", "b", 0, time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.AddNonvoter("c", "c", 0, time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	return nodes, trans
+}
+
+// TestPIONonVoterKeepsItsLeader checks pio patch 6: with heartbeats to the
+// non-voter every 1-2 s, longer than the HeartbeatTimeout (300 ms), the
+// non-voter keeps knowing its leader all along (upstream it forgets it 300-600
+// ms after each contact, so it cannot forward anything most of the time), and
+// the idle leader tells it the commit index at most once every 2 s besides.
+// A new entry still reaches its commit index at once.
+func TestPIONonVoterKeepsItsLeader(t *testing.T) {
+	nodes, trans := startVoterAndNonVoter(t, 50*time.Millisecond, time.Second)
+	a, c := nodes["a"], nodes["c"]
+	deadline := time.Now().Add(5 * time.Second)
+	for c.getCommitIndex() < a.getCommitIndex() || c.Leader() == "" {
+		if time.Now().After(deadline) {
+			t.Fatal("c never caught up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // the leader goes idle
+	c0, h0 := trans["a"].sendsTo("c"), trans["a"].heartbeatsTo("c")
+	window := 4 * time.Second
+	end := time.Now().Add(window)
+	var lost int
+	for time.Now().Before(end) {
+		if c.Leader() == "" {
+			lost++
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	sends, beats := trans["a"].sendsTo("c")-c0, trans["a"].heartbeatsTo("c")-h0
+	t.Logf("in %s: %d heartbeats and %d other AppendEntries to the non-voter; it had no leader in %d of ~400 looks", window, beats, sends, lost)
+	if lost > 0 {
+		t.Errorf("the non-voter had no leader in %d looks over %s", lost, window)
+	}
+	if beats < 1 || beats > 5 {
+		t.Errorf("%d heartbeats to the non-voter in %s, want 2-4", beats, window)
+	}
+	if sends > 3 {
+		t.Errorf("%d idle AppendEntries to the non-voter in %s, want at most 2", sends, window)
+	}
+	if err := a.Apply([]byte("x"), time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	want := a.getCommitIndex()
+	t0 := time.Now()
+	for c.getCommitIndex() < want {
+		if time.Since(t0) > 500*time.Millisecond {
+			t.Fatalf("the non-voter's commit index is %d %s after an apply at %d: new entries wait for the idle backstop", c.getCommitIndex(), time.Since(t0), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestPIOHeartbeatIntervalValidated checks that a HeartbeatInterval above a
 // third of HeartbeatTimeout, or a negative interval, is refused.
 func TestPIOHeartbeatIntervalValidated(t *testing.T) {
@@ -454,5 +526,54 @@ func TestPIOHeartbeatIntervalValidated(t *testing.T) {
 		if err := ValidateConfig(conf); (err == nil) != c.ok {
 			t.Errorf("HeartbeatInterval %s, NonVoterHeartbeatInterval %s: error %v, want ok=%v", c.voter, c.nonVoter, err, c.ok)
 		}
+	}
+}
+
+// TestPIONetworkTransportBufferSize checks pio patch 7: the buffers of a
+// NetworkTransport's connections have the configured size (upstream: 256 KiB
+// each, whatever the config), and an AppendEntries much larger than them
+// still arrives whole.
+func TestPIONetworkTransportBufferSize(t *testing.T) {
+	const size = 4 << 10
+	newTrans := func() *NetworkTransport {
+		stream, err := NewTCPTransportWithConfig("127.0.0.1:0", nil, &NetworkTransportConfig{MaxPool: 2, Timeout: 5 * time.Second, BufferSize: size})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = stream.Close() })
+		return stream
+	}
+	server, client := newTrans(), newTrans()
+	big := make([]byte, 1<<20)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	args := AppendEntriesRequest{Term: 3, PrevLogEntry: 9, Entries: []*Log{{Index: 10, Term: 3, Type: LogCommand, Data: big}}}
+	go func() {
+		select {
+		case rpc := <-server.Consumer():
+			req := rpc.Command.(*AppendEntriesRequest)
+			ok := len(req.Entries) == 1 && bytes.Equal(req.Entries[0].Data, big)
+			rpc.Respond(&AppendEntriesResponse{Term: 3, Success: ok}, nil)
+		case <-time.After(5 * time.Second):
+		}
+	}()
+	var out AppendEntriesResponse
+	if err := client.AppendEntries("server", server.LocalAddr(), &args, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !out.Success {
+		t.Fatal("the 1 MiB entry did not arrive whole")
+	}
+	conn, err := client.getConn(server.LocalAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.returnConn(conn)
+	if got := conn.w.Size(); got != size {
+		t.Errorf("write buffer of %d bytes, want %d", got, size)
+	}
+	if got := server.receiveBufferSize(); got != size {
+		t.Errorf("read buffer of %d bytes, want %d", got, size)
 	}
 }

@@ -161,7 +161,7 @@ func (r *Raft) runFollower() {
 	leaderAddr, leaderID := r.LeaderWithID()
 	r.logger.Info("entering follower state", "follower", r, "leader-address", leaderAddr, "leader-id", leaderID)
 	metrics.IncrCounter([]string{"raft", "state", "follower"}, 1)
-	heartbeatTimer := randomTimeout(r.config().HeartbeatTimeout)
+	heartbeatTimer := randomTimeout(r.followerContactTimeout())
 
 	for r.getState() == Follower {
 		r.mainThreadSaturation.sleeping()
@@ -214,7 +214,7 @@ func (r *Raft) runFollower() {
 		case <-heartbeatTimer:
 			r.mainThreadSaturation.working()
 			// Restart the heartbeat timer
-			hbTimeout := r.config().HeartbeatTimeout
+			hbTimeout := r.followerContactTimeout()
 			heartbeatTimer = randomTimeout(hbTimeout)
 
 			// Check if we have had a successful contact
@@ -254,6 +254,22 @@ func (r *Raft) runFollower() {
 			return
 		}
 	}
+}
+
+// followerContactTimeout is how long a follower goes without contact before
+// it gives up its leader (and, a voter, starts an election): HeartbeatTimeout,
+// or for a non-voter of a configuration with NonVoterHeartbeatInterval set,
+// HeartbeatTimeout plus twice that interval (pio patch 6). Upstream a
+// non-voter drops its leader after one HeartbeatTimeout without contact,
+// which with rarer heartbeats would leave it without a leader (unable to
+// forward anything) most of the time. Called from the main goroutine only.
+func (r *Raft) followerContactTimeout() time.Duration {
+	conf := r.config()
+	if conf.NonVoterHeartbeatInterval > 0 && r.configurations.latestIndex != 0 &&
+		!hasVote(r.configurations.latest, r.localID) {
+		return conf.HeartbeatTimeout + 2*conf.NonVoterHeartbeatInterval
+	}
+	return conf.HeartbeatTimeout
 }
 
 // liveBootstrap attempts to seed an initial configuration for the cluster. See

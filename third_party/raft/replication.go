@@ -563,10 +563,7 @@ SEND:
 // HeartbeatTimeout/10 when they are 0.
 func (r *Raft) heartbeatInterval(s *followerReplication) time.Duration {
 	conf := r.config()
-	s.peerLock.RLock()
-	suffrage := s.peer.Suffrage
-	s.peerLock.RUnlock()
-	if suffrage != Voter && conf.NonVoterHeartbeatInterval > 0 {
+	if conf.NonVoterHeartbeatInterval > 0 && !s.isVoter() {
 		return conf.NonVoterHeartbeatInterval
 	}
 	if conf.HeartbeatInterval > 0 {
@@ -590,7 +587,7 @@ func (r *Raft) idleSkip(s *followerReplication, next, lastLogIdx uint64) bool {
 		return false
 	}
 	s.idleSkips++
-	if time.Since(s.lastIdleSend) < r.config().HeartbeatTimeout {
+	if time.Since(s.lastIdleSend) < r.idleBackstop(s) {
 		return true
 	}
 	s.lastIdleSend = time.Now()
@@ -609,10 +606,29 @@ const idleWaitAfter = 3
 // follower; new entries end the longer wait at once (triggerCh).
 func (r *Raft) commitWait(s *followerReplication) time.Duration {
 	conf := r.config()
-	if s.idleSkips >= idleWaitAfter && conf.HeartbeatTimeout/2 > conf.CommitTimeout {
-		return conf.HeartbeatTimeout / 2
+	if wait := r.idleBackstop(s) / 2; s.idleSkips >= idleWaitAfter && wait > conf.CommitTimeout {
+		return wait
 	}
 	return conf.CommitTimeout
+}
+
+// idleBackstop is how often an idle leader tells s the commit index anyway
+// (pio patch 4): every HeartbeatTimeout for a voter, and for a non-voter
+// every twice NonVoterHeartbeatInterval when that is longer (pio patch 6), so
+// that the idle work of a leader of many non-voters stays small.
+func (r *Raft) idleBackstop(s *followerReplication) time.Duration {
+	conf := r.config()
+	if nv := conf.NonVoterHeartbeatInterval; 2*nv > conf.HeartbeatTimeout && !s.isVoter() {
+		return 2 * nv
+	}
+	return conf.HeartbeatTimeout
+}
+
+// isVoter reports whether s replicates to a voter.
+func (s *followerReplication) isVoter() bool {
+	s.peerLock.RLock()
+	defer s.peerLock.RUnlock()
+	return s.peer.Suffrage == Voter
 }
 
 // pipelineSend is used to send data over a pipeline. It is a helper to
