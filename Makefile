@@ -20,6 +20,7 @@ test:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^third_party/'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go' | grep -v '^third_party/'); exit 1; }
 	$(GO) test -race -count=1 -timeout 10m ./...
 	cd third_party/raft && $(GO) test -race -count=1 -run PIO .
+	cd third_party/memberlist && $(GO) test -race -count=1 -run PIO .
 
 # Benchmarks start real clusters of `pio serve` processes on loopback and print one JSON object per scenario.
 # BENCH=... chooses scenarios; BENCH_TRIALS sets the failover trials.

@@ -84,3 +84,5 @@ require (
 )
 
 replace github.com/hashicorp/raft => ./third_party/raft
+
+replace github.com/hashicorp/memberlist => ./third_party/memberlist

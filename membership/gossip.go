@@ -64,6 +64,11 @@ type GossipConfig struct {
 	SuspicionMult int
 	// GossipInterval is how often gossip messages are sent to a few peers.
 	GossipInterval time.Duration
+	// ProbeScaleThreshold is the cluster size above which probes are spaced
+	// out: with n members, each probes every ProbeInterval*n/threshold, so the
+	// whole cluster sends at most threshold probes per ProbeInterval
+	// (memberlist copy, patch 1). 0 probes every ProbeInterval at any size.
+	ProbeScaleThreshold int
 	// SourceIP is the source address of gossip's TCP connections (see rpc.Config.SourceIP).
 	SourceIP string
 	// Keyring encrypts and authenticates gossip; nil gossips in the clear (a
@@ -79,10 +84,19 @@ type GossipConfig struct {
 	Logger *slog.Logger
 }
 
+// probeScaleThreshold is the cluster size up to which every member probes
+// one other every ProbeInterval (200 ms: a dead worker is declared dead in
+// about a second). Beyond it probes are spaced out so that the cluster sends
+// at most 32 probes per ProbeInterval: 100 Pioreactors probe every 625 ms,
+// 200 every 1.25 s, and each Pi spends less on gossip the bigger the lab.
+// Upstream memberlist probes every ProbeInterval at any size: 100 nodes on
+// one 2-core machine spent all of it on probes and false suspicions.
+const probeScaleThreshold = 32
+
 // DefaultGossipConfig returns the LAN defaults.
 func DefaultGossipConfig() GossipConfig {
 	return GossipConfig{BindAddr: ":8301", ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 150 * time.Millisecond,
-		SuspicionMult: 4, GossipInterval: 200 * time.Millisecond}
+		SuspicionMult: 4, GossipInterval: 200 * time.Millisecond, ProbeScaleThreshold: probeScaleThreshold}
 }
 
 // Gossip is this node's membership in the gossip pool (hashicorp/memberlist).
@@ -142,6 +156,7 @@ func StartGossip(cfg GossipConfig, meta Meta) (*Gossip, error) {
 	mc.BindPort, mc.AdvertisePort = port, port
 	mc.Transport = &sourceTransport{NetTransport: nt, source: net.ParseIP(cfg.SourceIP)}
 	mc.ProbeInterval, mc.ProbeTimeout = cfg.ProbeInterval, cfg.ProbeTimeout
+	mc.ProbeScaleThreshold = cfg.ProbeScaleThreshold
 	mc.SuspicionMult = cfg.SuspicionMult
 	mc.GossipInterval = cfg.GossipInterval
 	mc.EnableCompression = false // a LAN: CPU matters more than bytes
