@@ -111,6 +111,8 @@ type Manager struct {
 	nameConflict string
 	// savedPeers is the content of peers.json last written (step goroutine only).
 	savedPeers string
+	// stepApplied is the FSM's applied index at the last savePeers (step goroutine only).
+	stepApplied uint64
 }
 
 // New starts gossip for this node and returns its manager.
@@ -264,8 +266,14 @@ func (m *Manager) step(ctx context.Context) {
 		return
 	}
 	defer m.mu.Unlock()
-	m.savePeers()
-	m.checkOwnName()
+	// peers.json and the name check follow the inventory: nothing to do
+	// until the database changed (an idle node does not re-read it twice a second).
+	if applied := m.fsm.AppliedIndex(); applied != m.stepApplied {
+		m.checkOwnName()
+		if m.savePeers() {
+			m.stepApplied = applied
+		}
+	}
 	if m.node.IsLeader() {
 		m.reconcile(ctx)
 	} else {

@@ -41,10 +41,11 @@ func (m *Manager) knownPeers() []peerAddrs {
 	return out
 }
 
-// savePeers writes peers.json when the database knows a different set of peers.
-func (m *Manager) savePeers() {
+// savePeers writes peers.json when the database knows a different set of
+// peers; it reports false when the file could not be written.
+func (m *Manager) savePeers() bool {
 	if m.cfg.DataDir == "" {
-		return
+		return true
 	}
 	var peers []peerAddrs
 	for _, u := range m.fsm.Units() {
@@ -53,18 +54,20 @@ func (m *Manager) savePeers() {
 		}
 	}
 	if len(peers) == 0 {
-		return // keep the last known peers while the database is empty (catching up)
+		return true // keep the last known peers while the database is empty (catching up)
 	}
 	sort.Slice(peers, func(i, j int) bool { return peers[i].NodeID < peers[j].NodeID })
 	b, _ := json.Marshal(peers)
 	if string(b) == m.savedPeers {
-		return
+		return true
 	}
 	p := filepath.Join(m.cfg.DataDir, peersFile)
 	tmp := p + ".tmp"
-	if os.WriteFile(tmp, b, 0o600) == nil && os.Rename(tmp, p) == nil {
-		m.savedPeers = string(b)
+	if os.WriteFile(tmp, b, 0o600) != nil || os.Rename(tmp, p) != nil {
+		return false
 	}
+	m.savedPeers = string(b)
+	return true
 }
 
 // rejoin gossips again with every known peer this node does not see alive:

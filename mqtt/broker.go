@@ -95,6 +95,10 @@ func Start(cfg Config, src Sources) (*Broker, error) {
 	caps.MaximumMessageExpiryInterval = 3600
 	srv := mochi.New(&mochi.Options{
 		InlineClient: true, Capabilities: caps,
+		// $SYS topics every 10 s, as mosquitto's default sys_interval: every
+		// second (mochi's default) reads the runtime's memory statistics and
+		// republishes twenty retained topics on an idle node.
+		SysTopicResendInterval: 10,
 		// The broker's own chatter (a client connected, say) only from warnings up.
 		Logger: slog.New(minLevel{log.Handler(), slog.LevelWarn}),
 	})

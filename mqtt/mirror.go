@@ -18,33 +18,45 @@ import (
 // runs what or who is alive.
 func (b *Broker) mirror() {
 	defer b.wg.Done()
+	// stale is set by a change that calls for a full pass over the retained
+	// topics; the pass waits until no change is queued, so that a burst (a
+	// hundred Pioreactors joining, a node catching up) costs one pass, not one
+	// per entry.
+	stale := false
 	for {
 		select {
 		case <-b.ctx.Done():
 			return
 		case <-b.resync:
 			b.syncRetained()
+			stale = false
 		case c := <-b.changes:
-			b.applied(c)
+			stale = b.applied(c) || stale
+			if stale && len(b.changes) == 0 {
+				b.syncRetained()
+				stale = false
+			}
 		}
 	}
 }
 
-// applied publishes what one applied entry changed.
-func (b *Broker) applied(c fsm.Change) {
+// applied publishes what one applied entry changed. It reports whether the
+// entry calls for a full pass over the retained topics (units, assignments,
+// experiments changed), which the caller may put off while more changes are
+// queued.
+func (b *Broker) applied(c fsm.Change) (stale bool) {
 	if c.Cmd == nil { // a snapshot was restored, or the state reset
-		b.syncRetained()
-		return
+		return true
 	}
 	if c.Result.Err != nil || c.Result.Duplicate {
-		return
+		return false
 	}
 	var recs []fsm.RecordReadings
 	switch c.Cmd.Type {
 	case fsm.CmdRecordBatches:
 		var p fsm.RecordBatches
 		if json.Unmarshal(c.Cmd.Payload, &p) != nil {
-			return
+			return false
 		}
 		for i, bt := range p.Batches {
 			if i >= len(c.Result.Batches) || c.Result.Batches[i] != nil {
@@ -57,14 +69,13 @@ func (b *Broker) applied(c fsm.Change) {
 	case fsm.CmdRecordReadings:
 		var r fsm.RecordReadings
 		if json.Unmarshal(c.Cmd.Payload, &r) != nil {
-			return
+			return false
 		}
 		recs = append(recs, r)
 	case fsm.CmdPruneReadings, fsm.CmdRecordEvent:
-		return
+		return false
 	default: // units, assignments, experiments: who runs what may have changed
-		b.syncRetained()
-		return
+		return true
 	}
 	for _, r := range recs {
 		if r.Jobs != nil {
@@ -80,6 +91,7 @@ func (b *Broker) applied(c fsm.Change) {
 			b.logLine(l)
 		}
 	}
+	return false
 }
 
 // stamp is Pioreactor's timestamp: ISO 8601, UTC, milliseconds.
