@@ -27,6 +27,8 @@ type bench struct {
 	procs []*node
 	// devices gives each node started a file system of its own (device.go).
 	devices bool
+	// profileDir, when set, starts every node with its profiler on (PIO_PPROF_ADDR).
+	profileDir string
 }
 
 func (b *bench) init() error {
@@ -74,6 +76,7 @@ type node struct {
 	dataDir    string
 	tokens     *tokenSource
 	dev        *device // the node's own file system, or nil
+	pprofAddr  string  // host:port of the node's profiler, or empty
 }
 
 func freePort(ip string) (string, error) {
@@ -120,6 +123,11 @@ func (b *bench) startConcurrent(name string, extra ...string) (*node, error) {
 	n.c = &client.Client{Base: "http://" + httpAddr, HTTP: hc}
 	n.args = append([]string{"serve", "--name", name, "--data-dir", dataDir, "--http-addr", httpAddr,
 		"--raft-addr", raftAddr, "--gossip-addr", gossipAddr, "--mqtt-addr", ip + ":0", "--mqtt-ws-addr", ip + ":0", "--hardware", "sim"}, extra...)
+	if b.profileDir != "" {
+		if n.pprofAddr, err = freePort(ip); err != nil {
+			return nil, err
+		}
+	}
 	b.mu.Lock()
 	b.procs = append(b.procs, n)
 	b.mu.Unlock()
@@ -135,6 +143,9 @@ func (n *node) run() error {
 		return err
 	}
 	n.cmd = exec.Command(n.bin, n.args...)
+	if n.pprofAddr != "" {
+		n.cmd.Env = append(os.Environ(), "PIO_PPROF_ADDR="+n.pprofAddr)
+	}
 	n.cmd.Stdout, n.cmd.Stderr = log, log
 	if err := n.cmd.Start(); err != nil {
 		return err

@@ -17,21 +17,25 @@ import (
 
 func main() {
 	var (
-		pio       = flag.String("pio", "./bin/pio", "the pio binary")
-		scenarios = flag.String("scenarios", "failover,writes,memory,detection,stability,scale", "comma-separated scenarios: failover, writes, idle, memory, detection, stability, scale, dispatch, readings, readings_week, sdcard")
-		trials    = flag.Int("trials", 20, "failover trials")
-		clients   = flag.Int("clients", 64, "concurrent HTTP clients of the writes scenario")
-		duration  = flag.Duration("duration", 10*time.Second, "how long the writes scenario writes")
-		keep      = flag.Bool("keep", false, "keep the data dirs and logs (printed on stderr)")
-		stableFor = flag.Duration("stability", 60*time.Second, "how long the stability scenario writes")
-		scaleN    = flag.Int("scale", 100, "nodes of the scale scenario")
-		weekDays  = flag.Int("week-days", 7, "days of readings the readings_week scenario stores")
-		sdDays    = flag.Int("sd-days", 2, "days of readings history the sdcard scenario stores before it measures")
-		sdWindow  = flag.Duration("sd-window", 16*time.Minute, "how long the sdcard scenario measures the writes of 20 workers (at least one readings.db commit: 15 min)")
-		chaosN    = flag.Int("chaos", 0, "run this many chaos schedules instead of the scenarios")
-		faults    = flag.Int("chaos-faults", 4, "faults per chaos schedule")
-		seed      = flag.Uint64("seed", uint64(time.Now().UnixNano()%1000000), "first chaos seed (a schedule's seed reproduces it)")
-		outDir    = flag.String("out", ".", "where chaos writes porcupine visualizations of violations")
+		pio           = flag.String("pio", "./bin/pio", "the pio binary")
+		scenarios     = flag.String("scenarios", "failover,writes,memory,detection,stability,scale", "comma-separated scenarios: failover, writes, idle, memory, detection, stability, scale, dispatch, readings, readings_week, sdcard")
+		trials        = flag.Int("trials", 20, "failover trials")
+		clients       = flag.Int("clients", 64, "concurrent HTTP clients of the writes scenario")
+		duration      = flag.Duration("duration", 10*time.Second, "how long the writes scenario writes")
+		keep          = flag.Bool("keep", false, "keep the data dirs and logs (printed on stderr)")
+		stableFor     = flag.Duration("stability", 60*time.Second, "how long the stability scenario writes")
+		scaleN        = flag.Int("scale", 100, "nodes of the scale scenario")
+		scaleStable   = flag.Duration("scale-stable", 5*time.Minute, "how long the scale scenario watches the converged cluster (0: not at all)")
+		scaleFailover = flag.Int("scale-failover", 5, "leader kills of the scale scenario, after the watch")
+		weekDays      = flag.Int("week-days", 7, "days of readings the readings_week scenario stores")
+		sdDays        = flag.Int("sd-days", 2, "days of readings history the sdcard scenario stores before it measures")
+		sdWindow      = flag.Duration("sd-window", 16*time.Minute, "how long the sdcard scenario measures the writes of 20 workers (at least one readings.db commit: 15 min)")
+		chaosN        = flag.Int("chaos", 0, "run this many chaos schedules instead of the scenarios")
+		faults        = flag.Int("chaos-faults", 4, "faults per chaos schedule")
+		seed          = flag.Uint64("seed", uint64(time.Now().UnixNano()%1000000), "first chaos seed (a schedule's seed reproduces it)")
+		outDir        = flag.String("out", ".", "where chaos writes porcupine visualizations of violations")
+		idleFor       = flag.Duration("idle-window", 30*time.Second, "how long the idle scenario measures")
+		profDir       = flag.String("profile", "", "the idle scenario saves a CPU and a heap profile of each node here (pprof format)")
 	)
 	flag.Parse()
 	if *chaosN > 0 {
@@ -39,7 +43,7 @@ func main() {
 			os.Exit(status)
 		}
 	}
-	b := &bench{pio: *pio, keep: *keep}
+	b := &bench{pio: *pio, keep: *keep, profileDir: *profDir}
 	if err := b.init(); err != nil {
 		fmt.Fprintln(os.Stderr, "piobench:", err)
 		os.Exit(1)
@@ -87,11 +91,11 @@ func main() {
 		case "stability":
 			res, err = b.stability(ctx, 16, *stableFor)
 		case "scale":
-			res, err = b.scale(ctx, *scaleN)
+			res, err = b.scale(ctx, *scaleN, *scaleStable, *scaleFailover)
 		case "dispatch":
 			res, err = b.dispatch(ctx, 200, 20)
 		case "idle":
-			res, err = b.idle(ctx, 30*time.Second)
+			res, err = b.idle(ctx, *idleFor)
 		case "readings":
 			res, err = b.readingsLoad(ctx, 20, 60*time.Second)
 		case "sdcard":
