@@ -73,7 +73,7 @@ func (b *bench) idle(ctx context.Context, window time.Duration) (any, error) {
 		return nil, err
 	}
 	var leaderPct, followerMax float64
-	var rssMax float64
+	var rssMax, anonMax, fileMax float64
 	per := map[string]float64{}
 	var all, sys int64
 	for i, n := range nodes {
@@ -94,12 +94,18 @@ func (b *bench) idle(ctx context.Context, window time.Duration) (any, error) {
 		if kb, err := n.rssKB(); err == nil {
 			rssMax = max(rssMax, float64(kb)/1024)
 		}
+		if m, err := n.memKB(); err == nil {
+			anonMax, fileMax = max(anonMax, float64(m.Anon)/1024), max(fileMax, float64(m.File)/1024)
+		}
 	}
 	if h, err := nodes[0].health(); err != nil || h.ClusterSize != 3 {
 		return nil, fmt.Errorf("the cluster did not stay whole while idle: %v", err)
 	}
 	return map[string]any{"scenario": "idle", "nodes": 3, "seconds": elapsed.Seconds(),
 		"leader_cpu_pct": leaderPct, "follower_cpu_pct_max": followerMax, "cpu_pct_by_node": per, "rss_mb_max": rssMax,
+		// RSS is the process's own memory (anon) and the pages of files it
+		// maps: the pio binary, shared and reclaimable, is most of the latter.
+		"rss_anon_mb_max": anonMax, "rss_file_mb_max": fileMax,
 		"system_share_of_cpu": float64(sys) / float64(max(all, 1)),
 		"target":              "no more than 20% above the figure before TLS and gossip encryption"}, nil
 }
