@@ -113,7 +113,7 @@ func (m *Manager) Join(ctx context.Context, addr, token string, force bool) (Joi
 	if err := m.waitRegistered(ctx); err != nil {
 		return JoinResult{}, fmt.Errorf("added to the cluster but not caught up: %w", err)
 	}
-	m.rejoin()
+	m.rejoin(rejoinContacts)
 	m.log.Info("joined cluster", "leader", resp.Leader.Name, "voter", resp.Voter)
 	return JoinResult{Leader: resp.Leader.Name, Voter: resp.Voter, Discarded: backup}, nil
 }
@@ -227,7 +227,7 @@ func (m *Manager) joinFresh(ctx context.Context, addr, token string) error {
 	}
 	m.log.Info("joined cluster", "leader", resp.Leader.Name, "voter", resp.Voter)
 	if m.waitRegistered(cctx) == nil {
-		m.rejoin()
+		m.rejoin(rejoinContacts)
 	}
 	return nil
 }

@@ -42,7 +42,8 @@ type Config struct {
 	// ReconcileInterval is how often the leader makes a full reconciliation pass.
 	ReconcileInterval time.Duration
 	// RejoinInterval is how often a node gossips again with members it does not
-	// see alive (memberlist never heals a partition by itself).
+	// see alive (memberlist never heals a partition by itself); beyond 32
+	// peers it is stretched in proportion (see rejoinEvery).
 	RejoinInterval time.Duration
 	// Stabilization is how long a non-voter must be healthy before it is
 	// promoted, and a voter dead before it is replaced.
@@ -199,10 +200,10 @@ func (m *Manager) memberRequest() rpc.MemberRequest {
 // rejoins unseen members, keeps peers.json, and notices its own removal.
 func (m *Manager) Run(ctx context.Context) {
 	defer m.unsubscribe()
-	m.rejoin()
+	m.rejoin(rejoinContacts)
 	tick := time.NewTicker(m.cfg.ReconcileInterval)
 	defer tick.Stop()
-	rejoin := time.NewTicker(m.cfg.RejoinInterval)
+	rejoin := time.NewTimer(m.rejoinEvery())
 	defer rejoin.Stop()
 	for {
 		select {
@@ -220,15 +221,16 @@ func (m *Manager) Run(ctx context.Context) {
 		case <-tick.C:
 			m.step(ctx)
 		case <-rejoin.C:
-			m.rejoin()
+			m.rejoin(1)
 			m.checkRemoved(ctx)
+			rejoin.Reset(m.rejoinEvery())
 		case <-m.keysSaved:
 			m.saveKeyring()
 		case <-m.gossipRestart:
 			if err := m.restartGossip(); err != nil {
 				m.log.Error("cannot restart gossip with the cluster's key", "error", err)
 			}
-			m.rejoin()
+			m.rejoin(rejoinContacts)
 		}
 	}
 }

@@ -70,9 +70,9 @@ func (m *Manager) savePeers() bool {
 	return true
 }
 
-// rejoin gossips again with every known peer this node does not see alive:
-// memberlist never heals a partition by itself.
-func (m *Manager) rejoin() {
+// rejoin gossips again with up to contacts known peers this node does not
+// see alive, chosen at random: memberlist never heals a partition by itself.
+func (m *Manager) rejoin(contacts int) {
 	states := m.g().States()
 	var addrs []string
 	for _, p := range m.knownPeers() {
@@ -83,14 +83,34 @@ func (m *Manager) rejoin() {
 	// One live member on the other side is enough: a push-pull exchanges the
 	// whole state. Contacting a few at random keeps a big cluster from flooding.
 	rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
-	if len(addrs) > 3 {
-		addrs = addrs[:3]
+	if len(addrs) > contacts {
+		addrs = addrs[:contacts]
 	}
 	if len(addrs) > 0 {
 		if n, err := m.g().Join(addrs); err != nil && n == 0 {
 			m.log.Debug("gossip rejoin found no one", "tried", addrs, "error", err)
 		}
 	}
+}
+
+// rejoinContacts is how many unseen peers a rejoin contacts when this node
+// starts or joins; the periodic rejoin contacts one.
+const rejoinContacts = 3
+
+// rejoinScaleAbove is the cluster size above which the periodic rejoin is
+// spaced out: with n known peers it comes every RejoinInterval*n/32, so the
+// cluster makes at most 32 rejoins per RejoinInterval. A starting cluster of
+// 100 otherwise pushed the whole gossip state to peers that were still
+// joining, 100 times every 3 s ("too many pending push/pull requests").
+const rejoinScaleAbove = 32
+
+// rejoinEvery is the time to the next periodic rejoin.
+func (m *Manager) rejoinEvery() time.Duration {
+	n := len(m.knownPeers())
+	if n <= rejoinScaleAbove {
+		return m.cfg.RejoinInterval
+	}
+	return m.cfg.RejoinInterval * time.Duration(n) / rejoinScaleAbove
 }
 
 // checkRemoved asks the cluster, when this node has no leader, whether it was

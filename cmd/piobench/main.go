@@ -25,6 +25,7 @@ func main() {
 		keep          = flag.Bool("keep", false, "keep the data dirs and logs (printed on stderr)")
 		stableFor     = flag.Duration("stability", 60*time.Second, "how long the stability scenario writes")
 		scaleN        = flag.Int("scale", 100, "nodes of the scale scenario")
+		scaleWait     = flag.Duration("scale-wait", 4*time.Minute, "how long the scale scenario waits for the nodes to agree")
 		scaleStable   = flag.Duration("scale-stable", 5*time.Minute, "how long the scale scenario watches the converged cluster (0: not at all)")
 		scaleFailover = flag.Int("scale-failover", 5, "leader kills of the scale scenario, after the watch")
 		weekDays      = flag.Int("week-days", 7, "days of readings the readings_week scenario stores")
@@ -91,7 +92,7 @@ func main() {
 		case "stability":
 			res, err = b.stability(ctx, 16, *stableFor)
 		case "scale":
-			res, err = b.scale(ctx, *scaleN, *scaleStable, *scaleFailover)
+			res, err = b.scale(ctx, *scaleN, *scaleWait, *scaleStable, *scaleFailover)
 		case "dispatch":
 			res, err = b.dispatch(ctx, 200, 20)
 		case "idle":

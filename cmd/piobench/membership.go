@@ -147,7 +147,7 @@ func (b *bench) stability(ctx context.Context, clients int, d time.Duration) (an
 // from the nodes' logs) and measures the CPU the whole cluster spends idle;
 // last it kills the leader failoverTrials times and times the first write
 // acknowledged through another node.
-func (b *bench) scale(ctx context.Context, n int, stable time.Duration, failoverTrials int) (any, error) {
+func (b *bench) scale(ctx context.Context, n int, wait, stable time.Duration, failoverTrials int) (any, error) {
 	t0 := time.Now()
 	first, err := b.start("sc000", "--stabilization-time", "2s")
 	if err != nil {
@@ -181,16 +181,17 @@ func (b *bench) scale(ctx context.Context, n int, stable time.Duration, failover
 	}
 	started := time.Since(t0)
 	fmt.Fprintf(os.Stderr, "scale: %d processes started in %s\n", n, started.Round(time.Millisecond))
-	startProf := b.profileAll([]*node{first, nodes[len(nodes)-1]}, "scale-start", 20*time.Second)
+	startProf := b.profileAll([]*node{first, nodes[len(nodes)/2]}, "scale-start", 30*time.Second)
 	defer func() { <-startProf }()
 	var worstAlive atomic.Int64
 	lastReport := time.Now()
-	err = waitFor(240*time.Second, fmt.Sprintf("%d nodes agree", n), func() error {
-		bad, worst := clusterViews(ctx, nodes, n, true)
-		worstAlive.Store(int64(worst))
+	err = waitFor(wait, fmt.Sprintf("%d nodes agree", n), func() error {
+		v := views(ctx, nodes, n, true)
+		bad := v.bad
+		worstAlive.Store(int64(v.fewest))
 		if bad > 0 && time.Since(lastReport) >= 5*time.Second {
 			lastReport = time.Now()
-			fmt.Fprintf(os.Stderr, "scale: %s: %d nodes do not see %d alive and 5 voters yet (fewest alive %d)\n", time.Since(t0).Round(time.Second), bad, n, worst)
+			fmt.Fprintf(os.Stderr, "scale: %s: %s\n", time.Since(t0).Round(time.Second), v)
 		}
 		if bad > 0 {
 			time.Sleep(time.Second) // polling 100 nodes is load too
@@ -245,7 +246,22 @@ func (b *bench) scale(ctx context.Context, n int, stable time.Duration, failover
 // how many do not see n alive members, 5 voters and a leader (or, with
 // voters false, n alive members), and the fewest alive members a node saw.
 func clusterViews(ctx context.Context, nodes []*node, n int, voters bool) (bad, fewest int) {
-	var nbad, worst atomic.Int64
+	v := views(ctx, nodes, n, voters)
+	return v.bad, v.fewest
+}
+
+// viewCount is what clusterViews found: nodes that do not agree yet (of
+// which unreachable ones and ones without a leader or 5 voters), and the
+// fewest alive members a reachable node saw.
+type viewCount struct{ bad, unreachable, noLeader, notFiveVoters, fewest int }
+
+func (v viewCount) String() string {
+	return fmt.Sprintf("%d nodes do not agree yet: %d unreachable, %d without a leader, %d without 5 voters; the fewest alive a node sees: %d",
+		v.bad, v.unreachable, v.noLeader, v.notFiveVoters, v.fewest)
+}
+
+func views(ctx context.Context, nodes []*node, n int, voters bool) viewCount {
+	var nbad, worst, unreachable, noLeader, notFive atomic.Int64
 	worst.Store(int64(n))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
@@ -255,10 +271,12 @@ func clusterViews(ctx context.Context, nodes []*node, n int, voters bool) (bad, 
 		go func(nd *node) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			ci, err := nd.c.Cluster(ctx, true)
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			ci, err := nd.c.Cluster(cctx, true)
+			cancel()
 			if err != nil {
 				nbad.Add(1)
-				worst.Store(0)
+				unreachable.Add(1)
 				return
 			}
 			alive, nv := 0, 0
@@ -276,13 +294,20 @@ func clusterViews(ctx context.Context, nodes []*node, n int, voters bool) (bad, 
 					break
 				}
 			}
+			if ci.Leader == nil {
+				noLeader.Add(1)
+			}
+			if nv != 5 {
+				notFive.Add(1)
+			}
 			if alive != n || (voters && (nv != 5 || ci.Leader == nil)) {
 				nbad.Add(1)
 			}
 		}(nd)
 	}
 	wg.Wait()
-	return int(nbad.Load()), int(worst.Load())
+	return viewCount{bad: int(nbad.Load()), unreachable: int(unreachable.Load()), noLeader: int(noLeader.Load()),
+		notFiveVoters: int(notFive.Load()), fewest: int(worst.Load())}
 }
 
 // watchStable watches a converged cluster for d: every 15 s each node must
