@@ -72,7 +72,7 @@ func (f *FSM) Experiment(name string) (Experiment, bool) {
 func (f *FSM) Assignments() []Assignment {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.s.export().Assignments
+	return f.s.assignmentList() // not export(): that copies every experiment, and POST /api/experiments asks this
 }
 
 // ExperimentOf returns the experiment a unit (by node ID) is assigned to, or "".

@@ -171,15 +171,7 @@ func (s *state) export() snapshotData {
 		d.Experiments = append(d.Experiments, c)
 	}
 	sort.Slice(d.Experiments, func(i, j int) bool { return d.Experiments[i].Experiment < d.Experiments[j].Experiment })
-	d.Assignments = make([]Assignment, 0, len(s.assignments))
-	for id, exp := range s.assignments {
-		name := ""
-		if u := s.units[id]; u != nil {
-			name = u.Name
-		}
-		d.Assignments = append(d.Assignments, Assignment{NodeID: id, Unit: name, Experiment: exp})
-	}
-	sort.Slice(d.Assignments, func(i, j int) bool { return d.Assignments[i].NodeID < d.Assignments[j].NodeID })
+	d.Assignments = s.assignmentList()
 	d.Labels = []UnitLabel{}
 	for exp, m := range s.labels {
 		for id, l := range m {
@@ -299,4 +291,18 @@ func (s *state) tombstone(nodeID string) int {
 		}
 	}
 	return -1
+}
+
+// assignmentList returns every current assignment, by node ID.
+func (s *state) assignmentList() []Assignment {
+	out := make([]Assignment, 0, len(s.assignments))
+	for id, exp := range s.assignments {
+		name := ""
+		if u := s.units[id]; u != nil {
+			name = u.Name
+		}
+		out = append(out, Assignment{NodeID: id, Unit: name, Experiment: exp})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].NodeID < out[j].NodeID })
+	return out
 }
