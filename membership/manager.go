@@ -200,10 +200,10 @@ func (m *Manager) memberRequest() rpc.MemberRequest {
 // rejoins unseen members, keeps peers.json, and notices its own removal.
 func (m *Manager) Run(ctx context.Context) {
 	defer m.unsubscribe()
-	m.rejoin(rejoinContacts)
+	known := m.rejoin(rejoinContacts)
 	tick := time.NewTicker(m.cfg.ReconcileInterval)
 	defer tick.Stop()
-	rejoin := time.NewTimer(m.rejoinEvery())
+	rejoin := time.NewTimer(m.rejoinEvery(known))
 	defer rejoin.Stop()
 	for {
 		select {
@@ -221,9 +221,9 @@ func (m *Manager) Run(ctx context.Context) {
 		case <-tick.C:
 			m.step(ctx)
 		case <-rejoin.C:
-			m.rejoin(1)
+			known := m.rejoin(1)
 			m.checkRemoved(ctx)
-			rejoin.Reset(m.rejoinEvery())
+			rejoin.Reset(m.rejoinEvery(known))
 		case <-m.keysSaved:
 			m.saveKeyring()
 		case <-m.gossipRestart:

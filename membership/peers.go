@@ -72,10 +72,12 @@ func (m *Manager) savePeers() bool {
 
 // rejoin gossips again with up to contacts known peers this node does not
 // see alive, chosen at random: memberlist never heals a partition by itself.
-func (m *Manager) rejoin(contacts int) {
+// It returns how many peers it knows, for rejoinEvery.
+func (m *Manager) rejoin(contacts int) (known int) {
 	states := m.g().States()
 	var addrs []string
-	for _, p := range m.knownPeers() {
+	peers := m.knownPeers()
+	for _, p := range peers {
 		if st, ok := states[p.NodeID]; (!ok || st.Health != HealthAlive) && p.Gossip != "" {
 			addrs = append(addrs, p.Gossip)
 		}
@@ -91,6 +93,7 @@ func (m *Manager) rejoin(contacts int) {
 			m.log.Debug("gossip rejoin found no one", "tried", addrs, "error", err)
 		}
 	}
+	return len(peers)
 }
 
 // rejoinContacts is how many unseen peers a rejoin contacts when this node
@@ -104,9 +107,8 @@ const rejoinContacts = 3
 // joining, 100 times every 3 s ("too many pending push/pull requests").
 const rejoinScaleAbove = 32
 
-// rejoinEvery is the time to the next periodic rejoin.
-func (m *Manager) rejoinEvery() time.Duration {
-	n := len(m.knownPeers())
+// rejoinEvery is the time to the next periodic rejoin, with n known peers.
+func (m *Manager) rejoinEvery(n int) time.Duration {
 	if n <= rejoinScaleAbove {
 		return m.cfg.RejoinInterval
 	}
