@@ -242,17 +242,9 @@ func (b *bench) scale(ctx context.Context, n int, wait, stable time.Duration, fa
 	return result, nil
 }
 
-// clusterViews asks every node for its own view of the cluster; it returns
-// how many do not see n alive members, 5 voters and a leader (or, with
-// voters false, n alive members), and the fewest alive members a node saw.
-func clusterViews(ctx context.Context, nodes []*node, n int, voters bool) (bad, fewest int) {
-	v := views(ctx, nodes, n, voters)
-	return v.bad, v.fewest
-}
-
-// viewCount is what clusterViews found: nodes that do not agree yet (of
-// which unreachable ones and ones without a leader or 5 voters), and the
-// fewest alive members a reachable node saw.
+// viewCount is what views found: nodes that do not agree yet (of which
+// unreachable ones and ones without a leader or 5 voters), and the fewest
+// alive members a reachable node saw.
 type viewCount struct{ bad, unreachable, noLeader, notFiveVoters, fewest int }
 
 func (v viewCount) String() string {
@@ -260,6 +252,9 @@ func (v viewCount) String() string {
 		v.bad, v.unreachable, v.noLeader, v.notFiveVoters, v.fewest)
 }
 
+// views asks every node for its own view of the cluster and counts those that
+// do not see n alive members, 5 voters and a leader (or, with voters false,
+// n alive members).
 func views(ctx context.Context, nodes []*node, n int, voters bool) viewCount {
 	var nbad, worst, unreachable, noLeader, notFive atomic.Int64
 	worst.Store(int64(n))
@@ -334,7 +329,8 @@ func (b *bench) watchStable(ctx context.Context, nodes []*node, n int, d time.Du
 	badLooks, looks, fewest := 0, 0, n
 	for time.Since(t1) < d {
 		time.Sleep(min(15*time.Second, d-time.Since(t1)))
-		bad, worst := clusterViews(ctx, nodes, n, false)
+		v := views(ctx, nodes, n, false)
+		bad, worst := v.bad, v.fewest
 		looks++
 		fewest = min(fewest, worst)
 		if bad > 0 {
@@ -440,26 +436,19 @@ func failoverAtScale(ctx context.Context, nodes []*node, n, trials int) ([]time.
 				others = append(others, nd)
 			}
 		}
-		leader.kill()
-		t0 := time.Now()
-		for j := 0; ; j++ {
-			code, err := post(others[(i*7+j)%len(others)].c, fmt.Sprintf("scale-failover-%d-%d", i, j))
-			if err == nil && code == http.StatusCreated {
-				break
-			}
-			if time.Since(t0) > 30*time.Second {
-				return nil, fmt.Errorf("failover trial %d: no write acknowledged within 30s: %d %v", i, code, err)
-			}
+		took, err := killAndWrite(leader, func(j int) *node { return others[(i*7+j)%len(others)] }, fmt.Sprintf("scale-failover-%d", i))
+		if err != nil {
+			return nil, fmt.Errorf("failover trial %d: %w", i, err)
 		}
-		times = append(times, time.Since(t0))
-		fmt.Fprintf(os.Stderr, "scale: failover trial %d/%d: %s\n", i+1, trials, times[len(times)-1].Round(time.Millisecond))
+		times = append(times, took)
+		fmt.Fprintf(os.Stderr, "scale: failover trial %d/%d: %s\n", i+1, trials, took.Round(time.Millisecond))
 		if err := leader.run(); err != nil {
 			return nil, err
 		}
 		if err := waitFor(120*time.Second, "converged again", func() error {
-			if bad, _ := clusterViews(ctx, nodes, n, true); bad > 0 {
+			if v := views(ctx, nodes, n, true); v.bad > 0 {
 				time.Sleep(time.Second)
-				return fmt.Errorf("%d nodes do not see %d alive and 5 voters", bad, n)
+				return fmt.Errorf("%s", v)
 			}
 			return nil
 		}); err != nil {
