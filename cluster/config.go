@@ -68,6 +68,14 @@ const voterHeartbeatsPerTimeout = 4
 // upstream's HeartbeatTimeout/10.
 const nonVoterHeartbeatInterval = time.Second
 
+// idleCommitInterval is how often an idle leader resends each follower the
+// commit index it already acknowledged (raft copy, patch 8), a backstop: new
+// entries and a new commit index go out at once, and a follower that
+// restarted is told again after its first failed heartbeat. Upstream's
+// HeartbeatTimeout (300 ms) cost each idle voter three requests and answers a
+// second, a fifth of its wake-ups.
+const idleCommitInterval = 2 * time.Second
+
 // ErrInvalidConfig is returned by Validate for a configuration that cannot work.
 var ErrInvalidConfig = errors.New("invalid cluster configuration")
 

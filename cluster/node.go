@@ -136,6 +136,7 @@ func (n *Node) open() error {
 	// get fewer still.
 	rc.HeartbeatInterval = n.cfg.HeartbeatTimeout / voterHeartbeatsPerTimeout
 	rc.NonVoterHeartbeatInterval = max(nonVoterHeartbeatInterval, n.cfg.HeartbeatTimeout)
+	rc.IdleCommitInterval = max(idleCommitInterval, n.cfg.HeartbeatTimeout)
 
 	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
 	if n.cfg.SnapshotInterval > 0 {

@@ -166,6 +166,13 @@ type Config struct {
 	// twice this.
 	NonVoterHeartbeatInterval time.Duration
 
+	// IdleCommitInterval is how often an idle leader sends a follower the
+	// commit index although the follower acknowledged it already, a
+	// backstop (pio patch 8); 0 means HeartbeatTimeout, and a non-voter gets
+	// it at most every twice NonVoterHeartbeatInterval when that is longer.
+	// New entries and a new commit index go out at once whatever this is.
+	IdleCommitInterval time.Duration
+
 	// ElectionTimeout specifies the time in candidate state without contact
 	// from a leader before we attempt an election.
 	ElectionTimeout time.Duration
@@ -406,6 +413,9 @@ func ValidateConfig(config *Config) error {
 	}
 	if config.NonVoterHeartbeatInterval < 0 {
 		return fmt.Errorf("NonVoterHeartbeatInterval (%s) cannot be negative", config.NonVoterHeartbeatInterval)
+	}
+	if config.IdleCommitInterval < 0 {
+		return fmt.Errorf("IdleCommitInterval (%s) cannot be negative", config.IdleCommitInterval)
 	}
 	return nil
 }

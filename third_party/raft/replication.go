@@ -613,15 +613,20 @@ func (r *Raft) commitWait(s *followerReplication) time.Duration {
 }
 
 // idleBackstop is how often an idle leader tells s the commit index anyway
-// (pio patch 4): every HeartbeatTimeout for a voter, and for a non-voter
-// every twice NonVoterHeartbeatInterval when that is longer (pio patch 6), so
-// that the idle work of a leader of many non-voters stays small.
+// (pio patch 4): every IdleCommitInterval, HeartbeatTimeout when that is 0
+// (pio patch 8), and for a non-voter every twice NonVoterHeartbeatInterval
+// when that is longer (pio patch 6), so that the idle work of a leader of
+// many non-voters stays small.
 func (r *Raft) idleBackstop(s *followerReplication) time.Duration {
 	conf := r.config()
-	if nv := conf.NonVoterHeartbeatInterval; 2*nv > conf.HeartbeatTimeout && !s.isVoter() {
+	backstop := conf.HeartbeatTimeout
+	if conf.IdleCommitInterval > 0 {
+		backstop = conf.IdleCommitInterval
+	}
+	if nv := conf.NonVoterHeartbeatInterval; 2*nv > backstop && !s.isVoter() {
 		return 2 * nv
 	}
-	return conf.HeartbeatTimeout
+	return backstop
 }
 
 // isVoter reports whether s replicates to a voter.
