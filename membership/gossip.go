@@ -159,6 +159,10 @@ func StartGossip(cfg GossipConfig, meta Meta) (*Gossip, error) {
 	mc.ProbeScaleThreshold = cfg.ProbeScaleThreshold
 	mc.SuspicionMult = cfg.SuspicionMult
 	mc.GossipInterval = cfg.GossipInterval
+	// metaDelegate queues no broadcasts of its own, so the gossip loop may
+	// sleep while memberlist's queue is empty (memberlist copy, patch 4):
+	// an idle member does not wake five times a second to send nothing.
+	mc.GossipWhenQueued = true
 	mc.EnableCompression = false // a LAN: CPU matters more than bytes
 	mc.PushPullInterval = 10 * time.Second
 	mc.TCPTimeout = 2 * time.Second

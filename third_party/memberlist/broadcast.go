@@ -72,6 +72,11 @@ func (m *Memberlist) encodeBroadcastNotify(node string, msgType messageType, msg
 func (m *Memberlist) queueBroadcast(node string, msg []byte, notify chan struct{}) {
 	b := &memberlistBroadcast{node, msg, notify}
 	m.broadcasts.QueueBroadcast(b)
+	// Wake a gossip loop waiting for something to send (pio patch 4).
+	select {
+	case m.gossipWake <- struct{}{}:
+	default:
+	}
 }
 
 // getBroadcasts is used to return a slice of broadcasts to send up to

@@ -175,6 +175,15 @@ type Config struct {
 	GossipNodes         int
 	GossipToTheDeadTime time.Duration
 
+	// GossipWhenQueued makes the gossip loop wait while memberlist's own
+	// broadcast queue is empty instead of waking every GossipInterval to
+	// find nothing to send (pio patch 4); a queued broadcast goes out at
+	// once, then every GossipInterval until the queue is empty. The
+	// delegate's broadcasts (Delegate.GetBroadcasts) then travel only with
+	// memberlist's own and on probes: leave it false if the delegate
+	// queues broadcasts of its own.
+	GossipWhenQueued bool
+
 	// GossipVerifyIncoming controls whether to enforce encryption for incoming
 	// gossip. It is used for upshifting from unencrypted to encrypted gossip on
 	// a running cluster.

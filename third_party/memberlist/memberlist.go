@@ -74,6 +74,9 @@ type Memberlist struct {
 	tickers    []*time.Ticker
 	stopTick   chan struct{}
 	scheduled  bool // schedule ran and deschedule did not since (pio patch 1)
+	// gossipWake has a value when a broadcast was queued since the gossip
+	// loop last looked (pio patch 4).
+	gossipWake chan struct{}
 	probeIndex int
 
 	ackLock     sync.Mutex
@@ -220,6 +223,7 @@ func newMemberlist(conf *Config) (*Memberlist, error) {
 		awareness:            newAwareness(conf.AwarenessMaxMultiplier, conf.MetricLabels),
 		ackHandlers:          make(map[uint32]*ackHandler),
 		broadcasts:           &TransmitLimitedQueue{RetransmitMult: conf.RetransmitMult},
+		gossipWake:           make(chan struct{}, 1),
 		logger:               logger,
 		metricLabels:         conf.MetricLabels,
 	}
@@ -235,7 +239,12 @@ func newMemberlist(conf *Config) (*Memberlist, error) {
 	}
 
 	go m.streamListen()
+	// packetListen takes the packets that arrive before the handler is set,
+	// and every packet of a transport that cannot take one (pio patch 3).
 	go m.packetListen()
+	if ph, ok := transport.(PacketHandlerTransport); ok {
+		ph.SetPacketHandler(m.handlePacket)
+	}
 	go m.packetHandler()
 	go m.checkBroadcastQueueDepth()
 	return m, nil

@@ -374,6 +374,15 @@ func (m *Memberlist) packetListen() {
 	}
 }
 
+// handlePacket ingests a packet on the transport's reading goroutine (pio
+// patch 3), and drops it once memberlist is shut down.
+func (m *Memberlist) handlePacket(p *Packet) {
+	if m.hasShutdown() {
+		return
+	}
+	m.ingestPacket(p.Buf, p.From, p.Timestamp)
+}
+
 func (m *Memberlist) ingestPacket(buf []byte, from net.Addr, timestamp time.Time) {
 	var (
 		packetLabel string

@@ -3,10 +3,13 @@ package memberlist
 import (
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-metrics"
 )
 
 // TestPIOProbeScale checks pio patch 1's arithmetic: no change up to the
@@ -129,3 +132,160 @@ func TestPIOPacketsCopiedOut(t *testing.T) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestPIOPacketsHandledWhereRead checks pio patch 3: with a packet handler
+// set, the transport hands every packet to it on the goroutine that read it
+// and sends none on PacketCh; memberlist sets the handler on a transport
+// that takes one, and its members still probe each other.
+func TestPIOPacketsHandledWhereRead(t *testing.T) {
+	tr, err := NewNetTransport(&NetTransportConfig{BindAddrs: []string{"127.0.0.1"}, BindPort: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Shutdown()
+	handled := make(chan string, 10)
+	tr.SetPacketHandler(func(p *Packet) { handled <- string(p.Buf) })
+	conn, err := net.DialUDP("udp", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: tr.GetAutoBindPort()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, msg := range []string{"one", "two", "three"} {
+		if _, err := conn.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-handled:
+			if got != msg {
+				t.Errorf("handler got %q, want %q", got, msg)
+			}
+		case p := <-tr.PacketCh():
+			t.Fatalf("packet %q went to PacketCh with a handler set", p.Buf)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("packet %q never reached the handler", msg)
+		}
+	}
+
+	var members []*Memberlist
+	pings := &countPings{}
+	for i := 0; i < 2; i++ {
+		cfg := testConfig(t)
+		cfg.ProbeInterval, cfg.ProbeTimeout = 20*time.Millisecond, 10*time.Millisecond
+		cfg.Logger, cfg.LogOutput = nil, discard{}
+		if i == 0 {
+			cfg.Ping = pings
+		}
+		m, err := Create(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = m.Shutdown() })
+		if nt, ok := m.transport.(*NetTransport); !ok || nt.handler.Load() == nil {
+			t.Fatal("memberlist did not set its packet handler on its network transport")
+		}
+		members = append(members, m)
+	}
+	first := members[0].LocalNode()
+	if _, err := members[1].Join([]string{first.Name + "/" + net.JoinHostPort(first.Addr.String(), strconv.Itoa(int(first.Port)))}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for pings.n.Load() < 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d probes acknowledged in 5 s", pings.n.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPIOGossipOnlyWhenQueued checks pio patch 4: with GossipWhenQueued an
+// idle member does not run its gossip loop every GossipInterval (upstream
+// and without the option: about 50 times a second at 20 ms), and a queued
+// broadcast still reaches the other member at once, with probes and
+// push-pull too rare to carry it.
+func TestPIOGossipOnlyWhenQueued(t *testing.T) {
+	sink := metrics.NewInmemSink(time.Minute, time.Minute)
+	mcfg := metrics.DefaultConfig("pio")
+	mcfg.EnableHostname, mcfg.EnableRuntimeMetrics = false, false
+	if _, err := metrics.NewGlobal(mcfg, sink); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = metrics.NewGlobal(metrics.DefaultConfig(""), &metrics.BlackholeSink{}) })
+	gossips := func() int {
+		n := 0
+		for _, iv := range sink.Data() {
+			iv.RLock()
+			for k, v := range iv.Samples {
+				if strings.HasSuffix(k, "memberlist.gossip") {
+					n += v.Count
+				}
+			}
+			iv.RUnlock()
+		}
+		return n
+	}
+	for _, whenQueued := range []bool{false, true} {
+		var members []*Memberlist
+		var delegates []*MockDelegate
+		for i := 0; i < 2; i++ {
+			d := &MockDelegate{}
+			cfg := testConfig(t)
+			cfg.GossipInterval, cfg.GossipWhenQueued = 20*time.Millisecond, whenQueued
+			cfg.ProbeInterval, cfg.PushPullInterval = time.Hour, 0
+			cfg.Delegate = d
+			cfg.Logger, cfg.LogOutput = nil, discard{}
+			m, err := Create(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = m.Shutdown() })
+			members, delegates = append(members, m), append(delegates, d)
+		}
+		first := members[0].LocalNode()
+		if _, err := members[1].Join([]string{first.Name + "/" + net.JoinHostPort(first.Addr.String(), strconv.Itoa(int(first.Port)))}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for members[0].broadcasts.NumQueued()+members[1].broadcasts.NumQueued() > 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the join's broadcasts never went out")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		window := time.Second
+		before := gossips()
+		time.Sleep(window)
+		idle := gossips() - before
+		t.Logf("GossipWhenQueued %v: %d gossip rounds by 2 idle members in %s", whenQueued, idle, window)
+		if whenQueued && idle > 4 {
+			t.Errorf("%d gossip rounds by 2 idle members in %s with GossipWhenQueued, want none but a last round each", idle, window)
+		}
+		if !whenQueued && idle < 20 {
+			t.Errorf("%d gossip rounds by 2 idle members in %s without GossipWhenQueued: the comparison means nothing", idle, window)
+		}
+		// A new meta of member 1 reaches member 0 by gossip alone.
+		delegates[1].setMeta([]byte("new meta"))
+		if err := members[1].UpdateNode(time.Second); err != nil {
+			t.Fatal(err)
+		}
+		deadline = time.Now().Add(time.Second)
+		for {
+			var meta string
+			for _, n := range members[0].Members() {
+				if n.Name == members[1].LocalNode().Name {
+					meta = string(n.Meta)
+				}
+			}
+			if meta == "new meta" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("GossipWhenQueued %v: member 0 sees meta %q 1 s after the update", whenQueued, meta)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		for _, m := range members {
+			_ = m.Shutdown()
+		}
+	}
+}

@@ -148,7 +148,9 @@ func (m *Memberlist) schedule() {
 	}
 
 	// Create a gossip ticker if needed
-	if m.config.GossipInterval > 0 && m.config.GossipNodes > 0 {
+	if m.config.GossipInterval > 0 && m.config.GossipNodes > 0 && m.config.GossipWhenQueued {
+		go m.gossipTrigger(stopCh) // pio patch 4: no ticks while nothing is queued
+	} else if m.config.GossipInterval > 0 && m.config.GossipNodes > 0 {
 		t := time.NewTicker(m.config.GossipInterval)
 		go m.triggerFunc(m.config.GossipInterval, t.C, stopCh, m.gossip)
 		m.tickers = append(m.tickers, t)
@@ -158,6 +160,37 @@ func (m *Memberlist) schedule() {
 	// started above stops when it is closed.
 	m.stopTick = stopCh
 	m.scheduled = true
+}
+
+// gossipTrigger gossips every GossipInterval while memberlist's broadcast
+// queue holds something, and waits for a queued broadcast when it is empty,
+// until a stop tick arrives (pio patch 4). Upstream gossip wakes every
+// GossipInterval (200 ms by default) whether or not there is anything to
+// send; on a quiet cluster there almost never is.
+func (m *Memberlist) gossipTrigger(stop <-chan struct{}) {
+	interval := m.config.GossipInterval
+	// Use a random stagger to avoid syncronizing
+	randStagger := time.Duration(uint64(rand.Int63()) % uint64(interval))
+	t := time.NewTimer(randStagger)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-stop:
+			return
+		}
+		m.gossip()
+		if m.broadcasts.NumQueued() == 0 {
+			select {
+			case <-m.gossipWake:
+				t.Reset(0) // a broadcast goes out at once
+				continue
+			case <-stop:
+				return
+			}
+		}
+		t.Reset(interval)
+	}
 }
 
 // probeTrigger probes one member each probe interval, scaled to the

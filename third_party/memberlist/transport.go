@@ -161,3 +161,13 @@ func (t *labelWrappedTransport) DialTimeout(addr string, timeout time.Duration) 
 	}
 	return conn, nil
 }
+
+// PacketHandlerTransport is a Transport that can hand each packet it reads to
+// a function, on the goroutine that read it, instead of sending it on
+// PacketCh (pio patch 3). Memberlist sets the function when it starts; it does
+// not block for long. Packets read before it is set go to PacketCh as before.
+type PacketHandlerTransport interface {
+	// SetPacketHandler makes the transport call fn for every packet it reads
+	// from now on.
+	SetPacketHandler(fn func(*Packet))
+}
