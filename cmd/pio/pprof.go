@@ -17,6 +17,7 @@ func startPprof(log *slog.Logger) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	go func() {
 		if err := http.ListenAndServe(addr, mux); err != nil {
 			log.Warn("pprof server stopped", "error", err)
