@@ -48,6 +48,9 @@ type Node struct {
 	// confMu serializes this node's Raft configuration changes, so that two
 	// concurrent joins cannot both take the last voter seat.
 	confMu sync.Mutex
+	// nonvoters gathers the non-voters being added while a configuration
+	// change is in flight into the next one (nonvoters.go).
+	nonvoters nonvoterBatch
 
 	// leaderSubs are told of leader changes by the observer goroutine of the
 	// current Raft instance (obsDone closes when it has stopped).
@@ -429,19 +432,21 @@ func (n *Node) Servers() ([]Server, error) {
 // node votes.
 func (n *Node) AddPeer(id, addr string) (voter bool, err error) {
 	n.confMu.Lock()
-	defer n.confMu.Unlock()
 	r := n.r()
 	if r == nil {
+		n.confMu.Unlock()
 		return false, ErrShutdown
 	}
 	servers, err := n.Servers()
 	if err != nil {
+		n.confMu.Unlock()
 		return false, err
 	}
 	voters, known, wasVoter := 0, false, false
 	for _, s := range servers {
 		if s.ID == id {
 			if s.Addr == addr {
+				n.confMu.Unlock()
 				return s.Voter, nil
 			}
 			known, wasVoter = true, s.Voter // a new address: keep its suffrage
@@ -450,17 +455,17 @@ func (n *Node) AddPeer(id, addr string) (voter bool, err error) {
 			voters++
 		}
 	}
-	var f raft.IndexFuture
-	if (known && wasVoter) || (!known && voters < n.cfg.MaxVoters) {
-		f = r.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, n.cfg.ApplyTimeout)
-		voter = true
-	} else {
-		f = r.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, n.cfg.ApplyTimeout)
+	if !(known && wasVoter) && (known || voters >= n.cfg.MaxVoters) {
+		// A non-voter: it joins the next batch (a hundred Pioreactors
+		// starting at once take a few configuration changes, not a hundred).
+		n.confMu.Unlock()
+		return false, n.addNonvoter(raft.Server{ID: raft.ServerID(id), Address: raft.ServerAddress(addr)})
 	}
-	if err := f.Error(); err != nil {
+	defer n.confMu.Unlock()
+	if err := r.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, n.cfg.ApplyTimeout).Error(); err != nil {
 		return false, mapRaftError(err)
 	}
-	return voter, nil
+	return true, nil
 }
 
 // Promote makes a non-voter a voter (same ID and address).

@@ -1022,6 +1022,27 @@ func (r *Raft) AddNonvoter(id ServerID, address ServerAddress, prevIndex uint64,
 	}, timeout)
 }
 
+// AddNonvoters adds the given servers (their ID and Address; Suffrage is
+// ignored) as non-voters in one configuration entry, as AddNonvoter does for
+// one (pio patch 9). Configuration changes go one at a time, each waiting for
+// the previous one's commit: a cluster that many nodes join at once adds them
+// one commit after another, unless the leader gathers them into one change.
+// This must be run on the leader or it will fail. For prevIndex and timeout,
+// see AddVoter.
+func (r *Raft) AddNonvoters(servers []Server, prevIndex uint64, timeout time.Duration) IndexFuture {
+	if r.protocolVersion < 3 {
+		return errorFuture{ErrUnsupportedProtocol}
+	}
+	if len(servers) == 0 {
+		return errorFuture{fmt.Errorf("no servers to add")}
+	}
+	return r.requestConfigChange(configurationChangeRequest{
+		command:   AddNonvoters,
+		servers:   append([]Server(nil), servers...),
+		prevIndex: prevIndex,
+	}, timeout)
+}
+
 // RemoveServer will remove the given server from the cluster. If the current
 // leader is being removed, it will cause a new election to occur. This must be
 // run on the leader or it will fail. For prevIndex and timeout, see AddVoter.

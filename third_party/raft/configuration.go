@@ -103,6 +103,12 @@ const (
 	AddStaging = 0 // explicit 0 to preserve the old value.
 )
 
+// AddNonvoters does AddNonvoter for several servers in one configuration
+// entry (pio patch 9). Non-voters do not change who votes, so adding many at
+// once keeps the one-change-at-a-time rule's guarantee: every quorum of the
+// old configuration is a quorum of the new one.
+const AddNonvoters ConfigurationChangeCommand = Promote + 1
+
 func (c ConfigurationChangeCommand) String() string {
 	switch c {
 	case AddVoter:
@@ -115,6 +121,8 @@ func (c ConfigurationChangeCommand) String() string {
 		return "RemoveServer"
 	case Promote:
 		return "Promote"
+	case AddNonvoters:
+		return "AddNonvoters"
 	}
 	return "ConfigurationChangeCommand"
 }
@@ -126,6 +134,9 @@ type configurationChangeRequest struct {
 	command       ConfigurationChangeCommand
 	serverID      ServerID
 	serverAddress ServerAddress // only present for AddVoter, AddNonvoter
+	// servers are the servers of AddNonvoters, each with its ID and address
+	// (pio patch 9).
+	servers []Server
 	// prevIndex, if nonzero, is the index of the only configuration upon which
 	// this change may be applied; if another configuration entry has been
 	// added in the meantime, this request will fail.
@@ -250,25 +261,10 @@ func nextConfiguration(current Configuration, currentIndex uint64, change config
 			configuration.Servers = append(configuration.Servers, newServer)
 		}
 	case AddNonvoter:
-		newServer := Server{
-			Suffrage: Nonvoter,
-			ID:       change.serverID,
-			Address:  change.serverAddress,
-		}
-		found := false
-		for i, server := range configuration.Servers {
-			if server.ID == change.serverID {
-				if server.Suffrage != Nonvoter {
-					configuration.Servers[i].Address = change.serverAddress
-				} else {
-					configuration.Servers[i] = newServer
-				}
-				found = true
-				break
-			}
-		}
-		if !found {
-			configuration.Servers = append(configuration.Servers, newServer)
+		addNonvoter(&configuration, change.serverID, change.serverAddress)
+	case AddNonvoters:
+		for _, s := range change.servers {
+			addNonvoter(&configuration, s.ID, s.Address)
 		}
 	case DemoteVoter:
 		for i, server := range configuration.Servers {
@@ -299,6 +295,27 @@ func nextConfiguration(current Configuration, currentIndex uint64, change config
 	}
 
 	return configuration, nil
+}
+
+// addNonvoter adds the server id at address to configuration as a
+// non-voter, or only updates its address when it is a voter or staging.
+func addNonvoter(configuration *Configuration, id ServerID, address ServerAddress) {
+	newServer := Server{
+		Suffrage: Nonvoter,
+		ID:       id,
+		Address:  address,
+	}
+	for i, server := range configuration.Servers {
+		if server.ID == id {
+			if server.Suffrage != Nonvoter {
+				configuration.Servers[i].Address = address
+			} else {
+				configuration.Servers[i] = newServer
+			}
+			return
+		}
+	}
+	configuration.Servers = append(configuration.Servers, newServer)
 }
 
 // encodePeers is used to serialize a Configuration into the old peers format.

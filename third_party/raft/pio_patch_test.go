@@ -629,3 +629,88 @@ func TestPIOIdleCommitIntervalValidated(t *testing.T) {
 		t.Fatal("a negative IdleCommitInterval was accepted")
 	}
 }
+
+// TestPIOAddNonvotersInOneEntry checks pio patch 9: AddNonvoters adds three
+// servers as non-voters with one configuration entry (AddNonvoter: one entry
+// each, one commit after another), each of them then receives the log, and
+// a server already a voter keeps its vote.
+func TestPIOAddNonvotersInOneEntry(t *testing.T) {
+	ids := []ServerID{"a", "b", "c", "d"}
+	trans := map[ServerID]*InmemTransport{}
+	for _, id := range ids {
+		_, trans[id] = NewInmemTransport(ServerAddress(id))
+	}
+	for _, x := range ids {
+		for _, y := range ids {
+			if x != y {
+				trans[x].Connect(ServerAddress(y), trans[y])
+			}
+		}
+	}
+	nodes := map[ServerID]*Raft{}
+	for _, id := range ids {
+		conf := inmemConfig(t)
+		conf.LocalID = id
+		store, snaps := NewInmemStore(), NewInmemSnapshotStore()
+		if id == "a" {
+			if err := BootstrapCluster(conf, store, store, snaps, trans[id], Configuration{Servers: []Server{{ID: "a", Address: "a"}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r, err := NewRaft(conf, nopFSM{}, store, store, snaps, trans[id])
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[id] = r
+		t.Cleanup(func() { _ = r.Shutdown().Error() })
+	}
+	a := nodes["a"]
+	deadline := time.Now().Add(10 * time.Second)
+	for a.State() != Leader {
+		if time.Now().After(deadline) {
+			t.Fatal("a never led")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := a.Apply([]byte("x"), time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	before := a.LastIndex()
+	// a itself is listed too: a voter keeps its vote.
+	f := a.AddNonvoters([]Server{{ID: "b", Address: "b"}, {ID: "c", Address: "c"}, {ID: "d", Address: "d"}, {ID: "a", Address: "a"}}, 0, time.Second)
+	if err := f.Error(); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.LastIndex() - before; got != 1 {
+		t.Errorf("adding three non-voters took %d log entries, want 1", got)
+	}
+	cf := a.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		t.Fatal(err)
+	}
+	suffrage := map[ServerID]ServerSuffrage{}
+	for _, s := range cf.Configuration().Servers {
+		suffrage[s.ID] = s.Suffrage
+	}
+	want := map[ServerID]ServerSuffrage{"a": Voter, "b": Nonvoter, "c": Nonvoter, "d": Nonvoter}
+	for id, s := range want {
+		if suffrage[id] != s {
+			t.Errorf("%s is %v, want %v (configuration %+v)", id, suffrage[id], s, cf.Configuration().Servers)
+		}
+	}
+	if len(suffrage) != len(want) {
+		t.Errorf("configuration has %d servers, want %d", len(suffrage), len(want))
+	}
+	commit := a.getCommitIndex()
+	for _, id := range []ServerID{"b", "c", "d"} {
+		for nodes[id].getCommitIndex() < commit {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s has commit index %d, the leader %d", id, nodes[id].getCommitIndex(), commit)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if err := a.AddNonvoters(nil, 0, time.Second).Error(); err == nil {
+		t.Error("AddNonvoters with no servers did not fail")
+	}
+}
