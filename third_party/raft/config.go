@@ -166,6 +166,12 @@ type Config struct {
 	// twice this.
 	NonVoterHeartbeatInterval time.Duration
 
+	// HeartbeatsTogether times the heartbeats of all voters on one clock
+	// (pio patch 10): the leader wakes once per interval for all of them,
+	// not once for each at its own random time. Non-voters keep their own
+	// timers.
+	HeartbeatsTogether bool
+
 	// IdleCommitInterval is how often an idle leader sends a follower the
 	// commit index although the follower acknowledged it already, a
 	// backstop (pio patch 8); 0 means HeartbeatTimeout, and a non-voter gets

@@ -244,6 +244,7 @@ type countTransport struct {
 	sends      int
 	sendsByID  map[ServerID]int
 	heartbeats map[ServerID]int
+	beatTimes  map[ServerID][]time.Time
 }
 
 func (c *countTransport) AppendEntries(id ServerID, target ServerAddress, args *AppendEntriesRequest, resp *AppendEntriesResponse) error {
@@ -256,9 +257,10 @@ func (c *countTransport) AppendEntries(id ServerID, target ServerAddress, args *
 		c.sendsByID[id]++
 	} else {
 		if c.heartbeats == nil {
-			c.heartbeats = map[ServerID]int{}
+			c.heartbeats, c.beatTimes = map[ServerID]int{}, map[ServerID][]time.Time{}
 		}
 		c.heartbeats[id]++
+		c.beatTimes[id] = append(c.beatTimes[id], time.Now())
 	}
 	c.mu.Unlock()
 	return c.InmemTransport.AppendEntries(id, target, args, resp)
@@ -712,5 +714,66 @@ func TestPIOAddNonvotersInOneEntry(t *testing.T) {
 	}
 	if err := a.AddNonvoters(nil, 0, time.Second).Error(); err == nil {
 		t.Error("AddNonvoters with no servers did not fail")
+	}
+}
+
+// heartbeatTimes returns when heartbeats were sent to id.
+func (c *countTransport) heartbeatTimes(id ServerID) []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]time.Time(nil), c.beatTimes[id]...)
+}
+
+// TestPIOHeartbeatsTogether checks pio patch 10: with HeartbeatsTogether the
+// leader heartbeats its two voters on one clock, so nearly every heartbeat to
+// one goes out within a few milliseconds of one to the other (with a timer
+// each at its own random time, about a third do), and each voter still gets
+// one every 50-100 ms.
+func TestPIOHeartbeatsTogether(t *testing.T) {
+	paired := func(together bool) (float64, int) {
+		nodes, trans := startVoterAndNonVoter(t, 50*time.Millisecond, 50*time.Millisecond, func(c *Config) { c.HeartbeatsTogether = together })
+		if err := nodes["a"].AddVoter("c", "c", 0, time.Second).Error(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond) // c's heartbeats move to the voters' clock
+		from := time.Now()
+		time.Sleep(2 * time.Second)
+		var b, c []time.Time
+		for _, x := range trans["a"].heartbeatTimes("b") {
+			if x.After(from) {
+				b = append(b, x)
+			}
+		}
+		for _, x := range trans["a"].heartbeatTimes("c") {
+			if x.After(from) {
+				c = append(c, x)
+			}
+		}
+		near := 0
+		for _, x := range b {
+			for _, y := range c {
+				if d := x.Sub(y); d < 10*time.Millisecond && d > -10*time.Millisecond {
+					near++
+					break
+				}
+			}
+		}
+		for _, n := range nodes {
+			_ = n.Shutdown().Error()
+		}
+		if len(b) == 0 {
+			t.Fatal("no heartbeats to b")
+		}
+		return float64(near) / float64(len(b)), len(b)
+	}
+	alone, _ := paired(false)
+	together, beats := paired(true)
+	t.Logf("heartbeats to b within 10 ms of one to c: %.0f%% on a timer each, %.0f%% on one clock (%d to b in 2 s)", 100*alone, 100*together, beats)
+	if together < 0.8 {
+		t.Errorf("with HeartbeatsTogether only %.0f%% of heartbeats to b went out with one to c, want at least 80%%", 100*together)
+	}
+	// 50-100 ms apart: 20-40 in 2 s, and a margin for a loaded machine.
+	if beats < 12 || beats > 45 {
+		t.Errorf("%d heartbeats to b in 2 s, want 20-40", beats)
 	}
 }

@@ -95,6 +95,9 @@ type leaderState struct {
 	replState                    map[ServerID]*followerReplication
 	notify                       map[*verifyFuture]struct{}
 	stepDown                     chan struct{}
+	// voterClock times the heartbeats of every voter together when
+	// Config.HeartbeatsTogether is set (pio patch 10).
+	voterClock *heartbeatClock
 }
 
 // setLeader is used to modify the current leader Address and ID of the cluster
@@ -478,6 +481,7 @@ func (r *Raft) setupLeaderState() {
 	r.leaderState.replState = make(map[ServerID]*followerReplication)
 	r.leaderState.notify = make(map[*verifyFuture]struct{})
 	r.leaderState.stepDown = make(chan struct{}, 1)
+	r.leaderState.voterClock = &heartbeatClock{}
 }
 
 // runLeader runs the main loop while in leader state. Do the setup here and drop into
@@ -624,6 +628,7 @@ func (r *Raft) startStopReplication() {
 				notify:              make(map[*verifyFuture]struct{}),
 				notifyCh:            make(chan struct{}, 1),
 				stepDown:            r.leaderState.stepDown,
+				voterClock:          r.leaderState.voterClock,
 			}
 
 			r.leaderState.replState[server.ID] = s

@@ -6,6 +6,7 @@ package raft
 import (
 	"errors"
 	"fmt"
+	"math/rand"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,10 @@ type followerReplication struct {
 	// idleSkips counts the commit timeouts in a row that had nothing to send
 	// (pio patch 4); private to the replication goroutine.
 	idleSkips int
+
+	// voterClock is the leader's clock for the heartbeats of voters, shared
+	// by every follower of this term (pio patch 10).
+	voterClock *heartbeatClock
 
 	// peer contains the network address and ID of the remote follower.
 	peer Server
@@ -437,9 +442,11 @@ func (r *Raft) heartbeat(s *followerReplication, stopCh chan struct{}) {
 	var resp AppendEntriesResponse
 	for {
 		// Wait for the next heartbeat interval or forced notify
+		own, together := r.nextHeartbeat(s)
 		select {
 		case <-s.notifyCh:
-		case <-randomTimeout(r.heartbeatInterval(s)):
+		case <-own:
+		case <-together:
 		case <-stopCh:
 			return
 		}
@@ -570,6 +577,46 @@ func (r *Raft) heartbeatInterval(s *followerReplication) time.Duration {
 		return conf.HeartbeatInterval
 	}
 	return conf.HeartbeatTimeout / 10
+}
+
+// nextHeartbeat returns what delivers when s is due its next heartbeat,
+// one of the two nil: a timer of its own, or with Config.HeartbeatsTogether
+// and s a voter, the next tick of the leader's voter clock (pio patch 10).
+func (r *Raft) nextHeartbeat(s *followerReplication) (own <-chan time.Time, together <-chan struct{}) {
+	interval := r.heartbeatInterval(s)
+	if interval > 0 && r.config().HeartbeatsTogether && s.voterClock != nil && s.isVoter() {
+		return nil, s.voterClock.next(interval)
+	}
+	return randomTimeout(interval), nil
+}
+
+// heartbeatClock ticks for the heartbeat goroutines of all voters at once
+// (pio patch 10): one timer wakes the leader for every voter's heartbeat,
+// instead of one timer per voter at its own random time. Each wait between
+// ticks is randomized to 1-2x the interval, as a voter's own timer is.
+type heartbeatClock struct {
+	mu sync.Mutex
+	ch chan struct{} // closed at the next tick; nil until someone waits
+}
+
+// next returns a channel closed at the clock's next tick, which comes one
+// randomized interval after the first call since the previous tick.
+func (c *heartbeatClock) next(interval time.Duration) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ch == nil {
+		ch := make(chan struct{})
+		c.ch = ch
+		time.AfterFunc(interval+time.Duration(rand.Int63())%interval, func() {
+			c.mu.Lock()
+			if c.ch == ch {
+				c.ch = nil
+			}
+			c.mu.Unlock()
+			close(ch)
+		})
+	}
+	return c.ch
 }
 
 // idleSkip reports whether the commit-timeout send to s has nothing to tell
