@@ -44,11 +44,16 @@ func (b *bench) init() error {
 }
 
 // cleanup kills every process started and removes the data unless kept.
+// Every process gets its SIGKILL before any is waited for: one at a time, 200
+// nodes on a saturated machine took minutes to stop after a Ctrl-C.
 func (b *bench) cleanup() {
 	b.mu.Lock()
 	procs := b.procs
 	b.procs = nil
 	b.mu.Unlock()
+	for _, p := range procs {
+		p.signalKill()
+	}
 	for _, p := range procs {
 		p.kill()
 	}
@@ -159,9 +164,16 @@ func (n *node) run() error {
 	})
 }
 
-func (n *node) kill() {
+// signalKill sends the node's process SIGKILL without waiting for it.
+func (n *node) signalKill() {
 	if n.cmd != nil && n.cmd.Process != nil {
 		_ = n.cmd.Process.Signal(syscall.SIGKILL)
+	}
+}
+
+func (n *node) kill() {
+	if n.cmd != nil && n.cmd.Process != nil {
+		n.signalKill()
 		select {
 		case <-n.exited:
 		case <-time.After(5 * time.Second):
