@@ -434,23 +434,34 @@ func (n *Node) Servers() ([]Server, error) {
 // configuration with the same address keeps its place. It reports whether the
 // node votes.
 func (n *Node) AddPeer(id, addr string) (voter bool, err error) {
+	voter, done, err := n.addVoter(id, addr)
+	if done || err != nil {
+		return voter, err
+	}
+	// A non-voter: it joins the next batch (a hundred Pioreactors starting
+	// at once take a few configuration changes, not a hundred).
+	return false, n.addNonvoter(raft.Server{ID: raft.ServerID(id), Address: raft.ServerAddress(addr)})
+}
+
+// addVoter does AddPeer's part under confMu: it answers for a node already in
+// the configuration at addr, and adds the node as a voter when it was one or
+// a seat is free. done is false when the node is to be added as a non-voter.
+func (n *Node) addVoter(id, addr string) (voter, done bool, err error) {
 	n.confMu.Lock()
+	defer n.confMu.Unlock()
 	r := n.r()
 	if r == nil {
-		n.confMu.Unlock()
-		return false, ErrShutdown
+		return false, true, ErrShutdown
 	}
 	servers, err := n.Servers()
 	if err != nil {
-		n.confMu.Unlock()
-		return false, err
+		return false, true, err
 	}
 	voters, known, wasVoter := 0, false, false
 	for _, s := range servers {
 		if s.ID == id {
 			if s.Addr == addr {
-				n.confMu.Unlock()
-				return s.Voter, nil
+				return s.Voter, true, nil
 			}
 			known, wasVoter = true, s.Voter // a new address: keep its suffrage
 		}
@@ -459,16 +470,12 @@ func (n *Node) AddPeer(id, addr string) (voter bool, err error) {
 		}
 	}
 	if !(known && wasVoter) && (known || voters >= n.cfg.MaxVoters) {
-		// A non-voter: it joins the next batch (a hundred Pioreactors
-		// starting at once take a few configuration changes, not a hundred).
-		n.confMu.Unlock()
-		return false, n.addNonvoter(raft.Server{ID: raft.ServerID(id), Address: raft.ServerAddress(addr)})
+		return false, false, nil
 	}
-	defer n.confMu.Unlock()
 	if err := r.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, n.cfg.ApplyTimeout).Error(); err != nil {
-		return false, mapRaftError(err)
+		return false, true, mapRaftError(err)
 	}
-	return true, nil
+	return true, true, nil
 }
 
 // Promote makes a non-voter a voter (same ID and address).

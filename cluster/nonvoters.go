@@ -85,8 +85,5 @@ func (n *Node) addNonvoters(batch []pendingNonvoter) error {
 	for i, p := range batch {
 		servers[i] = p.server
 	}
-	if len(servers) == 1 {
-		return mapRaftError(r.AddNonvoter(servers[0].ID, servers[0].Address, 0, n.cfg.ApplyTimeout).Error())
-	}
 	return mapRaftError(r.AddNonvoters(servers, 0, n.cfg.ApplyTimeout).Error())
 }
