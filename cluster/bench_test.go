@@ -12,28 +12,39 @@ import (
 	"github.com/pioreactor/pio/fsm"
 )
 
+// openNode opens a Raft peer over TCP on host (a loopback address), with
+// the default configuration changed by set (nil: none); it is closed when the
+// test ends.
+func openNode(tb testing.TB, host string, set func(*Config)) *Node {
+	tb.Helper()
+	cfg := DefaultConfig()
+	cfg.NodeID = uuid.NewString()
+	cfg.DataDir = tb.TempDir()
+	streams, err := listenTCP(host + ":0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.Streams = streams
+	tb.Cleanup(func() { streams.ln.Close() })
+	cfg.Logger = hclog.NewNullLogger()
+	if set != nil {
+		set(&cfg)
+	}
+	node, err := Open(cfg, fsm.New())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { node.Close() })
+	return node
+}
+
 // openCluster starts n Raft peers on loopback, the first bootstrapped and the
 // others added by it, and waits until all are in the configuration.
 func openCluster(tb testing.TB, n int) []*Node {
 	tb.Helper()
 	var nodes []*Node
 	for i := 0; i < n; i++ {
-		cfg := DefaultConfig()
-		cfg.NodeID = uuid.NewString()
-		cfg.DataDir = tb.TempDir()
-		streams, err := listenTCP(fmt.Sprintf("127.0.8.%d:0", i+1))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		cfg.Streams = streams
-		tb.Cleanup(func() { streams.ln.Close() })
-		cfg.Logger = hclog.NewNullLogger()
-		node, err := Open(cfg, fsm.New())
-		if err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() { node.Close() })
-		nodes = append(nodes, node)
+		nodes = append(nodes, openNode(tb, fmt.Sprintf("127.0.8.%d", i+1), nil))
 	}
 	if err := nodes[0].Bootstrap(); err != nil {
 		tb.Fatal(err)

@@ -6,10 +6,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/google/uuid"
-	"github.com/hashicorp/go-hclog"
-	"github.com/pioreactor/pio/fsm"
 )
 
 // TestConcurrentNonvotersShareConfigurationChanges starts a leader with one
@@ -20,23 +16,7 @@ func TestConcurrentNonvotersShareConfigurationChanges(t *testing.T) {
 	const peers = 12
 	var nodes []*Node
 	for i := 0; i <= peers; i++ {
-		cfg := DefaultConfig()
-		cfg.NodeID = uuid.NewString()
-		cfg.DataDir = t.TempDir()
-		cfg.MaxVoters = 1
-		streams, err := listenTCP(fmt.Sprintf("127.0.8.%d:0", 50+i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Streams = streams
-		t.Cleanup(func() { streams.ln.Close() })
-		cfg.Logger = hclog.NewNullLogger()
-		node, err := Open(cfg, fsm.New())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { node.Close() })
-		nodes = append(nodes, node)
+		nodes = append(nodes, openNode(t, fmt.Sprintf("127.0.8.%d", 50+i), func(c *Config) { c.MaxVoters = 1 }))
 	}
 	leader := nodes[0]
 	if err := leader.Bootstrap(); err != nil {
