@@ -412,7 +412,27 @@ func TestPIOHeartbeatIntervals(t *testing.T) {
 // heartbeat intervals; they shut down when the test ends.
 func startVoterAndNonVoter(t *testing.T, voter, nonVoter time.Duration, opts ...func(*Config)) (map[ServerID]*Raft, map[ServerID]*countTransport) {
 	t.Helper()
-	ids := []ServerID{"a", "b", "c"}
+	timing := func(conf *Config) {
+		conf.HeartbeatTimeout, conf.ElectionTimeout, conf.LeaderLeaseTimeout = 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond
+		conf.HeartbeatInterval, conf.NonVoterHeartbeatInterval = voter, nonVoter
+	}
+	// a leads alone at first, b votes, c joins as a non-voter.
+	nodes, trans := startLeaderAlone(t, []ServerID{"a", "b", "c"}, append([]func(*Config){timing}, opts...)...)
+	a := nodes["a"]
+	if err := a.AddVoter("b", "b", 0, time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.AddNonvoter("c", "c", 0, time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	return nodes, trans
+}
+
+// startLeaderAlone starts Raft peers with ids (the first is "a") over
+// connected in-memory transports, each configured by opts in order: a is
+// bootstrapped alone and leads when it returns; the others wait to be added.
+func startLeaderAlone(t *testing.T, ids []ServerID, opts ...func(*Config)) (map[ServerID]*Raft, map[ServerID]*countTransport) {
+	t.Helper()
 	trans := map[ServerID]*countTransport{}
 	for _, id := range ids {
 		_, tr := NewInmemTransport(ServerAddress(id))
@@ -425,14 +445,11 @@ func startVoterAndNonVoter(t *testing.T, voter, nonVoter time.Duration, opts ...
 			}
 		}
 	}
-	// a leads alone at first, b votes, c joins as a non-voter.
 	cfg := Configuration{Servers: []Server{{ID: "a", Address: "a"}}}
 	nodes := map[ServerID]*Raft{}
 	for _, id := range ids {
 		conf := inmemConfig(t)
 		conf.LocalID = id
-		conf.HeartbeatTimeout, conf.ElectionTimeout, conf.LeaderLeaseTimeout = 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond
-		conf.HeartbeatInterval, conf.NonVoterHeartbeatInterval = voter, nonVoter
 		for _, opt := range opts {
 			opt(conf)
 		}
@@ -456,12 +473,6 @@ func startVoterAndNonVoter(t *testing.T, voter, nonVoter time.Duration, opts ...
 			t.Fatal("a never led")
 		}
 		time.Sleep(10 * time.Millisecond)
-	}
-	if err := a.AddVoter("b", "b", 0, time.Second).Error(); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.AddNonvoter("c", "c", 0, time.Second).Error(); err != nil {
-		t.Fatal(err)
 	}
 	return nodes, trans
 }
@@ -637,43 +648,9 @@ func TestPIOIdleCommitIntervalValidated(t *testing.T) {
 // each, one commit after another), each of them then receives the log, and
 // a server already a voter keeps its vote.
 func TestPIOAddNonvotersInOneEntry(t *testing.T) {
-	ids := []ServerID{"a", "b", "c", "d"}
-	trans := map[ServerID]*InmemTransport{}
-	for _, id := range ids {
-		_, trans[id] = NewInmemTransport(ServerAddress(id))
-	}
-	for _, x := range ids {
-		for _, y := range ids {
-			if x != y {
-				trans[x].Connect(ServerAddress(y), trans[y])
-			}
-		}
-	}
-	nodes := map[ServerID]*Raft{}
-	for _, id := range ids {
-		conf := inmemConfig(t)
-		conf.LocalID = id
-		store, snaps := NewInmemStore(), NewInmemSnapshotStore()
-		if id == "a" {
-			if err := BootstrapCluster(conf, store, store, snaps, trans[id], Configuration{Servers: []Server{{ID: "a", Address: "a"}}}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		r, err := NewRaft(conf, nopFSM{}, store, store, snaps, trans[id])
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes[id] = r
-		t.Cleanup(func() { _ = r.Shutdown().Error() })
-	}
+	nodes, _ := startLeaderAlone(t, []ServerID{"a", "b", "c", "d"})
 	a := nodes["a"]
 	deadline := time.Now().Add(10 * time.Second)
-	for a.State() != Leader {
-		if time.Now().After(deadline) {
-			t.Fatal("a never led")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 	if err := a.Apply([]byte("x"), time.Second).Error(); err != nil {
 		t.Fatal(err)
 	}
