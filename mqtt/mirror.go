@@ -42,8 +42,8 @@ func (b *Broker) mirror() {
 
 // applied publishes what one applied entry changed. It reports whether the
 // entry calls for a full pass over the retained topics (units, assignments,
-// experiments or jobs changed), which the caller may put off while more
-// changes are queued.
+// experiments changed), which the caller may put off while more changes are
+// queued.
 func (b *Broker) applied(c fsm.Change) (stale bool) {
 	if c.Cmd == nil { // a snapshot was restored, or the state reset
 		return true
@@ -78,7 +78,12 @@ func (b *Broker) applied(c fsm.Change) (stale bool) {
 		return true
 	}
 	for _, r := range recs {
-		stale = stale || r.Jobs != nil // a job started, stopped or changed a setting
+		if r.Jobs != nil {
+			b.syncRetained() // a job started, stopped or changed a setting
+			break
+		}
+	}
+	for _, r := range recs {
 		for _, x := range r.Readings {
 			b.reading(x)
 		}
@@ -86,7 +91,7 @@ func (b *Broker) applied(c fsm.Change) (stale bool) {
 			b.logLine(l)
 		}
 	}
-	return stale
+	return false
 }
 
 // stamp is Pioreactor's timestamp: ISO 8601, UTC, milliseconds.
