@@ -210,6 +210,19 @@ func (b *bench) scale(ctx context.Context, n int, wait, stable time.Duration, fa
 	}
 	result["seconds_to_converge"] = converged.Seconds()
 	result["seconds_to_converge_after_last_start"] = (converged - started).Seconds()
+	// How much it took: the CPU of all the nodes from their start, the
+	// entries Raft committed, and its terms (each election that won or failed
+	// after a vote began adds one).
+	var ticks int64
+	for _, nd := range nodes {
+		if t, err := nd.cpuTicks(); err == nil {
+			ticks += t
+		}
+	}
+	result["cpu_seconds_to_converge"] = float64(ticks) / clockTicks
+	if ci, err := first.c.Cluster(ctx, false); err == nil {
+		result["commit_index_at_converge"], result["term_at_converge"] = ci.CommitIndex, ci.Term
+	}
 	fmt.Fprintf(os.Stderr, "scale: %d nodes agree %s after the first start\n", n, converged.Round(time.Millisecond))
 	if stable > 0 {
 		st, err := b.watchStable(ctx, nodes, n, stable)
