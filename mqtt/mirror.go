@@ -19,26 +19,49 @@ import (
 func (b *Broker) mirror() {
 	defer b.wg.Done()
 	// stale is set by a change that calls for a full pass over the retained
-	// topics; the pass waits until no change is queued, so that a burst (a
-	// hundred Pioreactors joining, a node catching up) costs one pass, not one
-	// per entry.
+	// topics. The pass waits until no change is queued, and comes at most
+	// every retainedPassEvery: a burst (a hundred Pioreactors joining, a node
+	// catching up) costs a few passes, not one per entry or gossip event,
+	// each over every unit.
 	stale := false
+	var last time.Time // of the last pass
+	later := time.NewTimer(time.Hour)
+	later.Stop()
+	defer later.Stop()
+	waiting := false // later is armed
+	pass := func() {
+		if !stale || waiting || len(b.changes) > 0 {
+			return
+		}
+		if wait := retainedPassEvery - time.Since(last); wait > 0 {
+			later.Reset(wait)
+			waiting = true
+			return
+		}
+		b.syncRetained()
+		stale, last = false, time.Now()
+	}
 	for {
 		select {
 		case <-b.ctx.Done():
 			return
 		case <-b.resync:
-			b.syncRetained()
-			stale = false
+			stale = true
+			pass()
 		case c := <-b.changes:
 			stale = b.applied(c) || stale
-			if stale && len(b.changes) == 0 {
-				b.syncRetained()
-				stale = false
-			}
+			pass()
+		case <-later.C:
+			waiting = false
+			pass()
 		}
 	}
 }
+
+// retainedPassEvery is the shortest time between two full passes over the
+// retained topics: MQTT dashboards see a change of who runs what or who is
+// alive within it.
+const retainedPassEvery = 250 * time.Millisecond
 
 // applied publishes what one applied entry changed. It reports whether the
 // entry calls for a full pass over the retained topics (units, assignments,
