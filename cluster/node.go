@@ -143,6 +143,10 @@ func (n *Node) open() error {
 	// One timer for all voters' heartbeats (raft copy, patch 10): the idle
 	// leader wakes once per interval, not once per voter.
 	rc.HeartbeatsTogether = true
+	// A follower that hears its leader does not wake for heartbeat checks
+	// that the contact answered (raft copy, patch 11); elections start when
+	// they would upstream.
+	rc.SkipAnsweredChecks = true
 
 	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
 	if n.cfg.SnapshotInterval > 0 {

@@ -121,6 +121,10 @@ type Raft struct {
 	// leader node. This can be used to gauge staleness.
 	lastContact     time.Time
 	lastContactLock sync.RWMutex
+	// followerChecks is the follower's heartbeat check timer while it runs
+	// with SkipAnsweredChecks (pio patch 11), nil otherwise; guarded by
+	// lastContactLock.
+	followerChecks *followerCheckTimer
 
 	// leaderAddr is the current cluster leader Address
 	leaderAddr ServerAddress

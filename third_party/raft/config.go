@@ -172,6 +172,17 @@ type Config struct {
 	// timers.
 	HeartbeatsTogether bool
 
+	// SkipAnsweredChecks keeps a follower from waking for heartbeat checks
+	// that a contact from the leader already answered (pio patch 11). A
+	// follower checks its last contact at random intervals of one to two
+	// HeartbeatTimeouts and starts an election when it is older than one;
+	// upstream it wakes for every check, and while the leader is heard every
+	// check passes. With this set, each contact moves the next check past
+	// those it answers, drawn from the same random intervals, so the
+	// follower wakes only for a check that can fail: elections start when
+	// they would upstream.
+	SkipAnsweredChecks bool
+
 	// IdleCommitInterval is how often an idle leader sends a follower the
 	// commit index although the follower acknowledged it already, a
 	// backstop (pio patch 8); 0 means HeartbeatTimeout, and a non-voter gets

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-metrics"
 )
 
 // closedStable is a stable store whose writes fail, as a closed file does.
@@ -752,5 +755,76 @@ func TestPIOHeartbeatsTogether(t *testing.T) {
 	// 50-100 ms apart: 20-40 in 2 s, and a margin for a loaded machine.
 	if beats < 12 || beats > 45 {
 		t.Errorf("%d heartbeats to b in 2 s, want 20-40", beats)
+	}
+}
+
+// TestPIOSkipAnsweredChecks checks pio patch 11: followers that hear their
+// leader do not wake for heartbeat checks (upstream, and without the option:
+// one every 1-2 HeartbeatTimeouts each, every one finding the contact
+// recent), and when the leader goes they still start an election and elect
+// another.
+func TestPIOSkipAnsweredChecks(t *testing.T) {
+	sink := metrics.NewInmemSink(time.Minute, time.Minute)
+	mcfg := metrics.DefaultConfig("pio")
+	mcfg.EnableHostname, mcfg.EnableRuntimeMetrics = false, false
+	if _, err := metrics.NewGlobal(mcfg, sink); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = metrics.NewGlobal(metrics.DefaultConfig(""), &metrics.BlackholeSink{}) })
+	checks := func() int {
+		n := 0
+		for _, iv := range sink.Data() {
+			iv.RLock()
+			for k, v := range iv.Counters {
+				if strings.HasSuffix(k, "raft.follower.heartbeatCheck") {
+					n += v.Count
+				}
+			}
+			iv.RUnlock()
+		}
+		return n
+	}
+	const timeout = 100 * time.Millisecond
+	for _, skip := range []bool{false, true} {
+		nodes, _ := startLeaderAlone(t, []ServerID{"a", "b", "c"}, func(c *Config) {
+			c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = timeout, timeout, timeout
+			c.SkipAnsweredChecks = skip
+		})
+		for _, id := range []ServerID{"b", "c"} {
+			if err := nodes["a"].AddVoter(id, ServerAddress(id), 0, time.Second).Error(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for _, id := range []ServerID{"b", "c"} {
+			for _, leader := nodes[id].LeaderWithID(); leader != "a"; _, leader = nodes[id].LeaderWithID() {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s never heard of a", id)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		before := checks()
+		time.Sleep(2 * time.Second)
+		idle := checks() - before
+		t.Logf("SkipAnsweredChecks %v: %d heartbeat checks by 2 followers in 2 s (HeartbeatTimeout %s)", skip, idle, timeout)
+		if skip && idle > 2 {
+			t.Errorf("%d heartbeat checks by 2 followers that hear their leader, with SkipAnsweredChecks: want none", idle)
+		}
+		if !skip && idle < 10 {
+			t.Errorf("%d heartbeat checks by 2 followers in 2 s without SkipAnsweredChecks (upstream: about 26): the comparison means nothing", idle)
+		}
+		// The leader goes: b or c must take over.
+		_ = nodes["a"].Shutdown().Error()
+		deadline = time.Now().Add(5 * time.Second)
+		for nodes["b"].State() != Leader && nodes["c"].State() != Leader {
+			if time.Now().After(deadline) {
+				t.Fatalf("SkipAnsweredChecks %v: no new leader 5 s after the leader stopped", skip)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		for _, n := range nodes {
+			_ = n.Shutdown().Error()
+		}
 	}
 }

@@ -165,6 +165,10 @@ func (r *Raft) runFollower() {
 	r.logger.Info("entering follower state", "follower", r, "leader-address", leaderAddr, "leader-id", leaderID)
 	metrics.IncrCounter([]string{"raft", "state", "follower"}, 1)
 	heartbeatTimer := randomTimeout(r.followerContactTimeout())
+	if r.config().SkipAnsweredChecks {
+		heartbeatTimer = r.startFollowerChecks(r.followerContactTimeout())
+		defer r.stopFollowerChecks()
+	}
 
 	for r.getState() == Follower {
 		r.mainThreadSaturation.sleeping()
@@ -212,13 +216,18 @@ func (r *Raft) runFollower() {
 			//  Ignore since we are not the leader
 
 		case <-r.followerNotifyCh:
-			heartbeatTimer = time.After(0)
+			if !r.rescheduleFollowerChecks(0) {
+				heartbeatTimer = time.After(0)
+			}
 
 		case <-heartbeatTimer:
 			r.mainThreadSaturation.working()
+			metrics.IncrCounter([]string{"raft", "follower", "heartbeatCheck"}, 1) // pio patch 11
 			// Restart the heartbeat timer
 			hbTimeout := r.followerContactTimeout()
-			heartbeatTimer = randomTimeout(hbTimeout)
+			if !r.rescheduleFollowerChecks(hbTimeout) {
+				heartbeatTimer = randomTimeout(hbTimeout)
+			}
 
 			// Check if we have had a successful contact
 			lastContact := r.LastContact()
@@ -2005,7 +2014,78 @@ func (r *Raft) installSnapshot(rpc RPC, req *InstallSnapshotRequest) {
 func (r *Raft) setLastContact() {
 	r.lastContactLock.Lock()
 	r.lastContact = time.Now()
+	if c := r.followerChecks; c != nil {
+		c.answered(r.lastContact)
+	}
 	r.lastContactLock.Unlock()
+}
+
+// followerCheckTimer is a follower's heartbeat check timer with
+// SkipAnsweredChecks (pio patch 11): the times of its checks follow
+// upstream's (each one to two timeouts after the previous), but checks that
+// a contact answered are skipped without waking the follower.
+type followerCheckTimer struct {
+	timer   *time.Timer
+	timeout time.Duration // the follower's contact timeout when the check was scheduled
+	next    time.Time     // the time of the next check
+}
+
+// answered skips the checks that a contact at t answers: those before
+// t+timeout, which would find the contact recent enough. The timer moves
+// only when the next check did.
+func (c *followerCheckTimer) answered(t time.Time) {
+	if c.timeout <= 0 {
+		return
+	}
+	moved := false
+	for c.next.Before(t.Add(c.timeout)) {
+		c.next = c.next.Add(randomDuration(c.timeout))
+		moved = true
+	}
+	if moved {
+		c.timer.Reset(time.Until(c.next))
+	}
+}
+
+// startFollowerChecks starts the follower's check timer, its first check
+// one to two timeouts from now, and returns its channel.
+func (r *Raft) startFollowerChecks(timeout time.Duration) <-chan time.Time {
+	first := randomDuration(timeout)
+	c := &followerCheckTimer{timer: time.NewTimer(first), timeout: timeout, next: time.Now().Add(first)}
+	r.lastContactLock.Lock()
+	r.followerChecks = c
+	r.lastContactLock.Unlock()
+	return c.timer.C
+}
+
+// stopFollowerChecks stops the check timer when the follower state ends.
+func (r *Raft) stopFollowerChecks() {
+	r.lastContactLock.Lock()
+	if r.followerChecks != nil {
+		r.followerChecks.timer.Stop()
+		r.followerChecks = nil
+	}
+	r.lastContactLock.Unlock()
+}
+
+// rescheduleFollowerChecks schedules the next check one to two timeouts
+// from now (timeout 0: at once), reporting false when the follower runs
+// without SkipAnsweredChecks.
+func (r *Raft) rescheduleFollowerChecks(timeout time.Duration) bool {
+	r.lastContactLock.Lock()
+	defer r.lastContactLock.Unlock()
+	c := r.followerChecks
+	if c == nil {
+		return false
+	}
+	wait := time.Duration(0)
+	if timeout > 0 {
+		c.timeout = timeout
+		wait = randomDuration(timeout)
+	}
+	c.next = time.Now().Add(wait)
+	c.timer.Reset(wait)
+	return true
 }
 
 type voteResult struct {

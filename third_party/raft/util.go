@@ -34,6 +34,15 @@ func randomTimeout(minVal time.Duration) <-chan time.Time {
 	return time.After(minVal + extra)
 }
 
+// randomDuration returns a duration between minVal and 2x minVal, as
+// randomTimeout waits (pio patch 11).
+func randomDuration(minVal time.Duration) time.Duration {
+	if minVal <= 0 {
+		return 0
+	}
+	return minVal + time.Duration(rand.Int63())%minVal
+}
+
 // min returns the minimum.
 func min(a, b uint64) uint64 {
 	if a <= b {
