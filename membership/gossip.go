@@ -163,10 +163,6 @@ func StartGossip(cfg GossipConfig, meta Meta) (*Gossip, error) {
 	// sleep while memberlist's queue is empty (memberlist copy, patch 4):
 	// an idle member does not wake five times a second to send nothing.
 	mc.GossipWhenQueued = true
-	// An ack that comes in time ends its probe on the goroutine that read it
-	// (memberlist copy, patch 5): the probe loop sleeps until the next probe
-	// instead of waking once more per probe for the ack.
-	mc.ProbeAcksInline = true
 	mc.EnableCompression = false // a LAN: CPU matters more than bytes
 	mc.PushPullInterval = 10 * time.Second
 	mc.TCPTimeout = 2 * time.Second

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -199,52 +198,11 @@ func (m *Manager) memberRequest() rpc.MemberRequest {
 // Run works until ctx ends: on the leader it reconciles gossip into the
 // cluster (per gossip event and every ReconcileInterval); on every node it
 // rejoins unseen members, keeps peers.json, and notices its own removal.
-//
-// A follower has nothing to reconcile, so it does not tick every
-// ReconcileInterval: it follows the database when an entry is applied (at
-// most once per ReconcileInterval) and checks every followerCheckEvery
-// intervals besides. An idle Pi wakes for nothing less often.
 func (m *Manager) Run(ctx context.Context) {
 	defer m.unsubscribe()
 	known := m.rejoin(rejoinContacts)
-	// applied is signalled by the first entry applied after a follower's
-	// step; the step re-arms it.
-	applied := make(chan struct{}, 1)
-	var watchApplied atomic.Bool
-	watchApplied.Store(true)
-	defer m.fsm.Subscribe(func(fsm.Change) {
-		if watchApplied.CompareAndSwap(true, false) {
-			select {
-			case applied <- struct{}{}:
-			default: // a step is due anyway
-			}
-		}
-	})()
-	leaderChanged := make(chan struct{}, 1)
-	defer m.node.OnLeaderChange(func(string) {
-		select {
-		case leaderChanged <- struct{}{}:
-		default:
-		}
-	})()
-	period := func() time.Duration {
-		if m.node.IsLeader() {
-			return m.cfg.ReconcileInterval
-		}
-		return followerCheckEvery * m.cfg.ReconcileInterval
-	}
-	every := period()
-	tick := time.NewTicker(every)
+	tick := time.NewTicker(m.cfg.ReconcileInterval)
 	defer tick.Stop()
-	// follow is armed when an entry was applied on a follower: the step
-	// waits for the rest of a burst of entries.
-	follow := time.NewTimer(time.Hour)
-	follow.Stop()
-	defer follow.Stop()
-	step := func() {
-		m.step(ctx)
-		watchApplied.Store(!m.node.IsLeader())
-	}
 	rejoin := time.NewTimer(m.rejoinEvery(known))
 	defer rejoin.Stop()
 	for {
@@ -259,19 +217,9 @@ func (m *Manager) Run(ctx context.Context) {
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
-			step()
+			m.step(ctx)
 		case <-tick.C:
-			step()
-		case <-applied:
-			follow.Reset(m.cfg.ReconcileInterval)
-		case <-follow.C:
-			step()
-		case <-leaderChanged:
-			if p := period(); p != every {
-				every = p
-				tick.Reset(every)
-			}
-			step()
+			m.step(ctx)
 		case <-rejoin.C:
 			known := m.rejoin(1)
 			m.checkRemoved(ctx)
@@ -286,11 +234,6 @@ func (m *Manager) Run(ctx context.Context) {
 		}
 	}
 }
-
-// followerCheckEvery is how many ReconcileIntervals a follower lets pass
-// between two steps when no entry is applied and gossip is quiet (5 s by
-// default): a check that peers.json could be written, nothing more.
-const followerCheckEvery = 10
 
 // OnChange calls fn each time gossip reports that a member joined, changed
 // health or went, until stop is called (while Run runs). fn runs on the

@@ -184,14 +184,6 @@ type Config struct {
 	// queues broadcasts of its own.
 	GossipWhenQueued bool
 
-	// ProbeAcksInline ends a probe whose ack arrives within ProbeTimeout on
-	// the goroutine that read the ack (pio patch 5): the probe loop sends
-	// the ping and sleeps until the next probe, and comes back to the probe
-	// only if ProbeTimeout passes without an ack, for its failure path
-	// (indirect pings, TCP, suspicion) as upstream. Upstream the probe loop
-	// waits for the ack, which wakes it once more per probe.
-	ProbeAcksInline bool
-
 	// GossipVerifyIncoming controls whether to enforce encryption for incoming
 	// gossip. It is used for upshifting from unencrypted to encrypted gossip on
 	// a running cluster.

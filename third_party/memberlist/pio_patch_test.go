@@ -2,7 +2,6 @@ package memberlist
 
 import (
 	"net"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -288,105 +287,5 @@ func TestPIOGossipOnlyWhenQueued(t *testing.T) {
 		for _, m := range members {
 			_ = m.Shutdown()
 		}
-	}
-}
-
-// slowAcks makes the member answer every ping 40 ms late: memberlist asks
-// its Ping delegate for the ack's payload before it sends the ack.
-type slowAcks struct{}
-
-func (slowAcks) AckPayload() []byte                              { time.Sleep(40 * time.Millisecond); return nil }
-func (slowAcks) NotifyPingComplete(*Node, time.Duration, []byte) {}
-
-// TestPIOProbeAcksInline checks pio patch 5 on two real members over UDP,
-// the second answering pings 40 ms late. Upstream (and without
-// ProbeAcksInline) the first member's probe loop waits in probeNode for each
-// ack, about 40 % of the time, and wakes when it comes; with the option no
-// goroutine waits for an ack, yet every probe still completes and the
-// member's health stays perfect. Then the second member dies and the
-// failure path (indirect pings, suspicion) declares it dead as upstream.
-func TestPIOProbeAcksInline(t *testing.T) {
-	const interval = 100 * time.Millisecond
-	waiting := map[bool]float64{}
-	for _, inline := range []bool{false, true} {
-		var members []*Memberlist
-		first := &countPings{}
-		for i := 0; i < 2; i++ {
-			cfg := testConfig(t)
-			cfg.ProbeInterval, cfg.ProbeTimeout, cfg.ProbeAcksInline = interval, 80*time.Millisecond, inline
-			cfg.SuspicionMult, cfg.GossipInterval = 1, 20*time.Millisecond
-			cfg.Logger, cfg.LogOutput = nil, discard{}
-			if i == 0 {
-				cfg.Ping = first
-			} else {
-				cfg.Ping = slowAcks{}
-			}
-			m, err := Create(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = m.Shutdown() })
-			members = append(members, m)
-		}
-		local := members[0].LocalNode()
-		if _, err := members[1].Join([]string{local.Name + "/" + net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))}); err != nil {
-			t.Fatal(err)
-		}
-		// Sample every goroutine's stack for a second: how often is one
-		// waiting in probeNode for an ack?
-		before := first.n.Load()
-		samples, inProbe := 0, 0
-		buf := make([]byte, 1<<20)
-		for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(2 * time.Millisecond) {
-			samples++
-			if strings.Contains(string(buf[:runtime.Stack(buf, true)]), ").probeNode(") {
-				inProbe++
-			}
-		}
-		acked := first.n.Load() - before
-		waiting[inline] = float64(inProbe) / float64(samples)
-		t.Logf("ProbeAcksInline %v: a goroutine waited in probeNode in %d of %d samples; %d probes acked in 1 s; health score %d",
-			inline, inProbe, samples, acked, members[0].GetHealthScore())
-		if acked < 3 {
-			t.Errorf("ProbeAcksInline %v: %d probes acked in time in a second at a %s interval, want several", inline, acked, interval)
-		}
-		if score := members[0].GetHealthScore(); score != 0 {
-			t.Errorf("ProbeAcksInline %v: health score %d after probes that were all acked, want 0", inline, score)
-		}
-		// The second member dies: the first must declare it dead, through
-		// the failure path of its probes.
-		_ = members[1].Shutdown()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			var state NodeStateType = StateAlive
-			members[0].nodeLock.RLock()
-			if n, ok := members[0].nodeMap[members[1].config.Name]; ok {
-				state = n.State
-			}
-			members[0].nodeLock.RUnlock()
-			if state == StateDead {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("ProbeAcksInline %v: the dead member is %v after 5 s, want dead", inline, state)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		_ = members[0].Shutdown()
-		// A probe of the dead member may still wait for its indirect acks:
-		// let the probe loops end before the next round samples stacks.
-		deadline = time.Now().Add(5 * time.Second)
-		for strings.Contains(string(buf[:runtime.Stack(buf, true)]), "memberlist.(*Memberlist).probe") {
-			if time.Now().After(deadline) {
-				t.Fatal("the probe loops of shut down members still run after 5 s")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	if waiting[true] > 0.02 {
-		t.Errorf("with ProbeAcksInline a goroutine waited for an ack in %.0f %% of the samples, want none", 100*waiting[true])
-	}
-	if waiting[false] < 0.15 {
-		t.Errorf("without ProbeAcksInline a goroutine waited for an ack in only %.0f %% of the samples: the comparison means nothing", 100*waiting[false])
 	}
 }

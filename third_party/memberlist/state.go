@@ -134,9 +134,8 @@ func (m *Memberlist) schedule() {
 	stopCh := make(chan struct{})
 
 	// Create a new probeTicker
-	if m.config.ProbeInterval > 0 && (m.config.ProbeScaleThreshold > 0 || m.config.ProbeAcksInline) {
-		// pio patch 1: an interval that follows the cluster's size; patch 5: acks handled inline
-		go m.probeTrigger(stopCh)
+	if m.config.ProbeInterval > 0 && m.config.ProbeScaleThreshold > 0 {
+		go m.probeTrigger(stopCh) // pio patch 1: an interval that follows the cluster's size
 	} else if m.config.ProbeInterval > 0 {
 		t := time.NewTicker(m.config.ProbeInterval)
 		go m.triggerFunc(m.config.ProbeInterval, t.C, stopCh, m.probe)
@@ -204,23 +203,13 @@ func (m *Memberlist) probeTrigger(stop <-chan struct{}) {
 	randStagger := time.Duration(uint64(rand.Int63()) % uint64(interval))
 	t := time.NewTimer(randStagger)
 	defer t.Stop()
-	// With ProbeAcksInline (pio patch 5) a probe returns once its ping is
-	// out, and a probe whose ack did not come in time comes back on misses
-	// for its failure path, which runs here as probeNode would run it.
-	misses := make(chan *pendingProbe)
 	for {
 		select {
 		case <-t.C:
-			if !m.config.ProbeAcksInline {
-				m.probe()
-			} else if node, ok := m.nextProbeTarget(); ok {
-				m.probeNodeInline(&node, misses, stop)
-			}
-		case p := <-misses:
-			m.probeFailed(p)
 		case <-stop:
 			return
 		}
+		m.probe()
 		t.Reset(probeScale(interval, m.estNumNodes(), m.config.ProbeScaleThreshold))
 	}
 }
@@ -296,14 +285,6 @@ func (m *Memberlist) deschedule() {
 
 // Tick is used to perform a single round of failure detection and gossip
 func (m *Memberlist) probe() {
-	if node, ok := m.nextProbeTarget(); ok {
-		m.probeNode(&node)
-	}
-}
-
-// nextProbeTarget moves the probe index on to the next member to probe and
-// returns a copy of it; false when no member is to be probed.
-func (m *Memberlist) nextProbeTarget() (nodeState, bool) {
 	// Track the number of indexes we've considered probing
 	numCheck := 0
 START:
@@ -312,7 +293,7 @@ START:
 	// Make sure we don't wrap around infinitely
 	if numCheck >= len(m.nodes) {
 		m.nodeLock.RUnlock()
-		return nodeState{}, false
+		return
 	}
 
 	// Handle the wrap around case
@@ -341,7 +322,9 @@ START:
 		numCheck++
 		goto START
 	}
-	return node, true
+
+	// Probe the specific node
+	m.probeNode(&node)
 }
 
 // probeNodeByAddr just safely calls probeNode given only the address of the node (for tests)
@@ -373,39 +356,10 @@ func failedRemote(err error) bool {
 	return false
 }
 
-// The states of a probe whose ack is handled where it is read (pio patch 5).
-const (
-	probePending int32 = iota // the ping is out, neither ack nor timeout yet
-	probeAcked                // the ack came within ProbeTimeout
-	probeMissed               // ProbeTimeout passed first: the failure path runs
-)
+// probeNode handles a single round of failure checking on a node.
+func (m *Memberlist) probeNode(node *nodeState) {
+	defer metrics.MeasureSinceWithLabels([]string{"memberlist", "probeNode"}, time.Now(), m.metricLabels)
 
-// pendingProbe is one probe of a member, from its ping to its end.
-type pendingProbe struct {
-	node          *nodeState
-	ping          ping
-	ackCh         chan ackMessage
-	nackCh        chan struct{}
-	sent          time.Time
-	deadline      time.Time
-	probeInterval time.Duration
-	// sentOK is true once the ping went out: a probe that ends well from
-	// then on improves this member's health score.
-	sentOK bool
-
-	// state and missTimer are used only when acks are handled inline
-	// (Config.ProbeAcksInline): state is probePending, probeAcked or
-	// probeMissed, and missTimer moves it to probeMissed after ProbeTimeout.
-	state     atomic.Int32
-	missTimer *time.Timer
-}
-
-// startProbe prepares a probe of node and sets up its ack handler. With
-// misses set (ProbeAcksInline), an ack that arrives within ProbeTimeout ends
-// the probe on the goroutine that read it (probeAcked) instead of being sent
-// on ackCh, and after ProbeTimeout without one the probe is handed to
-// misses, unless stop closes first.
-func (m *Memberlist) startProbe(node *nodeState, misses chan<- *pendingProbe, stop <-chan struct{}) *pendingProbe {
 	// We use our health awareness to scale the overall probe interval, so we
 	// slow down if we detect problems. The ticker that calls us can handle
 	// us running over the base interval, and will skip missed ticks.
@@ -416,76 +370,56 @@ func (m *Memberlist) startProbe(node *nodeState, misses chan<- *pendingProbe, st
 
 	// Prepare a ping message and setup an ack handler.
 	selfAddr, selfPort := m.getAdvertise()
-	p := &pendingProbe{
-		node: node,
-		ping: ping{
-			SeqNo:      m.nextSeqNo(),
-			Node:       node.Name,
-			SourceAddr: selfAddr,
-			SourcePort: selfPort,
-			SourceNode: m.config.Name,
-		},
-		ackCh:         make(chan ackMessage, m.config.IndirectChecks+1),
-		nackCh:        make(chan struct{}, m.config.IndirectChecks+1),
-		probeInterval: probeInterval,
+	ping := ping{
+		SeqNo:      m.nextSeqNo(),
+		Node:       node.Name,
+		SourceAddr: selfAddr,
+		SourcePort: selfPort,
+		SourceNode: m.config.Name,
 	}
-	var first func(ackMessage) bool
-	if misses != nil {
-		p.missTimer = time.AfterFunc(m.config.ProbeTimeout, func() {
-			if !p.state.CompareAndSwap(probePending, probeMissed) {
-				return
-			}
-			m.logger.Printf("[DEBUG] memberlist: Failed UDP ping: %s (timeout reached)", node.Name)
-			select {
-			case misses <- p:
-			case <-stop:
-			}
-		})
-		first = func(v ackMessage) bool {
-			if !p.state.CompareAndSwap(probePending, probeAcked) {
-				return false // too late: the failure path waits on ackCh
-			}
-			p.missTimer.Stop()
-			m.probeAcked(p, v)
-			return true
-		}
-	}
+	ackCh := make(chan ackMessage, m.config.IndirectChecks+1)
+	nackCh := make(chan struct{}, m.config.IndirectChecks+1)
+	m.setProbeChannels(ping.SeqNo, ackCh, nackCh, probeInterval)
+
 	// Mark the sent time here, which should be after any pre-processing but
 	// before system calls to do the actual send. This probably over-reports
 	// a bit, but it's the best we can do. We had originally put this right
 	// after the I/O, but that would sometimes give negative RTT measurements
-	// which was not desirable. (pio patch 5: before the handler is set, which
-	// orders it before an inline ack handler reading it.)
-	p.sent = time.Now()
-	p.deadline = p.sent.Add(probeInterval)
-	m.setProbeHandlers(p.ping.SeqNo, p.ackCh, p.nackCh, probeInterval, first)
-	return p
-}
+	// which was not desirable.
+	sent := time.Now()
 
-// sendProbe sends the probe's ping. If this node looks like it's suspect or
-// dead, it also tacks on a suspect message so that it has a chance to refute
-// as soon as possible. It reports false when the send failed; the probe then
-// goes on to its failure path only if remote is true.
-func (m *Memberlist) sendProbe(p *pendingProbe) (ok, remote bool) {
-	node := p.node
+	// Send a ping to the node. If this node looks like it's suspect or dead,
+	// also tack on a suspect message so that it has a chance to refute as
+	// soon as possible.
+	deadline := sent.Add(probeInterval)
 	addr := node.Address()
+
+	// Arrange for our self-awareness to get updated.
+	var awarenessDelta int
+	defer func() {
+		m.awareness.ApplyDelta(awarenessDelta)
+	}()
 	if node.State == StateAlive {
-		if err := m.encodeAndSendMsg(node.FullAddress(), pingMsg, &p.ping); err != nil {
+		if err := m.encodeAndSendMsg(node.FullAddress(), pingMsg, &ping); err != nil {
 			m.logger.Printf("[ERR] memberlist: Failed to send UDP ping: %s", err)
-			return false, failedRemote(err)
+			if failedRemote(err) {
+				goto HANDLE_REMOTE_FAILURE
+			} else {
+				return
+			}
 		}
 	} else {
 		var msgs [][]byte
-		if buf, err := encode(pingMsg, &p.ping, m.config.MsgpackUseNewTimeFormat); err != nil {
+		if buf, err := encode(pingMsg, &ping, m.config.MsgpackUseNewTimeFormat); err != nil {
 			m.logger.Printf("[ERR] memberlist: Failed to encode UDP ping message: %s", err)
-			return false, false
+			return
 		} else {
 			msgs = append(msgs, buf.Bytes())
 		}
 		s := suspect{Incarnation: node.Incarnation, Node: node.Name, From: m.config.Name}
 		if buf, err := encode(suspectMsg, &s, m.config.MsgpackUseNewTimeFormat); err != nil {
 			m.logger.Printf("[ERR] memberlist: Failed to encode suspect message: %s", err)
-			return false, false
+			return
 		} else {
 			msgs = append(msgs, buf.Bytes())
 		}
@@ -493,54 +427,36 @@ func (m *Memberlist) sendProbe(p *pendingProbe) (ok, remote bool) {
 		compound := makeCompoundMessage(msgs)
 		if err := m.rawSendMsgPacket(node.FullAddress(), &node.Node, compound.Bytes()); err != nil {
 			m.logger.Printf("[ERR] memberlist: Failed to send UDP compound ping and suspect message to %s: %s", addr, err)
-			return false, failedRemote(err)
+			if failedRemote(err) {
+				goto HANDLE_REMOTE_FAILURE
+			} else {
+				return
+			}
 		}
 	}
 
-	// At this point we've sent the ping, so if the probe ends well it
-	// improves our health, until the failure path at the end decides
-	// otherwise.
-	p.sentOK = true
-	return true, false
-}
-
-// probeAcked ends a probe whose direct ack came in time.
-func (m *Memberlist) probeAcked(p *pendingProbe, v ackMessage) {
-	if m.config.Ping != nil {
-		rtt := v.Timestamp.Sub(p.sent)
-		m.config.Ping.NotifyPingComplete(&p.node.Node, rtt, v.Payload)
-	}
-	m.endProbe(p, -1)
-}
-
-// endProbe applies what a probe taught about our own health.
-func (m *Memberlist) endProbe(p *pendingProbe, awarenessDelta int) {
-	metrics.MeasureSinceWithLabels([]string{"memberlist", "probeNode"}, p.sent, m.metricLabels)
-	m.awareness.ApplyDelta(awarenessDelta)
-}
-
-// probeNode handles a single round of failure checking on a node.
-func (m *Memberlist) probeNode(node *nodeState) {
-	p := m.startProbe(node, nil, nil)
-	if ok, remote := m.sendProbe(p); !ok {
-		if remote {
-			m.probeFailed(p)
-		}
-		return
-	}
+	// Arrange for our self-awareness to get updated. At this point we've
+	// sent the ping, so any return statement means the probe succeeded
+	// which will improve our health until we get to the failure scenarios
+	// at the end of this function, which will alter this delta variable
+	// accordingly.
+	awarenessDelta = -1
 
 	// Wait for response or round-trip-time.
 	select {
-	case v := <-p.ackCh:
+	case v := <-ackCh:
 		if v.Complete {
-			m.probeAcked(p, v)
+			if m.config.Ping != nil {
+				rtt := v.Timestamp.Sub(sent)
+				m.config.Ping.NotifyPingComplete(&node.Node, rtt, v.Payload)
+			}
 			return
 		}
 
 		// As an edge case, if we get a timeout, we need to re-enqueue it
 		// here to break out of the select below.
 		if !v.Complete {
-			p.ackCh <- v
+			ackCh <- v
 		}
 	case <-time.After(m.config.ProbeTimeout):
 		// Note that we don't scale this timeout based on awareness and
@@ -551,43 +467,8 @@ func (m *Memberlist) probeNode(node *nodeState) {
 		// time to wait for indirect acks/nacks.
 		m.logger.Printf("[DEBUG] memberlist: Failed UDP ping: %s (timeout reached)", node.Name)
 	}
-	m.probeFailed(p)
-}
 
-// probeNodeInline starts a probe of node and returns once its ping is out
-// (pio patch 5). An ack within ProbeTimeout ends the probe on the goroutine
-// that read it; without one, the probe is handed to misses, where the
-// caller runs its failure path (probeFailed), unless stop closes first. A
-// ping that could not be sent to the member goes to the failure path at
-// once, here. probeNode instead waits for the ack, which wakes its
-// goroutine once more per probe.
-func (m *Memberlist) probeNodeInline(node *nodeState, misses chan<- *pendingProbe, stop <-chan struct{}) {
-	p := m.startProbe(node, misses, stop)
-	if ok, remote := m.sendProbe(p); !ok {
-		if p.state.CompareAndSwap(probePending, probeMissed) {
-			p.missTimer.Stop()
-			if remote {
-				m.probeFailed(p)
-			}
-		}
-	}
-}
-
-// probeFailed is a probe's failure path: the direct ping got no ack in time
-// (or could not be sent to the member), so it asks IndirectChecks other
-// members to ping it, tries TCP, waits until the probe interval ends, and
-// suspects the member if nothing answered.
-func (m *Memberlist) probeFailed(p *pendingProbe) {
-	node, ackCh, nackCh := p.node, p.ackCh, p.nackCh
-	// Arrange for our self-awareness to get updated.
-	awarenessDelta := 0
-	if p.sentOK {
-		awarenessDelta = -1
-	}
-	defer func() {
-		m.endProbe(p, awarenessDelta)
-	}()
-
+HANDLE_REMOTE_FAILURE:
 	// Get some random live nodes.
 	m.nodeLock.RLock()
 	kNodes := kRandomNodes(m.config.IndirectChecks, m.nodes, func(n *nodeState) bool {
@@ -599,9 +480,9 @@ func (m *Memberlist) probeFailed(p *pendingProbe) {
 
 	// Attempt an indirect ping.
 	expectedNacks := 0
-	selfAddr, selfPort := m.getAdvertise()
+	selfAddr, selfPort = m.getAdvertise()
 	ind := indirectPingReq{
-		SeqNo:      p.ping.SeqNo,
+		SeqNo:      ping.SeqNo,
 		Target:     node.Addr,
 		Port:       node.Port,
 		Node:       node.Name,
@@ -638,11 +519,11 @@ func (m *Memberlist) probeFailed(p *pendingProbe) {
 	if (!disableTcpPings) && (node.PMax >= 3) {
 		go func() {
 			defer close(fallbackCh)
-			didContact, err := m.sendPingAndWaitForAck(node.FullAddress(), p.ping, p.deadline)
+			didContact, err := m.sendPingAndWaitForAck(node.FullAddress(), ping, deadline)
 			if err != nil {
 				var to string
 				if ne, ok := err.(net.Error); ok && ne.Timeout() {
-					to = fmt.Sprintf("timeout %s: ", p.probeInterval)
+					to = fmt.Sprintf("timeout %s: ", probeInterval)
 				}
 				m.logger.Printf("[ERR] memberlist: Failed fallback TCP ping: %s%s", to, err)
 			} else {
@@ -1005,21 +886,10 @@ type ackMessage struct {
 // will be false on timeout. Any nack messages will cause an empty struct to be
 // passed to the nackCh, which can be nil if not needed.
 func (m *Memberlist) setProbeChannels(seqNo uint32, ackCh chan ackMessage, nackCh chan struct{}, timeout time.Duration) {
-	m.setProbeHandlers(seqNo, ackCh, nackCh, timeout, nil)
-}
-
-// setProbeHandlers is setProbeChannels where an ack is first offered to
-// first, if not nil, and sent on ackCh only if first returns false (pio
-// patch 5: first runs on the goroutine that read the ack).
-func (m *Memberlist) setProbeHandlers(seqNo uint32, ackCh chan ackMessage, nackCh chan struct{}, timeout time.Duration, first func(ackMessage) bool) {
 	// Create handler functions for acks and nacks
 	ackFn := func(payload []byte, timestamp time.Time) {
-		v := ackMessage{true, payload, timestamp}
-		if first != nil && first(v) {
-			return
-		}
 		select {
-		case ackCh <- v:
+		case ackCh <- ackMessage{true, payload, timestamp}:
 		default:
 		}
 	}
