@@ -61,6 +61,9 @@ type Agent struct {
 	// profiles runs the experiment profiles while this node leads.
 	profiles *profilerun.Runner
 
+	// stopCores ends followCores (a no-op without Config.FollowCores).
+	stopCores func()
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
@@ -256,6 +259,10 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
+	a.stopCores = func() {}
+	if cfg.FollowCores {
+		a.stopCores = followCores(node, log)
+	}
 	serve := func() {
 		a.wg.Add(1)
 		go func() {
@@ -324,6 +331,7 @@ func (a *Agent) Close() error {
 			a.worker.Close() // pumps first, then heater, then the rest
 		}
 		a.api.Close()
+		a.stopCores()
 		a.cancel()
 		a.wg.Wait()
 		_ = a.rpc.Close()

@@ -41,7 +41,11 @@ type Config struct {
 	Join          string
 	Worker        bool
 	PreferLeader  bool
-	Hardware      string
+	// FollowCores gives Go's scheduler every core while this node leads and
+	// one while it follows (see followCores); pio serve sets it. It is
+	// process-wide: leave it off when several nodes share a process.
+	FollowCores bool
+	Hardware    string
 	// Model is the Pioreactor model (its vial and heater limits): see jobs.LimitsFor.
 	Model string
 	// PumpMLPerSecond is the pumps' calibration, ml a second at 100 %.

@@ -47,6 +47,7 @@ environment and a key in the --config file.`,
 			tuneGC()
 			startPprof(log)
 			cfg.Version = version
+			cfg.FollowCores = true // this process runs one node
 			rt, err := agent.StartRuntime(cfg, log)
 			if err != nil {
 				return err
