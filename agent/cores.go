@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"sync"
 
 	"github.com/pioreactor/pio/cluster"
 )
@@ -30,13 +31,19 @@ func followCores(node *cluster.Node, log *slog.Logger) (stop func()) {
 		return func() {}
 	}
 	numCPU := runtime.NumCPU()
-	set := func(leader bool) {
-		if n := coresFor(leader, numCPU); runtime.GOMAXPROCS(0) != n {
+	// mu orders the first setting, made here, with those of leader changes,
+	// made on the node's observer goroutine: the role read last is set last.
+	var mu sync.Mutex
+	set := func(leader func() bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		l := leader()
+		if n := coresFor(l, numCPU); runtime.GOMAXPROCS(0) != n {
 			runtime.GOMAXPROCS(n)
-			log.Debug("cores for Go's scheduler follow this node's role", "cores", n, "leader", leader)
+			log.Debug("cores for Go's scheduler follow this node's role", "cores", n, "leader", l)
 		}
 	}
-	stop = node.OnLeaderChange(func(id string) { set(id == node.ID()) })
-	set(node.IsLeader())
+	stop = node.OnLeaderChange(func(id string) { set(func() bool { return id == node.ID() }) })
+	set(node.IsLeader)
 	return stop
 }
