@@ -164,10 +164,12 @@ func (r *Raft) runFollower() {
 	leaderAddr, leaderID := r.LeaderWithID()
 	r.logger.Info("entering follower state", "follower", r, "leader-address", leaderAddr, "leader-id", leaderID)
 	metrics.IncrCounter([]string{"raft", "state", "follower"}, 1)
-	heartbeatTimer := randomTimeout(r.followerContactTimeout())
+	var heartbeatTimer <-chan time.Time
 	if r.config().SkipAnsweredChecks {
 		heartbeatTimer = r.startFollowerChecks(r.followerContactTimeout())
 		defer r.stopFollowerChecks()
+	} else {
+		heartbeatTimer = randomTimeout(r.followerContactTimeout())
 	}
 
 	for r.getState() == Follower {
@@ -2050,11 +2052,11 @@ func (c *followerCheckTimer) answered(t time.Time) {
 // startFollowerChecks starts the follower's check timer, its first check
 // one to two timeouts from now, and returns its channel.
 func (r *Raft) startFollowerChecks(timeout time.Duration) <-chan time.Time {
-	first := randomDuration(timeout)
-	c := &followerCheckTimer{timer: time.NewTimer(first), timeout: timeout, next: time.Now().Add(first)}
+	c := &followerCheckTimer{timer: time.NewTimer(time.Hour)}
 	r.lastContactLock.Lock()
 	r.followerChecks = c
 	r.lastContactLock.Unlock()
+	r.rescheduleFollowerChecks(timeout)
 	return c.timer.C
 }
 

@@ -6,7 +6,6 @@ package raft
 import (
 	"errors"
 	"fmt"
-	"math/rand"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -607,7 +606,7 @@ func (c *heartbeatClock) next(interval time.Duration) <-chan struct{} {
 	if c.ch == nil {
 		ch := make(chan struct{})
 		c.ch = ch
-		time.AfterFunc(interval+time.Duration(rand.Int63())%interval, func() {
+		time.AfterFunc(randomDuration(interval), func() {
 			c.mu.Lock()
 			if c.ch == ch {
 				c.ch = nil

@@ -30,12 +30,11 @@ func randomTimeout(minVal time.Duration) <-chan time.Time {
 	if minVal == 0 {
 		return nil
 	}
-	extra := time.Duration(rand.Int63()) % minVal
-	return time.After(minVal + extra)
+	return time.After(randomDuration(minVal))
 }
 
-// randomDuration returns a duration between minVal and 2x minVal, as
-// randomTimeout waits (pio patch 11).
+// randomDuration returns a duration between minVal and 2x minVal, what
+// randomTimeout waits (pio patch 11; patch 10's clock uses it too).
 func randomDuration(minVal time.Duration) time.Duration {
 	if minVal <= 0 {
 		return 0
