@@ -183,6 +183,7 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 	mcfg.Logger, mcfg.DataDir, mcfg.SourceIP = log, cfg.DataDir, sourceIP
 	mcfg.Trust, mcfg.Transport, mcfg.RPC, mcfg.JoinToken, mcfg.Open = store, port, rc, cfg.JoinToken, cfg.Open
 	mcfg.Gossip.BindAddr, mcfg.Gossip.AdvertiseHost = cfg.GossipAddr, host
+	mcfg.Gossip.LastContact = port.LastContact
 	if cfg.Stabilization > 0 {
 		mcfg.Stabilization = cfg.Stabilization
 	}

@@ -69,6 +69,12 @@ type GossipConfig struct {
 	// whole cluster sends at most threshold probes per ProbeInterval
 	// (memberlist copy, patch 1). 0 probes every ProbeInterval at any size.
 	ProbeScaleThreshold int
+	// LastContact, if set, returns when this node last heard from a member
+	// (by node ID) by other means than gossip, or the zero time: a member
+	// heard from within the last probe interval is not probed that round
+	// (memberlist copy, patch 5). pio gives the Raft transport's: the leader
+	// and its voters hear each other several times a second.
+	LastContact func(nodeID string) time.Time
 	// SourceIP is the source address of gossip's TCP connections (see rpc.Config.SourceIP).
 	SourceIP string
 	// Keyring encrypts and authenticates gossip; nil gossips in the clear (a
@@ -157,6 +163,7 @@ func StartGossip(cfg GossipConfig, meta Meta) (*Gossip, error) {
 	mc.Transport = &sourceTransport{NetTransport: nt, source: net.ParseIP(cfg.SourceIP)}
 	mc.ProbeInterval, mc.ProbeTimeout = cfg.ProbeInterval, cfg.ProbeTimeout
 	mc.ProbeScaleThreshold = cfg.ProbeScaleThreshold
+	mc.LastContact = cfg.LastContact
 	mc.SuspicionMult = cfg.SuspicionMult
 	mc.GossipInterval = cfg.GossipInterval
 	// metaDelegate queues no broadcasts of its own, so the gossip loop may

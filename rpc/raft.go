@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -97,6 +98,9 @@ func (l *raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Co
 		return nil, err
 	}
 	tc := &trackedConn{Conn: c, l: l}
+	if peer := dialledPeer(c); peer != "" {
+		tc.heard = l.t.heard.of(peer)
+	}
 	if !l.track(tc) {
 		c.Close()
 		return nil, ErrClosed
@@ -109,6 +113,14 @@ type trackedConn struct {
 	net.Conn
 	l    *raftLayer
 	once sync.Once
+	// heard, if set, is stamped whenever a read brings bytes (see contacts).
+	heard *atomic.Int64
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	stamp(c.heard, n)
+	return n, err
 }
 
 func (c *trackedConn) Close() error {

@@ -112,6 +112,9 @@ type Transport struct {
 	closed bool
 	https  *connListener
 
+	// heard is when each peer last sent bytes on a Raft connection.
+	heard contacts
+
 	cfgMu   sync.Mutex
 	cfgFor  *trust.Bundle
 	srvConf *tls.Config
@@ -281,6 +284,15 @@ type peerConn struct {
 	// drop, if set, is called once when the connection closes.
 	drop func(*peerConn)
 	once sync.Once
+	// heard, if set, is stamped whenever a read brings bytes (Raft
+	// connections of verified peers: see contacts).
+	heard *atomic.Int64
+}
+
+func (c *peerConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	stamp(c.heard, n)
+	return n, err
 }
 
 func (c *peerConn) Close() error {
@@ -397,7 +409,11 @@ func (t *Transport) classifyTLS(conn net.Conn, source string) {
 		tc.Close()
 		return
 	}
-	t.deliver(&peerConn{Conn: tc, peer: peer, tls: true}, svc[0])
+	pc := &peerConn{Conn: tc, peer: peer, tls: true}
+	if svc[0] == serviceRaft {
+		pc.heard = t.heard.of(peer)
+	}
+	t.deliver(pc, svc[0])
 }
 
 // deliver hands a classified connection to its service, tracking it until it closes.

@@ -141,6 +141,16 @@ type Config struct {
 	// Zero probes every ProbeInterval at any size, as upstream.
 	ProbeScaleThreshold int
 
+	// LastContact, when set, returns when this member last heard directly
+	// from the named member by other means than memberlist (for example that
+	// member's answer on an application's own connection), or the zero time
+	// (pio patch 5). When a probe's turn falls on an alive member heard from
+	// within the last probe interval, no probe is sent that round: its ack
+	// would only confirm what is known. Suspect members are always probed.
+	// It is called without memberlist's locks held. Nil probes every member
+	// in its turn, as upstream.
+	LastContact func(name string) time.Time
+
 	// DisableTcpPings will turn off the fallback TCP pings that are attempted
 	// if the direct UDP ping fails. These get pipelined along with the
 	// indirect UDP pings.

@@ -289,3 +289,137 @@ func TestPIOGossipOnlyWhenQueued(t *testing.T) {
 		}
 	}
 }
+
+// countPingsTo counts a member's completed probes by the member probed (pio patch 5's test).
+type countPingsTo struct {
+	mu sync.Mutex
+	by map[string]int
+}
+
+func (p *countPingsTo) AckPayload() []byte { return nil }
+func (p *countPingsTo) NotifyPingComplete(n *Node, _ time.Duration, _ []byte) {
+	p.mu.Lock()
+	p.by[n.Name]++
+	p.mu.Unlock()
+}
+
+func (p *countPingsTo) count(name string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.by[name]
+}
+
+// TestPIOProbesSkipMembersHeardFrom checks pio patch 5 on real members over
+// UDP, one member's probe rounds run by hand. A round whose member was heard
+// from within the probe interval sends no probe, unless another member went
+// quiet (heard from one to two intervals ago), which it probes instead; a
+// member never heard from, or long ago, or suspect, is probed in its turn;
+// and skipped rounds heal the member's health score as answered probes do.
+func TestPIOProbesSkipMembersHeardFrom(t *testing.T) {
+	const interval = time.Hour // the probe loop is stopped: rounds run by hand
+	var mu sync.Mutex
+	heard := map[string]time.Time{}
+	setHeard := func(name string, at time.Time) {
+		mu.Lock()
+		heard[name] = at
+		mu.Unlock()
+	}
+	pings := &countPingsTo{by: map[string]int{}}
+	var members []*Memberlist
+	for i := 0; i < 3; i++ {
+		cfg := testConfig(t)
+		cfg.ProbeInterval, cfg.ProbeTimeout = interval, time.Second
+		cfg.Logger = nil
+		cfg.LogOutput = discard{}
+		if i == 0 {
+			cfg.Ping = pings
+			cfg.LastContact = func(name string) time.Time {
+				mu.Lock()
+				defer mu.Unlock()
+				return heard[name]
+			}
+		}
+		m, err := Create(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = m.Shutdown() })
+		m.deschedule()
+		if len(members) > 0 {
+			first := members[0].LocalNode()
+			if _, err := m.Join([]string{first.Name + "/" + net.JoinHostPort(first.Addr.String(), strconv.Itoa(int(first.Port)))}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		members = append(members, m)
+	}
+	a, b, c := members[0], members[1].config.Name, members[2].config.Name
+	deadline := time.Now().Add(5 * time.Second)
+	for a.NumMembers() != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first member sees %d members, want 3", a.NumMembers())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	state := func(name string) *nodeState {
+		a.nodeLock.RLock()
+		defer a.nodeLock.RUnlock()
+		n := *a.nodeMap[name]
+		return &n
+	}
+	decide := func(name string) string {
+		target, skip := a.heardInstead(state(name))
+		switch {
+		case !skip:
+			return "probe " + name
+		case target == nil:
+			return "skip"
+		default:
+			return "probe " + target.Name + " instead"
+		}
+	}
+	now := time.Now()
+	for _, tc := range []struct {
+		why          string
+		hb, hc       time.Time
+		turn, expect string
+	}{
+		{"b heard from just now", now, time.Time{}, b, "skip"},
+		{"c never heard from", now, time.Time{}, c, "probe " + c},
+		{"b heard from, c went quiet", now, now.Add(-3 * interval / 2), b, "probe " + c + " instead"},
+		{"c went quiet, in its own turn", now, now.Add(-3 * interval / 2), c, "probe " + c},
+		{"b heard from, c long ago", now, now.Add(-3 * interval), b, "skip"},
+		{"b heard from long ago", now.Add(-3 * interval), now, b, "probe " + b},
+	} {
+		setHeard(b, tc.hb)
+		setHeard(c, tc.hc)
+		if got := decide(tc.turn); got != tc.expect {
+			t.Errorf("%s: %s's turn: %s, want %s", tc.why, tc.turn, got, tc.expect)
+		}
+	}
+	// A suspect member heard from is probed all the same.
+	setHeard(b, time.Now())
+	sb := state(b)
+	sb.State = StateSuspect
+	if _, skip := a.heardInstead(sb); skip {
+		t.Error("a suspect member heard from was not probed")
+	}
+	// Rounds heal the health score; skipped ones too.
+	setHeard(c, time.Now())
+	a.awareness.ApplyDelta(3)
+	for i := 0; i < 3; i++ {
+		a.heardInstead(state(b))
+	}
+	if s := a.GetHealthScore(); s != 0 {
+		t.Errorf("health score %d after 3 rounds of members heard from, want 0", s)
+	}
+	// Real rounds: b heard from sends b no probe; c never heard from is probed.
+	setHeard(b, time.Now())
+	setHeard(c, time.Time{})
+	for i := 0; i < 8; i++ {
+		a.probe()
+	}
+	if pings.count(b) != 0 || pings.count(c) == 0 {
+		t.Errorf("8 rounds, b heard from, c never: %d probes of b, %d of c; want none of b, some of c", pings.count(b), pings.count(c))
+	}
+}

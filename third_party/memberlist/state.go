@@ -323,8 +323,76 @@ START:
 		goto START
 	}
 
+	// pio patch 5: a member heard from directly within the last probe
+	// interval needs no probe this round; the round goes to a member that
+	// was heard from so but went quiet, if there is one.
+	if target, skip := m.heardInstead(&node); skip {
+		if target != nil {
+			m.probeNode(target)
+		}
+		return
+	}
+
 	// Probe the specific node
 	m.probeNode(&node)
+}
+
+// heardInstead decides a probe round whose turn falls on node (pio patch
+// 5). skip is false when node must be probed: no Config.LastContact, node
+// not alive, or not heard from within the probe interval. Otherwise target
+// is the member to probe in its place (see wentQuiet), or nil for none.
+func (m *Memberlist) heardInstead(node *nodeState) (target *nodeState, skip bool) {
+	if m.config.LastContact == nil || node.State != StateAlive {
+		return nil, false
+	}
+	interval := m.probeInterval()
+	if age, ok := m.contactAge(node.Name); !ok || age >= interval {
+		return nil, false
+	}
+	metrics.IncrCounterWithLabels([]string{"memberlist", "probeSkipped"}, 1, m.metricLabels)
+	// Hearing from the member is what an ack would have shown: this
+	// member's own health improves as with a probe answered.
+	m.awareness.ApplyDelta(-1)
+	return m.wentQuiet(interval), true
+}
+
+// probeInterval is the time between two probes of this member (pio patch 1).
+func (m *Memberlist) probeInterval() time.Duration {
+	if m.config.ProbeScaleThreshold > 0 {
+		return probeScale(m.config.ProbeInterval, m.estNumNodes(), m.config.ProbeScaleThreshold)
+	}
+	return m.config.ProbeInterval
+}
+
+// contactAge returns how long ago Config.LastContact says this member last
+// heard from the named member, and false if it never did (pio patch 5).
+func (m *Memberlist) contactAge(name string) (time.Duration, bool) {
+	at := m.config.LastContact(name)
+	if at.IsZero() {
+		return 0, false
+	}
+	return time.Since(at), true
+}
+
+// wentQuiet returns an alive member last heard from between one and two
+// probe intervals ago, or nil (pio patch 5). Such a member was skipped while
+// it was heard from; when it stops (it died, or the network to it did) it
+// is probed at the next skipped round instead of waiting for its turn.
+func (m *Memberlist) wentQuiet(interval time.Duration) *nodeState {
+	m.nodeLock.RLock()
+	alive := make([]nodeState, 0, len(m.nodes))
+	for _, n := range m.nodes {
+		if n.State == StateAlive && n.Name != m.config.Name {
+			alive = append(alive, *n)
+		}
+	}
+	m.nodeLock.RUnlock()
+	for i := range alive {
+		if age, ok := m.contactAge(alive[i].Name); ok && age >= interval && age < 2*interval {
+			return &alive[i]
+		}
+	}
+	return nil
 }
 
 // probeNodeByAddr just safely calls probeNode given only the address of the node (for tests)

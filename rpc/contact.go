@@ -1,0 +1,77 @@
+package rpc
+
+import (
+	"crypto/tls"
+	"net"
+	"sync/atomic"
+	"time"
+)
+
+// contacts records when each peer last sent bytes on a Raft connection, by
+// node ID (the common name of its verified certificate). The leader hears
+// every voter's answers to its heartbeats several times a second, and a
+// follower hears its leader: evidence that the peer is alive as good as a
+// gossip probe's ack, which gossip may then skip (memberlist copy, patch 5).
+type contacts struct {
+	by atomic.Pointer[map[string]*atomic.Int64] // copy-on-write: read on every probe, written once per peer
+}
+
+// of returns the clock of nodeID, adding it on first use.
+func (c *contacts) of(nodeID string) *atomic.Int64 {
+	for {
+		old := c.by.Load()
+		if old != nil {
+			if at, ok := (*old)[nodeID]; ok {
+				return at
+			}
+		}
+		next := make(map[string]*atomic.Int64, 1)
+		if old != nil {
+			for k, v := range *old {
+				next[k] = v
+			}
+		}
+		at := new(atomic.Int64)
+		next[nodeID] = at
+		if c.by.CompareAndSwap(old, &next) {
+			return at
+		}
+	}
+}
+
+// last returns when nodeID last sent bytes on a Raft connection, or the zero time.
+func (c *contacts) last(nodeID string) time.Time {
+	m := c.by.Load()
+	if m == nil {
+		return time.Time{}
+	}
+	at, ok := (*m)[nodeID]
+	if !ok || at.Load() == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, at.Load())
+}
+
+// LastContact returns when the node nodeID last sent bytes to this node on a
+// Raft connection (mutual TLS only: a peer without a verified certificate is
+// not named), or the zero time.
+func (t *Transport) LastContact(nodeID string) time.Time { return t.heard.last(nodeID) }
+
+// stamp records in at (if set) that a read brought n bytes.
+func stamp(at *atomic.Int64, n int) {
+	if n > 0 && at != nil {
+		at.Store(time.Now().UnixNano())
+	}
+}
+
+// dialledPeer returns the node ID of the verified certificate of a dialled TLS connection, or "".
+func dialledPeer(c net.Conn) string {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return ""
+	}
+	if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+		return certs[0].Subject.CommonName
+	}
+	return ""
+}
