@@ -45,7 +45,11 @@ type Config struct {
 	// one while it follows (see followCores); pio serve sets it. It is
 	// process-wide: leave it off when several nodes share a process.
 	FollowCores bool
-	Hardware    string
+	// TimerSlack is how late the kernel may fire this process's timers to
+	// merge their wake-ups (Linux's timer slack; 0 keeps the system's 50 µs).
+	// It is process-wide: pio serve applies it with SetTimerSlack.
+	TimerSlack time.Duration
+	Hardware   string
 	// Model is the Pioreactor model (its vial and heater limits): see jobs.LimitsFor.
 	Model string
 	// PumpMLPerSecond is the pumps' calibration, ml a second at 100 %.
@@ -109,6 +113,7 @@ func DefaultConfig() Config {
 		SnapshotThreshold: cd.SnapshotThreshold, SnapshotInterval: cd.SnapshotInterval, TrailingLogs: cd.TrailingLogs,
 		Retention: 30 * 24 * time.Hour, DownsampledRetention: 365 * 24 * time.Hour,
 		RebootCommand: "systemctl reboot", ShutdownCommand: "systemctl poweroff", HTTPLimits: DefaultHTTPLimits(), MDNSAdvertise: dd.Advertise,
+		TimerSlack: defaultTimerSlack,
 	}
 }
 
@@ -126,6 +131,9 @@ func (c *Config) Validate() error {
 	}
 	if why := fsm.ReservedUnitName(c.Name); why != "" {
 		return fmt.Errorf("%s; choose another name with --name, PIO_NAME or name in the config file", why)
+	}
+	if c.TimerSlack < 0 || c.TimerSlack > maxTimerSlack {
+		return fmt.Errorf("timer_slack is %s; it must be between 0 (the system's) and %s", c.TimerSlack, maxTimerSlack)
 	}
 	switch c.Hardware {
 	case "auto", "sim", "rpi":

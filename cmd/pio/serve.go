@@ -44,6 +44,11 @@ environment and a key in the --config file.`,
 				return err
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: agent.SlogLevel(cfg.LogLevel)}))
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			// Before anything else starts: it may run this binary again.
+			agent.SetTimerSlack(cfg.TimerSlack, log)
 			tuneGC()
 			startPprof(log)
 			cfg.Version = version
