@@ -43,7 +43,13 @@ func SetTimerSlack(d time.Duration, log *slog.Logger) {
 		return
 	}
 	env := append(os.Environ(), reexecEnv+"="+strconv.FormatInt(d.Nanoseconds(), 10))
-	err = syscall.Exec("/proc/self/exe", os.Args, env)
+	// The binary's own path, so that the process keeps its name (ps, top,
+	// pgrep pio, the journal); /proc/self/exe would name it "exe".
+	exe, err := os.Executable()
+	if err != nil {
+		exe = "/proc/self/exe"
+	}
+	err = syscall.Exec(exe, os.Args, env)
 	// Only a failed exec returns: undo this thread's slack, as the others have none.
 	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(cur), 0, 0, 0)
 	log.Warn("timer slack not set: could not start this binary again", "timer_slack", d, "error", err)

@@ -34,7 +34,7 @@ func threadSlacks(t *testing.T, pid int) map[int]int {
 // every thread of the process has 2 ms of timer slack (Go starts threads
 // before main, so pio runs itself again with it: the process keeps its PID
 // and serves); --timer-slack 5ms gives 5 ms; --timer-slack 0 leaves the slack
-// it inherited.
+// it inherited. The process keeps its binary's name.
 func TestTimerSlackOnEveryThread(t *testing.T) {
 	own, err := os.ReadFile("/proc/self/timerslack_ns")
 	if err != nil {
@@ -50,6 +50,9 @@ func TestTimerSlackOnEveryThread(t *testing.T) {
 		{[]string{"--timer-slack", "0"}, inherited},
 	} {
 		p := startProc(t, "slack", c.args...) // serves HTTP: the process started again is up
+		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p.cmd.Process.Pid)); err != nil || strings.TrimSpace(string(comm)) != filepath.Base(pioBinary) {
+			t.Errorf("%v: the process is named %q, want %q (its binary's name)", c.args, comm, filepath.Base(pioBinary))
+		}
 		slacks := threadSlacks(t, p.cmd.Process.Pid)
 		if len(slacks) < 2 {
 			t.Fatalf("%v: %d threads, want Go's several", c.args, len(slacks))

@@ -41,8 +41,9 @@ func TestConfigPrecedence(t *testing.T) {
 	t.Setenv("PIO_NAME", "from-env")
 	t.Setenv("PIO_CLUSTER_MAX_VOTERS", "7")
 	t.Setenv("PIO_RAFT_HEARTBEAT_TIMEOUT", "450ms")
+	t.Setenv("PIO_TIMER_SLACK", "5ms")
 	cfg = loadWith(t, []string{"--config", file})
-	if cfg.Name != "from-env" || cfg.MaxVoters != 7 || cfg.Heartbeat != 450*time.Millisecond || cfg.DataDir != "/file/dir" {
+	if cfg.Name != "from-env" || cfg.MaxVoters != 7 || cfg.Heartbeat != 450*time.Millisecond || cfg.DataDir != "/file/dir" || cfg.TimerSlack != 5*time.Millisecond {
 		t.Fatalf("env: %+v", cfg)
 	}
 	// Flags beat both.
@@ -60,7 +61,7 @@ func TestConfigPrecedence(t *testing.T) {
 func TestConfigDefaultsAndValidation(t *testing.T) {
 	cfg := loadWith(t, nil)
 	d := agent.DefaultConfig()
-	if cfg.HTTPAddr != d.HTTPAddr || cfg.RaftAddr != ":8300" || cfg.GossipAddr != ":8301" || cfg.DataDir != "/var/lib/pio" || !cfg.Worker || cfg.PreferLeader || cfg.Hardware != "auto" {
+	if cfg.HTTPAddr != d.HTTPAddr || cfg.RaftAddr != ":8300" || cfg.GossipAddr != ":8301" || cfg.DataDir != "/var/lib/pio" || !cfg.Worker || cfg.PreferLeader || cfg.Hardware != "auto" || cfg.TimerSlack != 2*time.Millisecond {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 	bad := []struct {
@@ -72,6 +73,8 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		{func(c *agent.Config) { c.Hardware = "arduino" }, "auto, sim or rpi"},
 		{func(c *agent.Config) { c.HTTPAddr = "8080" }, "HOST:PORT"},
 		{func(c *agent.Config) { c.AdvertiseAddr = "pi.local" }, "not an IP"},
+		{func(c *agent.Config) { c.TimerSlack = 20 * time.Millisecond }, "timer_slack is 20ms"},
+		{func(c *agent.Config) { c.TimerSlack = -time.Millisecond }, "timer_slack is -1ms"},
 	}
 	for _, b := range bad {
 		c := agent.DefaultConfig()
