@@ -46,10 +46,13 @@ func (c *contacts) last(nodeID string) time.Time {
 		return time.Time{}
 	}
 	at, ok := (*m)[nodeID]
-	if !ok || at.Load() == 0 {
+	if !ok {
 		return time.Time{}
 	}
-	return time.Unix(0, at.Load())
+	if ns := at.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // LastContact returns when the node nodeID last sent bytes to this node on a
