@@ -828,3 +828,45 @@ func TestPIOSkipAnsweredChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestPIOPeerChangedDuringReplication checks pio patch 12 under the race
+// detector (make test runs the PIO tests with -race): a non-voter promoted
+// and demoted again and again while entries replicate to it. Upstream, the
+// replication goroutine reads its peer without the lock that guards it when
+// the leader replaces it (updateLastAppended, and two error logs): the race
+// detector fails the test.
+func TestPIOPeerChangedDuringReplication(t *testing.T) {
+	nodes, _ := startVoterAndNonVoter(t, 50*time.Millisecond, 250*time.Millisecond)
+	a := nodes["a"]
+	done := make(chan struct{})
+	applied := make(chan error, 1)
+	go func() {
+		defer close(applied)
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if err := a.Apply([]byte{byte(i)}, time.Second).Error(); err != nil {
+				applied <- err
+				return
+			}
+		}
+	}()
+	for i := 0; i < 20; i++ {
+		if err := a.AddVoter("c", "c", 0, time.Second).Error(); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.DemoteVoter("c", 0, time.Second).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	if err := <-applied; err != nil {
+		t.Fatal(err)
+	}
+	if got := a.State(); got != Leader {
+		t.Fatalf("a is %s after the changes, want leader", got)
+	}
+}

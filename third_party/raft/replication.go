@@ -676,10 +676,17 @@ func (r *Raft) idleBackstop(s *followerReplication) time.Duration {
 }
 
 // isVoter reports whether s replicates to a voter.
-func (s *followerReplication) isVoter() bool {
+// currentPeer returns the peer under peerLock: the leader replaces it when
+// the peer's address or suffrage changes (pio patch 12; upstream reads it
+// unlocked in updateLastAppended and two error logs, a data race).
+func (s *followerReplication) currentPeer() Server {
 	s.peerLock.RLock()
 	defer s.peerLock.RUnlock()
-	return s.peer.Suffrage == Voter
+	return s.peer
+}
+
+func (s *followerReplication) isVoter() bool {
+	return s.currentPeer().Suffrage == Voter
 }
 
 // pipelineSend is used to send data over a pipeline. It is a helper to
@@ -693,7 +700,7 @@ func (r *Raft) pipelineSend(s *followerReplication, p AppendPipeline, nextIdx *u
 
 	// Pipeline the append entries
 	if _, err := p.AppendEntries(req, new(AppendEntriesResponse)); err != nil {
-		r.logger.Error("failed to pipeline appendEntries", "peer", s.peer, "error", err)
+		r.logger.Error("failed to pipeline appendEntries", "peer", s.currentPeer(), "error", err)
 		return true
 	}
 
@@ -819,7 +826,7 @@ func appendStats(peer string, start time.Time, logs float32, skipLegacy bool) {
 
 // handleStaleTerm is used when a follower indicates that we have a stale term.
 func (r *Raft) handleStaleTerm(s *followerReplication) {
-	r.logger.Error("peer has newer term, stopping replication", "peer", s.peer)
+	r.logger.Error("peer has newer term, stopping replication", "peer", s.currentPeer())
 	s.notifyAll(false, time.Time{}) // No longer leader
 	asyncNotifyCh(s.stepDown)
 }
@@ -840,7 +847,7 @@ func updateLastAppended(s *followerReplication, req *AppendEntriesRequest, sent 
 	if logs := req.Entries; len(logs) > 0 {
 		last := logs[len(logs)-1]
 		atomic.StoreUint64(&s.nextIndex, last.Index+1)
-		s.commitment.match(s.peer.ID, last.Index)
+		s.commitment.match(s.currentPeer().ID, last.Index)
 	}
 
 	// Notify still leader
