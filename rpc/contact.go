@@ -3,6 +3,7 @@ package rpc
 import (
 	"crypto/tls"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -13,44 +14,21 @@ import (
 // follower hears its leader: evidence that the peer is alive as good as a
 // gossip probe's ack, which gossip may then skip (memberlist copy, patch 5).
 type contacts struct {
-	by atomic.Pointer[map[string]*atomic.Int64] // copy-on-write: read on every probe, written once per peer
+	by sync.Map // node ID -> *atomic.Int64 (UnixNano); a key is added once per peer, read on every probe
 }
 
 // of returns the clock of nodeID, adding it on first use.
 func (c *contacts) of(nodeID string) *atomic.Int64 {
-	for {
-		old := c.by.Load()
-		if old != nil {
-			if at, ok := (*old)[nodeID]; ok {
-				return at
-			}
-		}
-		next := make(map[string]*atomic.Int64, 1)
-		if old != nil {
-			for k, v := range *old {
-				next[k] = v
-			}
-		}
-		at := new(atomic.Int64)
-		next[nodeID] = at
-		if c.by.CompareAndSwap(old, &next) {
-			return at
-		}
-	}
+	at, _ := c.by.LoadOrStore(nodeID, new(atomic.Int64))
+	return at.(*atomic.Int64)
 }
 
 // last returns when nodeID last sent bytes on a Raft connection, or the zero time.
 func (c *contacts) last(nodeID string) time.Time {
-	m := c.by.Load()
-	if m == nil {
-		return time.Time{}
-	}
-	at, ok := (*m)[nodeID]
-	if !ok {
-		return time.Time{}
-	}
-	if ns := at.Load(); ns != 0 {
-		return time.Unix(0, ns)
+	if at, ok := c.by.Load(nodeID); ok {
+		if ns := at.(*atomic.Int64).Load(); ns != 0 {
+			return time.Unix(0, ns)
+		}
 	}
 	return time.Time{}
 }

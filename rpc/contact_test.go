@@ -12,12 +12,7 @@ import (
 // when the other last sent it bytes, under the node ID of the other's
 // certificate, and nothing for a node it never heard from.
 func TestLastContactOverRaft(t *testing.T) {
-	b := newBundle(t)
-	a := startTransport(t, "127.0.9.11", b, ModeSecure)
-	c := startTransport(t, "127.0.9.12", joinBundle(t, b), ModeSecure)
-	la, lc := a.t.RaftLayer(), c.t.RaftLayer()
-	defer la.Close()
-	defer lc.Close()
+	a, c, la, lc := raftPair(t, "127.0.9.11", "127.0.9.12", ModeSecure)
 	accepted := make(chan error, 1)
 	go func() {
 		conn, err := la.Accept()

@@ -130,13 +130,20 @@ func acceptOne(l raft.StreamLayer) <-chan byte {
 	return ch
 }
 
-func TestRaftOverMutualTLS(t *testing.T) {
+// raftPair starts two members of one new cluster, a on ipA and c on ipC, in
+// mode, with a Raft layer each (closed when the test ends).
+func raftPair(t *testing.T, ipA, ipC string, mode Mode) (a, c *node, la, lc raft.StreamLayer) {
+	t.Helper()
 	b := newBundle(t)
-	a := startTransport(t, "127.0.9.1", b, ModeSecure)
-	c := startTransport(t, "127.0.9.2", joinBundle(t, b), ModeSecure)
-	la, lc := a.t.RaftLayer(), c.t.RaftLayer()
-	defer la.Close()
-	defer lc.Close()
+	a = startTransport(t, ipA, b, mode)
+	c = startTransport(t, ipC, joinBundle(t, b), mode)
+	la, lc = a.t.RaftLayer(), c.t.RaftLayer()
+	t.Cleanup(func() { la.Close(); lc.Close() })
+	return a, c, la, lc
+}
+
+func TestRaftOverMutualTLS(t *testing.T) {
+	a, _, la, lc := raftPair(t, "127.0.9.1", "127.0.9.2", ModeSecure)
 	got := acceptOne(la)
 	conn, err := lc.Dial(raft.ServerAddress(a.t.Addr().String()), time.Second)
 	if err != nil {
@@ -247,12 +254,7 @@ func TestRaftFilterRefusesRemovedNodes(t *testing.T) {
 // An open cluster speaks plain TCP; while it moves to TLS a node accepts
 // both; once secure, the plain connections are closed and refused.
 func TestModesFromOpenToSecure(t *testing.T) {
-	b := newBundle(t)
-	a := startTransport(t, "127.0.9.7", b, ModeOpen)
-	c := startTransport(t, "127.0.9.8", joinBundle(t, b), ModeOpen)
-	la, lc := a.t.RaftLayer(), c.t.RaftLayer()
-	defer la.Close()
-	defer lc.Close()
+	a, c, la, lc := raftPair(t, "127.0.9.7", "127.0.9.8", ModeOpen)
 	addr := raft.ServerAddress(a.t.Addr().String())
 
 	dialSend := func(want bool) net.Conn {

@@ -210,7 +210,7 @@ func (m *Memberlist) probeTrigger(stop <-chan struct{}) {
 			return
 		}
 		m.probe()
-		t.Reset(probeScale(interval, m.estNumNodes(), m.config.ProbeScaleThreshold))
+		t.Reset(m.probeInterval())
 	}
 }
 
@@ -358,10 +358,7 @@ func (m *Memberlist) heardInstead(node *nodeState) (target *nodeState, skip bool
 
 // probeInterval is the time between two probes of this member (pio patch 1).
 func (m *Memberlist) probeInterval() time.Duration {
-	if m.config.ProbeScaleThreshold > 0 {
-		return probeScale(m.config.ProbeInterval, m.estNumNodes(), m.config.ProbeScaleThreshold)
-	}
-	return m.config.ProbeInterval
+	return probeScale(m.config.ProbeInterval, m.estNumNodes(), m.config.ProbeScaleThreshold)
 }
 
 // contactAge returns how long ago Config.LastContact says this member last
