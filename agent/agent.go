@@ -218,6 +218,14 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 			return nil, err
 		}
 		undo = append(undo, wk.Close)
+		// A new leader gets what waited for a retry at once. The subscription
+		// lasts as long as the node; LeaderChanged never blocks, even after
+		// the worker is closed.
+		node.OnLeaderChange(func(id string) {
+			if id != "" {
+				wk.LeaderChanged()
+			}
+		})
 		acfg.Jobs = wk.Jobs
 	}
 	// LAN discovery: the API browses for nodes to add; this node announces itself below.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net/http"
 	"sync"
 	"time"
@@ -40,6 +41,23 @@ const (
 // change of state or settings is sent at once.
 const reportEvery = time.Minute
 
+// retryFirst and retryMax bound the wait before a batch that could not be
+// stored is sent again: it doubles from retryFirst after each failure, up to
+// retryMax, with a quarter of jitter, and starts over when a batch is stored
+// or a new leader is known (Shipper.LeaderChanged). A hundred workers that
+// retried every second while their cluster had no leader kept a loaded
+// cluster from ever electing one: each retry to a starved leader was a new
+// TLS handshake, and a warning in the log.
+const (
+	retryFirst = time.Second
+	retryMax   = 16 * time.Second
+)
+
+// failureLogEvery is how often a shipper that keeps failing logs that it
+// still cannot store its batch: the first failure is logged at once, the
+// later ones at most this often, and the recovery once.
+const failureLogEvery = time.Minute
+
 // Config configures a Shipper.
 type Config struct {
 	// Unit and NodeID name this worker.
@@ -62,7 +80,8 @@ func NewShipper(cfg Config) *Shipper {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Shipper{unit: cfg.Unit, nodeID: cfg.NodeID, send: cfg.Send, running: cfg.Running, log: cfg.Logger}
+	return &Shipper{unit: cfg.Unit, nodeID: cfg.NodeID, send: cfg.Send, running: cfg.Running, log: cfg.Logger,
+		leaderChanged: make(chan struct{}, 1), retryFirst: retryFirst, retryMax: retryMax}
 }
 
 // Shipper collects this worker's readings, job logs and running jobs
@@ -76,6 +95,10 @@ type Shipper struct {
 	send    func(ctx context.Context, requestID string, b fsm.RecordReadings) (rpc.Ack, error)
 	log     *slog.Logger
 	running func() []jobs.Info
+	// leaderChanged wakes Run when a new leader is known (LeaderChanged).
+	leaderChanged chan struct{}
+	// retryFirst and retryMax are the package's constants but in tests.
+	retryFirst, retryMax time.Duration
 
 	mu      sync.Mutex
 	pending []fsm.Reading
@@ -193,12 +216,20 @@ func (s *Shipper) Run(ctx context.Context) {
 	var lastReport time.Time
 	id := newID()
 	backlog := false
+	var fails failureLog
+	retries := 0 // failures in a row since the last stored batch or new leader
 	for {
 		if !backlog {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+			case <-s.leaderChanged:
+				if retries == 0 {
+					continue // nothing waits for a retry; keep to the schedule
+				}
+				t.Stop()    // send the waiting batch now…
+				retries = 0 // …and if it fails, wait retryFirst again
 			}
 		} else if ctx.Err() != nil {
 			return
@@ -238,15 +269,20 @@ func (s *Shipper) Run(ctx context.Context) {
 			// Sending it again would be refused again, and hold up every later batch.
 			s.log.Warn("the leader refused a batch of readings; dropping it", "readings", len(batch.Readings), "logs", len(batch.Logs), "status", re.Status, "cause", re.Cause)
 			batch = fsm.RecordReadings{}
+			retries = 0
 			rearm(true)
 			continue
 		}
 		if err != nil {
-			s.log.Warn("cannot store readings yet; keeping them", "readings", len(batch.Readings), "logs", len(batch.Logs), "error", err)
-			slot, window = time.Time{}, 0 // the leader may have changed: retry in a second
-			t.Reset(time.Second)
+			retries++
+			wait := s.retryWait(retries)
+			fails.failed(s.log, time.Now(), batch, err, wait)
+			slot, window = time.Time{}, 0 // the leader may have changed: forget its schedule
+			t.Reset(wait)
 			continue
 		}
+		fails.stored(s.log, time.Now())
+		retries = 0
 		if batch.Jobs != nil {
 			ackedSig, lastReport = batchSig, time.Now()
 		}
@@ -275,6 +311,64 @@ func newID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// LeaderChanged tells the shipper that this node knows a new leader: a batch
+// waiting for its next retry is sent at once, and the retries start over
+// from retryFirst. It never blocks.
+func (s *Shipper) LeaderChanged() {
+	select {
+	case s.leaderChanged <- struct{}{}:
+	default:
+	}
+}
+
+// retryWait returns how long to wait before the retry that follows the
+// failures-th failure in a row (1 for the first): retryFirst doubled per
+// failure up to retryMax, less up to a quarter at random so that workers that
+// failed together do not retry together.
+func (s *Shipper) retryWait(failures int) time.Duration {
+	d := s.retryFirst
+	for i := 1; i < failures && d < s.retryMax; i++ {
+		d *= 2
+	}
+	d = min(d, s.retryMax)
+	return d - time.Duration(mrand.Int64N(int64(d/4)+1))
+}
+
+// failureLog decides which failures to store a batch are logged: the first
+// of an outage, then one every failureLogEvery saying how many, and the
+// recovery.
+type failureLog struct {
+	failures   int       // in a row, since the last stored batch
+	since      time.Time // the first of them
+	lastLogged time.Time
+}
+
+// failed records a failure and logs it if it is the first or the last log is
+// failureLogEvery old.
+func (f *failureLog) failed(log *slog.Logger, now time.Time, batch fsm.RecordReadings, err error, retry time.Duration) {
+	f.failures++
+	if f.failures == 1 {
+		f.since = now
+	} else if now.Sub(f.lastLogged) < failureLogEvery {
+		return
+	}
+	f.lastLogged = now
+	if f.failures == 1 {
+		log.Warn("cannot store readings yet; keeping them", "readings", len(batch.Readings), "logs", len(batch.Logs), "error", err, "retry_in", retry.Round(time.Millisecond))
+		return
+	}
+	log.Warn("still cannot store readings; keeping them", "failed_attempts", f.failures, "for", now.Sub(f.since).Round(time.Second),
+		"readings", len(batch.Readings), "logs", len(batch.Logs), "error", err, "retry_in", retry.Round(time.Millisecond))
+}
+
+// stored records a stored batch and logs the recovery after failures.
+func (f *failureLog) stored(log *slog.Logger, now time.Time) {
+	if f.failures > 0 {
+		log.Info("stored readings again", "failed_attempts", f.failures, "after", now.Sub(f.since).Round(time.Millisecond))
+	}
+	*f = failureLog{}
 }
 
 // takeUpTo splits off the first n elements of xs (all of them if fewer).

@@ -230,3 +230,113 @@ func TestShipperFollowsTheLeadersWindow(t *testing.T) {
 		}
 	}
 }
+
+// recordingHandler keeps the messages of the records logged through it.
+type recordingHandler struct {
+	mu   *sync.Mutex
+	msgs *[]string
+}
+
+func (h recordingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h recordingHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	*h.msgs = append(*h.msgs, r.Message)
+	return nil
+}
+func (h recordingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h recordingHandler) WithGroup(string) slog.Handler      { return h }
+
+// failingShipper returns a shipper whose sends fail until ok is set, the
+// times of its sends, and the messages it logged.
+func failingShipper(t *testing.T, first, most time.Duration) (s *Shipper, ok func(), sends func() []time.Time, logged func() []string) {
+	t.Helper()
+	var (
+		mu     sync.Mutex
+		times  []time.Time
+		msgs   []string
+		stored bool
+	)
+	send := func(context.Context, string, fsm.RecordReadings) (rpc.Ack, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		times = append(times, time.Now())
+		if !stored {
+			return rpc.Ack{}, &rpc.Error{Message: "unreachable", Status: 0}
+		}
+		return rpc.Ack{Stored: 1}, nil
+	}
+	s = NewShipper(Config{Unit: "w1", NodeID: "0b6e5a8e-3c1f-4d53-9f8e-5f6b1e2a9c11", Logger: slog.New(recordingHandler{mu: &mu, msgs: &msgs}), Send: send})
+	s.retryFirst, s.retryMax = first, most
+	ok = func() { mu.Lock(); stored = true; mu.Unlock() }
+	sends = func() []time.Time { mu.Lock(); defer mu.Unlock(); return append([]time.Time(nil), times...) }
+	logged = func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), msgs...) }
+	return s, ok, sends, logged
+}
+
+// waitUntil fails the test if cond does not hold within d.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A worker that cannot store its batch waits longer after each failure (up
+// to retryMax), logs the outage once and its end once, and a new leader
+// gets the waiting batch at once.
+func TestShipperBacksOffWhileItCannotStore(t *testing.T) {
+	const first, most = 40 * time.Millisecond, 320 * time.Millisecond
+	s, ok, sends, logged := failingShipper(t, first, most)
+	runShipper(t, s)
+	s.Add("exp", "od", 0.5)
+	waitUntil(t, 15*time.Second, "7 failed sends", func() bool { return len(sends()) >= 7 })
+	got := sends()
+	want := first
+	for i := 1; i < 7; i++ {
+		// Each wait is the doubled one less at most a quarter of jitter.
+		if gap := got[i].Sub(got[i-1]); gap < want*3/4 {
+			t.Errorf("retry %d came %v after the previous send; want at least %v", i, gap, want*3/4)
+		}
+		want = min(2*want, most)
+	}
+	// Sending every retryFirst, as before, would have sent 7 in 240 ms.
+	if span := got[6].Sub(got[0]); span < (first+2*first+4*first+most*3)*3/4 {
+		t.Errorf("7 sends within %v: no backoff", span)
+	}
+	warned := 0
+	for _, m := range logged() {
+		if strings.Contains(m, "cannot store readings") {
+			warned++
+		}
+	}
+	if warned != 1 {
+		t.Errorf("the outage was logged %d times in %d failures; want once: %q", warned, len(got), logged())
+	}
+	ok()
+	n := len(sends())
+	waitUntil(t, 5*time.Second, "the batch stored", func() bool { return len(sends()) > n })
+	waitUntil(t, 5*time.Second, "the recovery logged", func() bool {
+		for _, m := range logged() {
+			if m == "stored readings again" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// A batch waiting out a long retry wait goes to a new leader at once.
+func TestShipperSendsToANewLeaderAtOnce(t *testing.T) {
+	s, ok, sends, _ := failingShipper(t, time.Hour, time.Hour)
+	runShipper(t, s)
+	s.Add("exp", "od", 0.5)
+	waitUntil(t, 5*time.Second, "the first, failed, send", func() bool { return len(sends()) >= 1 })
+	ok()
+	s.LeaderChanged()
+	waitUntil(t, 5*time.Second, "a send to the new leader", func() bool { return len(sends()) >= 2 })
+}

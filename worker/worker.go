@@ -59,6 +59,10 @@ func Start(cfg Config, f *fsm.FSM, hw gpio.Backend) (*Worker, error) {
 	return w, nil
 }
 
+// LeaderChanged tells the worker that its node knows a new leader: what
+// waited to be retried is sent to it at once (Shipper.LeaderChanged).
+func (w *Worker) LeaderChanged() { w.shipper.LeaderChanged() }
+
 // Close stops the jobs in the safe order (pumps, heater, the rest), then the
 // shipper and the halting. What the shipper had not sent is dropped.
 func (w *Worker) Close() {
