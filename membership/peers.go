@@ -3,12 +3,13 @@ package membership
 import (
 	"context"
 	"encoding/json"
-	"github.com/pioreactor/pio/cluster"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/pioreactor/pio/cluster"
 )
 
 // peersFile is kept in the data dir: the gossip and HTTP addresses of the
@@ -137,7 +138,7 @@ func (m *Manager) askRemoved(ctx context.Context) bool {
 	if err != nil || len(servers) == 0 || (len(servers) == 1 && servers[0].ID == m.cfg.Self.NodeID) {
 		return false
 	}
-	for _, addr := range m.askable(servers) {
+	for _, addr := range pickSome(m.askable(servers), askRemovedMax) {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		st, err := m.rpc.MemberStatus(cctx, addr, m.cfg.Self.NodeID)
 		cancel()
@@ -161,6 +162,16 @@ func (m *Manager) askRemoved(ctx context.Context) bool {
 	}
 	return false
 }
+
+// askRemovedMax is how many peers one askRemoved asks at most, chosen at
+// random. Any peer with a leader answers for it; one without fails at once or
+// after the call's 2 s.
+// Asking every known peer in turn, in the same order on every node, made each
+// node without a leader open a TLS connection to each of its peers: in a
+// cluster of 200 that had lost its leader, thousands of handshakes, the first
+// peers of the order receiving them all, which kept the cluster too busy to
+// elect a leader.
+const askRemovedMax = 3
 
 // askable returns the cluster addresses of the peers to ask whether this
 // node was removed: the known peers' (the database, else peers.json), and the
@@ -190,6 +201,14 @@ func (m *Manager) askable(servers []cluster.Server) []string {
 		}
 	}
 	return out
+}
+
+// pickSome returns up to n of addrs, chosen at random, in a random order,
+// so that nodes asking at once do not all ask the same peers first. It
+// shuffles addrs in place.
+func pickSome(addrs []string, n int) []string {
+	rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
+	return addrs[:min(n, len(addrs))]
 }
 
 // checkOwnName logs, once per conflict, when this node's name is held by another node.
