@@ -52,6 +52,7 @@ type Broker struct {
 	resync   chan struct{}   // a full look at the state is due (capacity 1)
 	commands chan command    // /set commands waiting for the API
 	lost     atomic.Int64    // changes dropped when changes was full (a resync follows)
+	passes   atomic.Int64    // full passes over the retained topics made (syncRetained)
 
 	unsubFSM, unsubMembers func()
 	ctx                    context.Context
@@ -63,6 +64,8 @@ type Broker struct {
 	pub  map[string]string  // retained topic -> payload
 	last map[string]string  // retained readings' topics -> payload, while their job runs
 	ir   map[string]float64 // unit -> od_reading's ir_led_intensity
+	// units is how many units the last full pass went over (passEvery).
+	units int
 }
 
 // Start opens the listeners cfg asks for and starts publishing the state of

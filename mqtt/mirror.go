@@ -33,7 +33,7 @@ func (b *Broker) mirror() {
 		if !stale || waiting || len(b.changes) > 0 {
 			return
 		}
-		if wait := retainedPassEvery - time.Since(last); wait > 0 {
+		if wait := passEvery(b.units) - time.Since(last); wait > 0 {
 			later.Reset(wait)
 			waiting = true
 			return
@@ -59,9 +59,26 @@ func (b *Broker) mirror() {
 }
 
 // retainedPassEvery is the shortest time between two full passes over the
-// retained topics: MQTT dashboards see a change of who runs what or who is
-// alive within it.
+// retained topics of a cluster of up to passUnits units: MQTT dashboards see
+// a change of who runs what or who is alive within it.
 const retainedPassEvery = 250 * time.Millisecond
+
+// passUnits is the number of units above which full passes are spaced out in
+// proportion (passEvery), so that a busy cluster's passes cost the same
+// whatever its size: a pass goes over every unit, and in a large cluster
+// that is starting or churning something calls for one all the time. With
+// 200 units, the passes over every unit were a quarter of each node's CPU.
+const passUnits = 50
+
+// passEvery is the shortest time between two full passes over the retained
+// topics of units units: retainedPassEvery, times units/passUnits above
+// passUnits (200 units: a second).
+func passEvery(units int) time.Duration {
+	if units <= passUnits {
+		return retainedPassEvery
+	}
+	return retainedPassEvery * time.Duration(units) / passUnits
+}
 
 // applied publishes what one applied entry changed. It reports whether the
 // entry calls for a full pass over the retained topics (units, assignments,
@@ -102,11 +119,12 @@ func (b *Broker) applied(c fsm.Change) (stale bool) {
 	}
 	for _, r := range recs {
 		if r.Jobs != nil {
-			b.syncRetained() // a job started, stopped or changed a setting
-			break
+			// A job may have started, stopped or changed a setting: the next
+			// pass publishes it. The IR intensity goes with this entry's
+			// own OD readings, so it is taken from the report now.
+			stale = true
+			b.irFrom(r.Jobs)
 		}
-	}
-	for _, r := range recs {
 		for _, x := range r.Readings {
 			b.reading(x)
 		}
@@ -114,7 +132,22 @@ func (b *Broker) applied(c fsm.Change) (stale bool) {
 			b.logLine(l)
 		}
 	}
-	return false
+	return stale
+}
+
+// irFrom keeps the IR LED intensity of the od_reading job of a worker's job
+// report, which its OD readings carry.
+func (b *Broker) irFrom(rep *fsm.JobsReport) {
+	for _, j := range rep.Jobs {
+		if j.Name != "od_reading" {
+			continue
+		}
+		if v, ok := j.Settings["ir_led_intensity"].(float64); ok {
+			if u, found := b.src.FSM.UnitByID(rep.NodeID); found {
+				b.ir[u.Name] = v
+			}
+		}
+	}
 }
 
 // stamp is Pioreactor's timestamp: ISO 8601, UTC, milliseconds.
@@ -195,10 +228,13 @@ func alive(st membership.MemberState, ok bool) bool {
 // ("lost" when its worker is dead, as GET .../jobs/running says) and
 // settings. A job that is gone is "disconnected", and its settings cleared.
 func (b *Broker) syncRetained() {
+	b.passes.Add(1)
 	states := b.src.Members.States()
 	want := map[string]string{}
 	jobs := map[string]bool{} // topic prefixes of running jobs
-	for _, u := range b.src.FSM.Units() {
+	units := b.src.FSM.Units()
+	b.units = len(units)
+	for _, u := range units {
 		if !segment(u.Name) {
 			continue
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/hashicorp/raft"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/membership"
 )
@@ -194,5 +195,56 @@ func TestParseSet(t *testing.T) {
 		if _, ok := parseSet(bad); ok {
 			t.Fatal(bad)
 		}
+	}
+}
+
+// A burst of job reports (a hundred workers starting, each sending its first
+// report) costs a few full passes over the retained topics, not one per
+// entry, and the last change still reaches the subscribers.
+func TestJobReportsCoalesceIntoFewPasses(t *testing.T) {
+	b := testBroker(t)
+	c, err := connect(t, "tcp://"+b.Addr(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitMessage(t, c, "pioreactor/worker1/#", "pioreactor/worker1/$experiment/monitor/$state", "ready")
+	before := b.passes.Load()
+	index := uint64(1)
+	apply := func(typ fsm.CommandType, p any) { // as Raft applies an entry
+		t.Helper()
+		index++
+		cmd, err := fsm.NewCommand(typ, "", time.Now(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := cmd.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, _ := b.src.FSM.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: data}).(fsm.Result); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	const reports = 100
+	for i := 0; i < reports; i++ {
+		apply(fsm.CmdRecordReadings, fsm.RecordReadings{Readings: []fsm.Reading{}, Jobs: &fsm.JobsReport{NodeID: "n1", Jobs: []fsm.JobRecord{}}})
+	}
+	// Then a new unit, which only a pass publishes (not among the members: lost).
+	apply(fsm.CmdRegisterUnit, fsm.RegisterUnit{NodeID: "n2", Name: "worker2", Worker: true, RaftAddr: "127.0.0.1:3", HTTPAddr: "127.0.0.1:4"})
+	waitMessage(t, c, "pioreactor/worker2/#", "pioreactor/worker2/$experiment/monitor/$state", "lost")
+	if n := b.passes.Load() - before; n > 10 {
+		t.Errorf("%d job reports and a new unit made %d full passes; want a few", reports, n)
+	}
+}
+
+func TestPassEveryGrowsWithUnits(t *testing.T) {
+	if got := passEvery(3); got != retainedPassEvery {
+		t.Errorf("3 units: %v", got)
+	}
+	if got := passEvery(passUnits); got != retainedPassEvery {
+		t.Errorf("%d units: %v", passUnits, got)
+	}
+	if got := passEvery(200); got != time.Second {
+		t.Errorf("200 units: %v; want 1s", got)
 	}
 }
