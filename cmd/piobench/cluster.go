@@ -158,7 +158,8 @@ func (n *node) run() error {
 	exited := make(chan struct{})
 	n.exited = exited
 	go func(cmd *exec.Cmd) { _ = cmd.Wait(); log.Close(); close(exited) }(n.cmd)
-	return waitFor(15*time.Second, n.name+" serving HTTP", func() error {
+	// A node of 200 on two cores may take a while to start.
+	return waitFor(60*time.Second, n.name+" serving HTTP", func() error {
 		_, err := n.c.Health(context.Background())
 		return err
 	})

@@ -28,6 +28,7 @@ func main() {
 		scaleWait     = flag.Duration("scale-wait", 4*time.Minute, "how long the scale scenario waits for the nodes to agree")
 		scaleStable   = flag.Duration("scale-stable", 5*time.Minute, "how long the scale scenario watches the converged cluster (0: not at all)")
 		scaleFailover = flag.Int("scale-failover", 5, "leader kills of the scale scenario, after the watch")
+		scaleStarts   = flag.Int("scale-starts", 8, "how many nodes the scale scenario starts at once")
 		weekDays      = flag.Int("week-days", 7, "days of readings the readings_week scenario stores")
 		sdDays        = flag.Int("sd-days", 2, "days of readings history the sdcard scenario stores before it measures")
 		sdWindow      = flag.Duration("sd-window", 16*time.Minute, "how long the sdcard scenario measures the writes of 20 workers (at least one readings.db commit: 15 min)")
@@ -92,7 +93,7 @@ func main() {
 		case "stability":
 			res, err = b.stability(ctx, 16, *stableFor)
 		case "scale":
-			res, err = b.scale(ctx, *scaleN, *scaleWait, *scaleStable, *scaleFailover)
+			res, err = b.scale(ctx, *scaleN, *scaleStarts, *scaleWait, *scaleStable, *scaleFailover)
 		case "dispatch":
 			res, err = b.dispatch(ctx, 200, 20)
 		case "idle":

@@ -141,13 +141,13 @@ func (b *bench) stability(ctx context.Context, clients int, d time.Duration) (an
 		"elections": after.Term - before.Term, "target": "0 false dead, 0 elections"}, nil
 }
 
-// scale starts n nodes, all joining the first, and times until every node's
+// scale starts n nodes, starts at once, all joining the first, and times until every node's
 // own view lists n alive members and 5 voters. Then, for stable, it watches
 // that every node keeps seeing n alive (false suspicions and deaths counted
 // from the nodes' logs) and measures the CPU the whole cluster spends idle;
 // last it kills the leader failoverTrials times and times the first write
 // acknowledged through another node.
-func (b *bench) scale(ctx context.Context, n int, wait, stable time.Duration, failoverTrials int) (any, error) {
+func (b *bench) scale(ctx context.Context, n, starts int, wait, stable time.Duration, failoverTrials int) (any, error) {
 	t0 := time.Now()
 	first, err := b.start("sc000", "--stabilization-time", "2s")
 	if err != nil {
@@ -158,7 +158,7 @@ func (b *bench) scale(ctx context.Context, n int, wait, stable time.Duration, fa
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var startErr atomic.Value
-	sem := make(chan struct{}, 8)
+	sem := make(chan struct{}, max(1, starts))
 	for i := 1; i < n; i++ {
 		wg.Add(1)
 		sem <- struct{}{}
