@@ -95,7 +95,14 @@ func Start(cfg Config, src Sources) (*Broker, error) {
 	caps.MaximumInflight = 1024
 	caps.ReceiveMaximum = 64
 	caps.TopicAliasMaximum = 64
-	caps.MaximumMessageExpiryInterval = 3600
+	// No forced expiry in practice: the broker's own retained topics (a
+	// unit's or a job's $state, its settings) are published once, when they
+	// change, and must stay for a dashboard that connects hours later. With
+	// an hour here, mochi deleted every retained message older than that on
+	// its next second's sweep. (0 would also turn it off, but mochi gives
+	// its QoS 2 acknowledgements this much time, and 0 would give them
+	// none.) Clients cannot retain (hook.go); their sessions still expire.
+	caps.MaximumMessageExpiryInterval = 100 * 365 * 24 * 3600
 	srv := mochi.New(&mochi.Options{
 		InlineClient: true, Capabilities: caps,
 		// $SYS topics every 10 s, as mosquitto's default sys_interval: every

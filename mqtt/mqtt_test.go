@@ -11,6 +11,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/hashicorp/raft"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/membership"
 )
@@ -246,5 +247,35 @@ func TestPassEveryGrowsWithUnits(t *testing.T) {
 	}
 	if got := passEvery(200); got != time.Second {
 		t.Errorf("200 units: %v; want 1s", got)
+	}
+}
+
+// A retained topic the broker published hours ago is still there for a
+// dashboard that connects now: mochi's once-a-second sweep of expired
+// retained messages keeps it (it deleted every retained message older than
+// an hour while a maximum expiry was set).
+func TestOldRetainedTopicsStay(t *testing.T) {
+	b := testBroker(t)
+	old := time.Now().Add(-2 * time.Hour).Unix()
+	keep := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true},
+		TopicName: "pioreactor/worker1/exp/stirring/$state", Payload: []byte("ready"), Created: old}
+	// A message of an MQTT 5 client with an expiry that passed: the sweep
+	// drops it, which shows that a sweep ran.
+	gone := keep
+	gone.TopicName, gone.ProtocolVersion, gone.Expiry = "pioreactor/worker1/exp/stirring/expired", 5, old+1
+	b.srv.Topics.RetainMessage(keep)
+	b.srv.Topics.RetainMessage(gone)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, ok := b.srv.Topics.Retained.Get(gone.TopicName); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("mochi never swept the expired retained message")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, ok := b.srv.Topics.Retained.Get(keep.TopicName); !ok {
+		t.Fatal("the sweep deleted a retained topic published two hours ago")
 	}
 }
