@@ -12,6 +12,7 @@ import (
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/pioreactor/pio/fsm"
 	"github.com/pioreactor/pio/membership"
 )
@@ -187,9 +188,27 @@ func (b *Broker) Close() error {
 		b.unsubMembers()
 		b.cancel()
 		b.wg.Wait()
+		// The listeners are closed first, with a closer that reads the
+		// clients once. mochi's own (closeListenerClients, v2.7.9) takes the
+		// clients' read lock a second time while it holds it
+		// (Clients.GetByListener calls Len): a client leaving at that moment
+		// waits for the write lock between the two, and the second read
+		// blocks behind it for good. make test hung there once. Each
+		// listener runs its closer once, so srv.Close then skips mochi's.
+		b.srv.Listeners.CloseAll(b.disconnectClients)
 		err = b.srv.Close()
 	})
 	return err
+}
+
+// disconnectClients disconnects the clients of the listener id as the
+// broker shuts down.
+func (b *Broker) disconnectClients(id string) {
+	for _, cl := range b.srv.Clients.GetAll() {
+		if cl.Net.Listener == id && !cl.Closed() {
+			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 }
 
 func (b *Broker) wantResync() {
