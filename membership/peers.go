@@ -165,12 +165,11 @@ func (m *Manager) askRemoved(ctx context.Context) bool {
 
 // askRemovedMax is how many peers one askRemoved asks at most, chosen at
 // random. Any peer with a leader answers for it; one without fails at once or
-// after the call's 2 s.
-// Asking every known peer in turn, in the same order on every node, made each
-// node without a leader open a TLS connection to each of its peers: in a
-// cluster of 200 that had lost its leader, thousands of handshakes, the first
-// peers of the order receiving them all, which kept the cluster too busy to
-// elect a leader.
+// after the call's 2 s. Asking every known peer in turn, in the same order on
+// every node, made each node without a leader open a TLS connection to each
+// of its peers: in a cluster of 200 that had lost its leader, thousands of
+// handshakes, the first peers of the order receiving them all, which kept the
+// cluster too busy to elect a leader.
 const askRemovedMax = 3
 
 // askable returns the cluster addresses of the peers to ask whether this
