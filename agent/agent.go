@@ -207,7 +207,7 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 	var wk *worker.Worker
 	if cfg.Worker {
 		limits, _ := jobs.LimitsFor(cfg.Model) // checked by Validate
-		wk, err = worker.Start(worker.Config{Unit: cfg.Name, NodeID: nodeID, Logger: log, Limits: limits, PumpMLPerSecond: cfg.PumpMLPerSecond, Send: func(ctx context.Context, id string, b fsm.RecordReadings) (rpc.Ack, error) {
+		wk, err = worker.Start(worker.Config{Unit: cfg.Name, NodeID: nodeID, Logger: log, Limits: limits, PumpMLPerSecond: cfg.PumpMLPerSecond, OnLeaderChange: node.OnLeaderChange, Send: func(ctx context.Context, id string, b fsm.RecordReadings) (rpc.Ack, error) {
 			_, addr := node.Leader()
 			if addr == "" {
 				return rpc.Ack{}, cluster.ErrNotLeader
@@ -218,14 +218,6 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 			return nil, err
 		}
 		undo = append(undo, wk.Close)
-		// A new leader gets what waited for a retry at once. The subscription
-		// lasts as long as the node; LeaderChanged never blocks, even after
-		// the worker is closed.
-		node.OnLeaderChange(func(id string) {
-			if id != "" {
-				wk.LeaderChanged()
-			}
-		})
 		acfg.Jobs = wk.Jobs
 	}
 	// LAN discovery: the API browses for nodes to add; this node announces itself below.

@@ -69,6 +69,11 @@ type Config struct {
 	Running func() []jobs.Info
 	// Logger receives what the shipper drops or cannot send; nil means slog.Default().
 	Logger *slog.Logger
+	// OnLeaderChange, if set, subscribes to this node's leader changes (the
+	// new leader's node ID, "" for none) until the returned stop is called:
+	// a batch waiting for a retry goes to a new leader at once. The worker
+	// subscribes in Start and stops in Close.
+	OnLeaderChange func(fn func(leaderID string)) (stop func())
 	// Limits and PumpMLPerSecond configure the job runtime (jobs.Config);
 	// zero values mean jobs.DefaultConfig's.
 	Limits          jobs.Limits

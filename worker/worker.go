@@ -19,6 +19,8 @@ type Worker struct {
 	shipper *Shipper
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+	// unsubscribe ends the shipper's subscription to leader changes.
+	unsubscribe func()
 }
 
 // Start starts the worker side of the node cfg names, checking its jobs
@@ -46,7 +48,14 @@ func Start(cfg Config, f *fsm.FSM, hw gpio.Backend) (*Worker, error) {
 		_ = hw.Blink()
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &Worker{Jobs: rt, shipper: sh, cancel: cancel}
+	w := &Worker{Jobs: rt, shipper: sh, cancel: cancel, unsubscribe: func() {}}
+	if cfg.OnLeaderChange != nil {
+		w.unsubscribe = cfg.OnLeaderChange(func(id string) {
+			if id != "" {
+				sh.LeaderChanged()
+			}
+		})
+	}
 	w.wg.Add(2)
 	go func() {
 		defer w.wg.Done()
@@ -59,13 +68,10 @@ func Start(cfg Config, f *fsm.FSM, hw gpio.Backend) (*Worker, error) {
 	return w, nil
 }
 
-// LeaderChanged tells the worker that its node knows a new leader: what
-// waited to be retried is sent to it at once (Shipper.LeaderChanged).
-func (w *Worker) LeaderChanged() { w.shipper.LeaderChanged() }
-
 // Close stops the jobs in the safe order (pumps, heater, the rest), then the
 // shipper and the halting. What the shipper had not sent is dropped.
 func (w *Worker) Close() {
+	w.unsubscribe()
 	w.Jobs.Close()
 	w.cancel()
 	w.wg.Wait()
