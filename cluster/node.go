@@ -147,6 +147,10 @@ func (n *Node) open() error {
 	// that the contact answered (raft copy, patch 11); elections start when
 	// they would upstream.
 	rc.SkipAnsweredChecks = true
+	// A voter whose leader has been silent for a HeartbeatTimeout votes for
+	// the first voter that noticed (raft copy, patch 13): a failover takes
+	// as long as the fastest voter to notice, not the slowest.
+	rc.VoteAfterSilence = true
 
 	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
 	if n.cfg.SnapshotInterval > 0 {

@@ -183,6 +183,17 @@ type Config struct {
 	// they would upstream.
 	SkipAnsweredChecks bool
 
+	// VoteAfterSilence lets a follower grant a vote or pre-vote to another
+	// candidate once its leader has been silent for its contact timeout
+	// (HeartbeatTimeout for a voter), as the Raft thesis's leader stickiness
+	// has it (pio patch 13). Upstream a follower refuses every candidate
+	// while it still knows a leader, and forgets a dead one only at its own
+	// next heartbeat check, up to twice HeartbeatTimeout after the last
+	// contact: the first voter to notice a dead leader is refused and waits
+	// out an election timeout, so a failover takes as long as the slowest
+	// voter to notice, not the fastest. A leader still refuses every vote.
+	VoteAfterSilence bool
+
 	// IdleCommitInterval is how often an idle leader sends a follower the
 	// commit index although the follower acknowledged it already, a
 	// backstop (pio patch 8); 0 means HeartbeatTimeout, and a non-voter gets

@@ -870,3 +870,85 @@ func TestPIOPeerChangedDuringReplication(t *testing.T) {
 		t.Fatalf("a is %s after the changes, want leader", got)
 	}
 }
+
+// TestPIOVoteAfterSilence checks pio patch 13: a follower whose leader has
+// been silent for its contact timeout grants another candidate's pre-vote and
+// vote although it still knows that leader (its own heartbeat check has not
+// run yet); upstream it refuses both until that check forgets the leader. A
+// follower that heard its leader recently still refuses, and so does the
+// leader.
+func TestPIOVoteAfterSilence(t *testing.T) {
+	for _, silence := range []bool{false, true} {
+		nodes, trans := startLeaderAlone(t, []ServerID{"a", "b", "c"}, func(c *Config) {
+			// a leads at once; b and c are long enough that neither runs a
+			// heartbeat check during the test.
+			c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = 5*time.Second, 5*time.Second, 5*time.Second
+			if c.LocalID == "a" {
+				c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = 100*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond
+			}
+			c.VoteAfterSilence = silence
+		})
+		a, b, c := nodes["a"], nodes["b"], nodes["c"]
+		for _, id := range []ServerID{"b", "c"} {
+			if err := a.AddVoter(id, ServerAddress(id), 0, time.Second).Error(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := a.Barrier(time.Second).Error(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for _, id := range []ServerID{"b", "c"} {
+			for _, leader := nodes[id].LeaderWithID(); leader != "a" || nodes[id].LastIndex() != a.LastIndex(); _, leader = nodes[id].LeaderWithID() {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s never caught up with a", id)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		ask := func(to ServerID) (preVote, vote bool) {
+			t.Helper()
+			idx, term := b.getLastEntry()
+			var pr RequestPreVoteResponse
+			if err := trans["b"].RequestPreVote(to, ServerAddress(to), &RequestPreVoteRequest{
+				RPCHeader: b.getRPCHeader(), Term: b.getCurrentTerm() + 1, LastLogIndex: idx, LastLogTerm: term,
+			}, &pr); err != nil {
+				t.Fatal(err)
+			}
+			var vr RequestVoteResponse
+			if err := trans["b"].RequestVote(to, ServerAddress(to), &RequestVoteRequest{
+				RPCHeader: b.getRPCHeader(), Term: b.getCurrentTerm() + 1, LastLogIndex: idx, LastLogTerm: term,
+			}, &vr); err != nil {
+				t.Fatal(err)
+			}
+			return pr.Granted, vr.Granted
+		}
+		// c hears a: it refuses b either way, and so does the leader.
+		if p, v := ask("c"); p || v {
+			t.Errorf("VoteAfterSilence %v: a follower that hears its leader granted pre-vote %v, vote %v: want neither", silence, p, v)
+		}
+		if p, v := ask("a"); p || v {
+			t.Errorf("VoteAfterSilence %v: the leader granted pre-vote %v, vote %v: want neither", silence, p, v)
+		}
+		// a goes silent for c: c knows a still (its next check is seconds
+		// away) but last heard of it a minute ago.
+		trans["a"].Disconnect("c")
+		c.lastContactLock.Lock()
+		c.lastContact = time.Now().Add(-time.Minute)
+		c.lastContactLock.Unlock()
+		if addr, _ := c.LeaderWithID(); addr != "a" {
+			t.Fatalf("c forgot its leader before the test could ask it (leader %q)", addr)
+		}
+		p, v := ask("c")
+		t.Logf("VoteAfterSilence %v: a follower whose leader is silent grants pre-vote %v, vote %v", silence, p, v)
+		if silence && (!p || !v) {
+			t.Errorf("with VoteAfterSilence, a follower whose leader is silent granted pre-vote %v, vote %v: want both", p, v)
+		}
+		if !silence && (p || v) {
+			t.Errorf("upstream, a follower that knows a leader granted pre-vote %v, vote %v: the comparison means nothing", p, v)
+		}
+		for _, n := range nodes {
+			_ = n.Shutdown().Error()
+		}
+	}
+}

@@ -286,6 +286,25 @@ func (r *Raft) followerContactTimeout() time.Duration {
 	return conf.HeartbeatTimeout
 }
 
+// keepsLeader reports whether this node refuses candidate's vote or pre-vote
+// request for the leader it knows, which it returns for the log. Upstream it
+// refuses while it knows any leader other than the candidate; with
+// VoteAfterSilence (pio patch 13) a follower refuses only while that leader
+// was heard from within its contact timeout, so that the first voter to
+// notice a dead leader is elected without waiting for the others to notice
+// too. Called from the main goroutine only.
+func (r *Raft) keepsLeader(candidate ServerAddress) (ServerAddress, ServerID, bool) {
+	leaderAddr, leaderID := r.LeaderWithID()
+	if leaderAddr == "" || leaderAddr == candidate {
+		return leaderAddr, leaderID, false
+	}
+	if r.config().VoteAfterSilence && r.getState() == Follower &&
+		time.Since(r.LastContact()) >= r.followerContactTimeout() {
+		return leaderAddr, leaderID, false
+	}
+	return leaderAddr, leaderID, true
+}
+
 // liveBootstrap attempts to seed an initial configuration for the cluster. See
 // the Raft object's member BootstrapCluster for more details. This must only be
 // called on the main thread, and only makes sense in the follower state.
@@ -1707,7 +1726,7 @@ func (r *Raft) requestVote(rpc RPC, req *RequestVoteRequest) {
 			return
 		}
 	}
-	if leaderAddr, leaderID := r.LeaderWithID(); leaderAddr != "" && leaderAddr != candidate && !req.LeadershipTransfer {
+	if leaderAddr, leaderID, keep := r.keepsLeader(candidate); keep && !req.LeadershipTransfer {
 		r.logger.Warn("rejecting vote request since we have a leader",
 			"from", candidate,
 			"leader", leaderAddr,
@@ -1820,7 +1839,7 @@ func (r *Raft) requestPreVote(rpc RPC, req *RequestPreVoteRequest) {
 		return
 	}
 
-	if leaderAddr, leaderID := r.LeaderWithID(); leaderAddr != "" && leaderAddr != candidate {
+	if leaderAddr, leaderID, keep := r.keepsLeader(candidate); keep {
 		r.logger.Warn("rejecting pre-vote request since we have a leader",
 			"from", candidate,
 			"leader", leaderAddr,
