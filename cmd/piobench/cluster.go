@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -85,12 +87,41 @@ type node struct {
 }
 
 func freePort(ip string) (string, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	ports, err := freePorts(ip, 1)
 	if err != nil {
 		return "", err
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return ports[0], nil
+}
+
+// freePorts picks n distinct ports on ip, each free for both TCP and UDP
+// (memberlist binds both), held open until all are picked so that no two are
+// the same.
+func freePorts(ip string, n int) ([]string, error) {
+	var out []string
+	var closers []io.Closer
+	defer func() {
+		for _, c := range closers {
+			_ = c.Close()
+		}
+	}()
+	for tries := 0; len(out) < n; tries++ {
+		if tries > 100*n {
+			return nil, fmt.Errorf("no %d free ports on %s", n, ip)
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, ln)
+		pc, err := net.ListenPacket("udp", ln.Addr().String())
+		if err != nil {
+			continue // taken for UDP: pick another, keeping this one held
+		}
+		closers = append(closers, pc)
+		out = append(out, ln.Addr().String())
+	}
+	return out, nil
 }
 
 // start runs a new node on its own loopback address.
@@ -104,18 +135,14 @@ func (b *bench) startConcurrent(name string, extra ...string) (*node, error) {
 	b.ip++
 	ip := fmt.Sprintf("127.0.%d.%d", 9+b.ip/250, 1+b.ip%250)
 	b.mu.Unlock()
-	httpAddr, err := freePort(ip)
+	// Every port is picked here, distinct: one picked twice, or a port pio
+	// picks itself landing on one just picked, stopped a node of 100 at
+	// start once.
+	ports, err := freePorts(ip, 6)
 	if err != nil {
 		return nil, err
 	}
-	raftAddr, err := freePort(ip)
-	if err != nil {
-		return nil, err
-	}
-	gossipAddr, err := freePort(ip)
-	if err != nil {
-		return nil, err
-	}
+	httpAddr, raftAddr, gossipAddr, mqttAddr, mqttWSAddr := ports[0], ports[1], ports[2], ports[3], ports[4]
 	dataDir := filepath.Join(b.dir, name)
 	n := &node{name: name, http: httpAddr, bin: b.pio, logPath: filepath.Join(b.dir, name+".log"), dataDir: dataDir, tokens: &tokenSource{dir: dataDir}}
 	if b.devices {
@@ -127,11 +154,9 @@ func (b *bench) startConcurrent(name string, extra ...string) (*node, error) {
 	hc.Transport = &authTransport{base: hc.Transport, token: n.tokens.get}
 	n.c = &client.Client{Base: "http://" + httpAddr, HTTP: hc}
 	n.args = append([]string{"serve", "--name", name, "--data-dir", dataDir, "--http-addr", httpAddr,
-		"--raft-addr", raftAddr, "--gossip-addr", gossipAddr, "--mqtt-addr", ip + ":0", "--mqtt-ws-addr", ip + ":0", "--hardware", "sim"}, extra...)
+		"--raft-addr", raftAddr, "--gossip-addr", gossipAddr, "--mqtt-addr", mqttAddr, "--mqtt-ws-addr", mqttWSAddr, "--hardware", "sim"}, extra...)
 	if b.profileDir != "" {
-		if n.pprofAddr, err = freePort(ip); err != nil {
-			return nil, err
-		}
+		n.pprofAddr = ports[5]
 	}
 	b.mu.Lock()
 	b.procs = append(b.procs, n)
@@ -158,11 +183,27 @@ func (n *node) run() error {
 	exited := make(chan struct{})
 	n.exited = exited
 	go func(cmd *exec.Cmd) { _ = cmd.Wait(); log.Close(); close(exited) }(n.cmd)
-	// A node of 200 on two cores may take a while to start.
+	// A node of 200 on two cores may take a while to start; one that exits
+	// meanwhile is reported at once, with the end of its log.
 	return waitFor(60*time.Second, n.name+" serving HTTP", func() error {
+		select {
+		case <-exited:
+			return stopWaiting{fmt.Errorf("%s exited before it served HTTP; the end of its log:\n%s", n.name, tail(n.logPath, 10))}
+		default:
+		}
 		_, err := n.c.Health(context.Background())
 		return err
 	})
+}
+
+// tail returns the last n lines of the file at path.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // signalKill sends the node's process SIGKILL without waiting for it.
@@ -248,12 +289,21 @@ func waitVoters(nodes []*node, n int) error {
 	})
 }
 
+// stopWaiting is an error of waitFor's condition that no wait can mend.
+type stopWaiting struct{ error }
+
+// waitFor calls f every 20 ms until it returns nil, a stopWaiting, or within
+// has passed.
 func waitFor(within time.Duration, what string, f func() error) error {
 	deadline := time.Now().Add(within)
 	var err error
 	for time.Now().Before(deadline) {
 		if err = f(); err == nil {
 			return nil
+		}
+		var stop stopWaiting
+		if errors.As(err, &stop) {
+			return fmt.Errorf("%s: %w", what, stop.error)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
