@@ -185,8 +185,12 @@ func (b *bench) scale(ctx context.Context, n, starts int, wait, stable time.Dura
 	defer func() { <-startProf }()
 	var worstAlive atomic.Int64
 	lastReport := time.Now()
+	// A look at 200 nodes on a saturated machine can take a minute: the wait
+	// ends on time all the same.
+	waitCtx, cancelWait := context.WithTimeout(ctx, wait)
+	defer cancelWait()
 	err = waitFor(wait, fmt.Sprintf("%d nodes agree", n), func() error {
-		v := views(ctx, nodes, n, true)
+		v := views(waitCtx, nodes, n, true)
 		bad := v.bad
 		worstAlive.Store(int64(v.fewest))
 		if bad > 0 && time.Since(lastReport) >= 5*time.Second {
