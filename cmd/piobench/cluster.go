@@ -135,9 +135,9 @@ func (b *bench) startConcurrent(name string, extra ...string) (*node, error) {
 	b.ip++
 	ip := fmt.Sprintf("127.0.%d.%d", 9+b.ip/250, 1+b.ip%250)
 	b.mu.Unlock()
-	// Every port is picked here, distinct: one picked twice, or a port pio
-	// picks itself landing on one just picked, stopped a node of 100 at
-	// start once.
+	// Every port is picked here, distinct: a port picked twice, or one that
+	// pio picks itself landing on one just picked, would stop the node at
+	// start (a node of 100 failed to start once, most likely so).
 	ports, err := freePorts(ip, 6)
 	if err != nil {
 		return nil, err
