@@ -86,14 +86,6 @@ type node struct {
 	pprofAddr  string  // host:port of the node's profiler, or empty
 }
 
-func freePort(ip string) (string, error) {
-	ports, err := freePorts(ip, 1)
-	if err != nil {
-		return "", err
-	}
-	return ports[0], nil
-}
-
 // freePorts picks n distinct ports on ip, each free for both TCP and UDP
 // (memberlist binds both), held open until all are picked so that no two are
 // the same.
