@@ -138,15 +138,23 @@ func (b *Broker) applied(c fsm.Change) (stale bool) {
 // irFrom keeps the IR LED intensity of the od_reading job of a worker's job
 // report, which its OD readings carry.
 func (b *Broker) irFrom(rep *fsm.JobsReport) {
+	u, found := b.src.FSM.UnitByID(rep.NodeID)
+	if !found {
+		return
+	}
 	for _, j := range rep.Jobs {
-		if j.Name != "od_reading" {
-			continue
-		}
-		if v, ok := j.Settings["ir_led_intensity"].(float64); ok {
-			if u, found := b.src.FSM.UnitByID(rep.NodeID); found {
-				b.ir[u.Name] = v
-			}
-		}
+		b.keepIR(u.Name, j)
+	}
+}
+
+// keepIR keeps the IR LED intensity of unit's job r if r is its od_reading
+// job: the unit's OD readings carry it.
+func (b *Broker) keepIR(unit string, r fsm.JobRecord) {
+	if r.Name != "od_reading" {
+		return
+	}
+	if v, ok := r.Settings["ir_led_intensity"].(float64); ok {
+		b.ir[unit] = v
 	}
 }
 
@@ -271,11 +279,7 @@ func (b *Broker) syncRetained() {
 					want[base+k] = settingText(v)
 				}
 			}
-			if r.Name == "od_reading" {
-				if v, ok := r.Settings["ir_led_intensity"].(float64); ok {
-					b.ir[u.Name] = v
-				}
-			}
+			b.keepIR(u.Name, r)
 		}
 	}
 	for t, p := range b.last {
